@@ -1,0 +1,186 @@
+"""The ``firstwatch`` command line (DESIGN.md A2). Each command imports only what it needs, so
+``firstwatch check`` starts fast enough to run from cron and deploy pipelines."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from agent import __version__
+
+EX_USAGE, EX_CONFIG, UNKNOWN = 64, 78, 3
+
+
+class _Formatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid shard {text!r}: expected K/N, like 1/4") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"invalid shard {text!r}: K must be between 1 and N")
+    return k, n
+
+
+def _duration(text: str) -> float:
+    from agent.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from agent.config import default_config_path
+
+    p = argparse.ArgumentParser(prog="firstwatch", description="Synthetic monitoring and health-check agent.")
+    p.add_argument("--version", action="version", version=f"firstwatch {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument(
+            "-c",
+            "--config",
+            default=default_config_path(),
+            help="config file (default: $FIRSTWATCH_CONFIG, else /etc/firstwatch/config.yaml)",
+        )
+        return sp
+
+    r = with_config(sub.add_parser("run", help="run the agent in the foreground"))
+    r.add_argument("--shard", type=_shard, help="run only share K of N of the checks (K/N)")
+    r.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    c = with_config(sub.add_parser("check", help="run checks once and exit with a Nagios code"))
+    c.add_argument("--only", action="append", metavar="NAME", help="run only this check (repeatable)")
+    c.add_argument("--format", choices=["text", "json", "nagios"], default="text")
+    c.add_argument("--until-green", type=_duration, metavar="DURATION", help="re-run failing checks until all pass")
+
+    with_config(sub.add_parser("validate", help="validate the config; exit 78 on errors"))
+    lc = sub.add_parser("list-checks", help="list the check types and the values they measure")
+    lc.add_argument("--sample", metavar="TYPE", help="print an example config for TYPE")
+
+    for name, text in (
+        ("status", "ask the running daemon for its status"),
+        ("timeline", "print the incident timeline"),
+        ("note", "add a human note to an incident's timeline"),
+        ("ack", "acknowledge an incident"),
+        ("report", "write a post-mortem draft for an incident"),
+    ):
+        later = with_config(sub.add_parser(name, help=f"{text} (not available yet)"))
+        later.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def _print_issues(exc: Exception) -> None:
+    issues = getattr(exc, "issues", [])
+    for issue in issues:
+        print(issue, file=sys.stderr)
+    print(f"firstwatch: {len(issues)} config error(s)", file=sys.stderr)
+
+
+def cmd_validate(config: str) -> int:
+    from agent.config import load_config
+    from agent.yaml_source import ConfigError
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _print_issues(exc)
+        return EX_CONFIG
+    targets = sum(len(s.build().targets()) for s in cfg.checks)
+    print(f"{config}: ok ({len(cfg.checks)} checks, {targets} targets, {len(cfg.sinks)} sinks)")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    import asyncio
+    import difflib
+
+    from agent.config import load_config
+    from agent.oneshot import check_once, exit_code
+    from agent.output import RENDERERS
+    from agent.yaml_source import ConfigError
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        _print_issues(exc)
+        return UNKNOWN
+    specs = list(cfg.checks)
+    if args.only:
+        names = {s.config.name for s in specs}
+        for name in args.only:
+            if name not in names:
+                close = difflib.get_close_matches(name, sorted(names), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                print(f"firstwatch: no check named {name!r}{hint}", file=sys.stderr)
+                return UNKNOWN
+        specs = [s for s in specs if s.config.name in args.only]
+    if not specs:
+        print("firstwatch: no checks to run", file=sys.stderr)
+        return UNKNOWN
+    findings = asyncio.run(check_once(specs, cfg.agent_name, args.until_green))
+    print(RENDERERS[args.format](findings))
+    return exit_code(findings)
+
+
+def cmd_list_checks(sample: str | None) -> int:
+    from checks import CHECKS
+
+    if sample is not None:
+        cls = CHECKS.get(sample)
+        if cls is None:
+            print(f"firstwatch: unknown check type {sample!r} (known: {', '.join(sorted(CHECKS))})", file=sys.stderr)
+            return EX_USAGE
+        from agent.docs import example_of
+
+        print(example_of(cls))
+        return 0
+    for name, cls in sorted(CHECKS.items()):
+        target = f"{cls.TARGET_KEY} or targets" if cls.TARGET_KEY else "no target"
+        print(f"{name}  ({target})")
+        for v in cls.VALUES:
+            print(f"    {v.name:<18} {v.unit:<6} {v.meaning}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            setup_logging(args.log_level)
+            from agent.daemon import run
+
+            return run(args.config, args.shard)
+        setup_logging("warning")
+        if args.command == "check":
+            return cmd_check(args)
+        if args.command == "validate":
+            return cmd_validate(args.config)
+        if args.command == "list-checks":
+            return cmd_list_checks(args.sample)
+        print(f"firstwatch: '{args.command}' is not available yet in this version", file=sys.stderr)
+        return UNKNOWN
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: one clear line (the daemon logs tracebacks itself)
+        print(f"firstwatch: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return UNKNOWN

@@ -1,0 +1,266 @@
+"""Load and validate the whole configuration at once: every error, each at its line and column.
+
+``load_config(path)`` returns an :class:`AgentConfig` or raises :class:`ConfigError` holding every
+issue found. The schema is the pydantic models: the top level here, each check type's ``Config``
+in ``checks/``, each sink type's ``Config`` in ``agent/sinks/``; the registries ``checks.CHECKS``
+and ``agent.sinks.SINKS`` say which exist. Error text is user interface (see ``config_errors``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path as FsPath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from agent.alert_config import AlertConfig
+from agent.config_errors import issues_from_validation, suggest
+from agent.rules import Rule, compile_rule
+from agent.sinks import SINKS
+from agent.sinks.base import Sink
+from agent.yaml_source import ConfigError, Issue, Path, Source, load_yaml
+from checks import CHECKS
+from checks.base import Check, CheckConfig
+
+DEFAULT_CONFIG = "/etc/firstwatch/config.yaml"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
+_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_DEFAULT_ALERTS: list[dict[str, Any]] = [{"when": "down", "severity": "critical"}]
+
+# Contract keys whose features land in later releases: a clear message instead of "unknown option".
+PLANNED: dict[str, str] = {
+    "impact": "group blast radius ('impact') is not supported yet in this version",
+    "telemetry": "'telemetry' (OTLP export, Prometheus endpoint) is not supported yet in this version",
+    "listen": "the HTTP endpoint ('listen') is not supported yet in this version",
+    "delay": "escalation ('delay') is not supported yet in this version",
+    "repeat": "reminders ('repeat') are not supported yet in this version",
+}
+
+
+def _check_labels(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not _LABEL.match(key):
+            raise ValueError(f"invalid label name {key!r}: use letters, digits and underscores")
+    return value
+
+
+class AgentSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = ""
+    labels: dict[str, str] = {}
+    state_dir: str = ""
+
+    _labels = field_validator("labels")(_check_labels)
+
+
+class TopLevel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent: AgentSection = AgentSection()
+    defaults: dict[str, Any] = {}
+    checks: list[dict[str, Any]] = []
+    sinks: list[dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A validated check: its class, its typed config and compiled rules."""
+
+    cls: type[Check]
+    config: CheckConfig
+    rules: tuple[Rule, ...]
+    line: int
+
+    def build(self) -> Check:
+        return self.cls(self.config)  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    cls: type[Sink]
+    config: Any
+    name: str
+
+    def build(self) -> Sink:
+        return self.cls(self.config, self.name)  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything ``run`` and ``check`` need, validated."""
+
+    file: str
+    agent_name: str
+    labels: dict[str, str]
+    state_dir: str
+    checks: tuple[CheckSpec, ...]
+    sinks: tuple[SinkSpec, ...]
+
+
+def default_config_path() -> str:
+    return os.environ.get("FIRSTWATCH_CONFIG") or DEFAULT_CONFIG
+
+
+def load_config(path: str) -> AgentConfig:
+    """Read, parse and validate ``path``; raise :class:`ConfigError` with every issue."""
+    try:
+        text = FsPath(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Issue(path, 0, 0, (), "config file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Issue(path, 0, 0, (), f"cannot read config file: {exc}")]) from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> AgentConfig:
+    src = load_yaml(text, file, env)
+    issues: list[Issue] = list(src.issues)
+    if not isinstance(src.data, dict):
+        raise ConfigError([src.issue((), "the config must be a mapping with agent, defaults, checks and sinks")])
+    try:
+        top = TopLevel.model_validate(src.data)
+    except ValidationError as exc:
+        issues.extend(issues_from_validation(exc, src, TopLevel, (), PLANNED))
+        raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col))) from None
+    checks = _validate_checks(top, src, issues)
+    sinks = _validate_sinks(top, src, issues, {c.config.name for c in checks})
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col)))
+    return AgentConfig(
+        file=file,
+        agent_name=top.agent.name or socket.gethostname(),
+        labels=dict(top.agent.labels),
+        state_dir=top.agent.state_dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "./state",
+        checks=tuple(checks),
+        sinks=tuple(sinks),
+    )
+
+
+def _known_keys(cls: type[Check]) -> set[str]:
+    fields = cls.Config.model_fields
+    return {f.alias or name for name, f in fields.items()}
+
+
+def _validate_checks(top: TopLevel, src: Source, issues: list[Issue]) -> list[CheckSpec]:
+    all_keys = set().union(*(_known_keys(c) for c in CHECKS.values())) - {"name", "type"}
+    for key in top.defaults:
+        if key not in all_keys:
+            issues.append(src.issue(("defaults", key), suggest(key, all_keys, PLANNED), key=True))
+    out: list[CheckSpec] = []
+    seen: dict[str, Path] = {}
+    for i, raw in enumerate(top.checks):
+        path: Path = ("checks", i)
+        kind = raw.get("type")
+        if kind is None:
+            issues.append(src.issue(path, "missing required option 'type'"))
+            continue
+        cls = CHECKS.get(str(kind))
+        if cls is None:
+            msg = suggest(str(kind), set(CHECKS), {}, what="check type")
+            issues.append(src.issue((*path, "type"), f"{msg} (known: {', '.join(sorted(CHECKS))})"))
+            continue
+        known = _known_keys(cls)
+        merged = {k: v for k, v in top.defaults.items() if k in known}
+        merged.update(raw)
+        if "alerts" not in merged:
+            merged["alerts"] = _DEFAULT_ALERTS
+        from_defaults = {k for k in merged if k not in raw and k in top.defaults}
+
+        def where(loc: Path, path: Path = path, from_defaults: set[str] = from_defaults) -> Path:
+            if loc and loc[0] in from_defaults:
+                return ("defaults", *loc)
+            return (*path, *loc)
+
+        rules, rule_issues = _compile_rules(cls, merged.get("alerts"), src, where)
+        issues.extend(rule_issues)
+        try:
+            cfg = cls.Config.model_validate(merged)
+        except ValidationError as exc:
+            issues.extend(issues_from_validation(exc, src, cls.Config, path, PLANNED, relocate=where))
+            continue
+        issues.extend(_check_shape(cls, cfg, src, path))
+        if cfg.timeout > cfg.interval:
+            if "timeout" in raw:
+                msg = f"timeout ({cfg.timeout:g}s) must not exceed interval ({cfg.interval:g}s)"
+                issues.append(src.issue((*path, "timeout"), msg))
+            else:  # an inherited timeout shrinks to fit the check's own interval
+                cfg = cfg.model_copy(update={"timeout": cfg.interval})
+        name = cfg.name
+        if not _NAME.match(name):
+            issues.append(src.issue((*path, "name"), f"invalid name {name!r}: use letters, digits, '.', '_' and '-'"))
+        elif name in seen:
+            first = src.position(seen[name])[0]
+            issues.append(src.issue((*path, "name"), f"duplicate check name {name!r} (first used on line {first})"))
+        seen.setdefault(name, (*path, "name"))
+        out.append(CheckSpec(cls, cfg, tuple(rules), src.position(path)[0]))
+    return out
+
+
+def _compile_rules(
+    cls: type[Check], raw_alerts: Any, src: Source, where: Callable[[Path], Path]
+) -> tuple[list[Rule], list[Issue]]:
+    """Compile each well-formed alert (malformed ones are reported by the model validation)."""
+    rules: list[Rule] = []
+    issues: list[Issue] = []
+    for j, raw in enumerate(raw_alerts if isinstance(raw_alerts, list) else []):
+        try:
+            alert = AlertConfig.model_validate(raw)
+        except ValidationError:
+            continue
+        try:
+            rules.append(compile_rule(j, alert, cls.VALUES, cls.TYPE))
+        except ValueError as exc:
+            issues.append(src.issue(where(("alerts", j, "when")), str(exc)))
+    return rules, issues
+
+
+def _check_shape(cls: type[Check], cfg: CheckConfig, src: Source, path: Path) -> list[Issue]:
+    issues: list[Issue] = []
+    key = cls.TARGET_KEY
+    one = getattr(cfg, key, None) if key else None
+    if key is None and cfg.targets is not None:
+        issues.append(src.issue((*path, "targets"), f"{cls.TYPE} checks take no target", key=True))
+    elif key is not None and one is None and not cfg.targets:
+        issues.append(src.issue(path, f"missing required option {key!r} (or 'targets', a list)"))
+    elif key is not None and one is not None and cfg.targets is not None:
+        issues.append(src.issue((*path, "targets"), f"set either {key!r} or 'targets', not both", key=True))
+    if cfg.targets is not None and len(set(cfg.targets)) != len(cfg.targets):
+        issues.append(src.issue((*path, "targets"), "targets must be unique"))
+    return issues
+
+
+def _validate_sinks(top: TopLevel, src: Source, issues: list[Issue], check_names: set[str]) -> list[SinkSpec]:
+    raws = top.sinks if top.sinks is not None else [{"type": "stdout"}]
+    out: list[SinkSpec] = []
+    names: dict[str, int] = {}
+    for i, raw in enumerate(raws):
+        path: Path = ("sinks", i)
+        kind = raw.get("type")
+        cls = SINKS.get(str(kind)) if kind is not None else None
+        if kind is None:
+            issues.append(src.issue(path, "missing required option 'type'"))
+            continue
+        if cls is None:
+            msg = suggest(str(kind), set(SINKS), {}, what="sink type")
+            issues.append(src.issue((*path, "type"), f"{msg} (known: {', '.join(sorted(SINKS))})"))
+            continue
+        try:
+            cfg = cls.Config.model_validate(raw)
+        except ValidationError as exc:
+            issues.extend(issues_from_validation(exc, src, cls.Config, path, PLANNED))
+            continue
+        for j, name in enumerate(cfg.checks or []):
+            if name not in check_names:
+                issues.append(src.issue((*path, "checks", j), suggest(name, check_names, {}, what="check")))
+        name = cfg.name or (str(kind) if str(kind) not in names else f"{kind}-{i}")
+        if name in names:
+            issues.append(src.issue((*path, "name"), f"duplicate sink name {name!r}"))
+        names[name] = i
+        out.append(SinkSpec(cls, cfg, name))
+    return out

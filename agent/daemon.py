@@ -1,0 +1,118 @@
+"""``firstwatch run``: wire config, scheduler, probes, rules, state and sinks, until a signal.
+
+Probes measure, rules judge, the state machine debounces, sinks deliver; this module only
+connects them. Logs go to stderr: one line when each target is first seen and whenever it goes
+up or down, so the journal tells the story without drowning it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import zlib
+
+from agent.alerts import AlertBook
+from agent.config import AgentConfig, CheckSpec, load_config
+from agent.dispatch import Dispatcher
+from agent.probe_runner import SharedResources, run_probe
+from agent.scheduler import Job, Scheduler
+from agent.units import format_duration
+from agent.yaml_source import ConfigError
+from checks.base import Check
+
+log = logging.getLogger("firstwatch")
+
+EX_CONFIG = 78
+
+
+def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
+    """Whether check ``name`` belongs to shard K of N (stable across agents and restarts)."""
+    if shard is None:
+        return True
+    k, n = shard
+    return zlib.crc32(name.encode()) % n == k - 1
+
+
+class Runtime:
+    """Everything one loaded config runs: checks, alert state, sinks."""
+
+    def __init__(self, cfg: AgentConfig, shard: tuple[int, int] | None = None) -> None:
+        self.cfg = cfg
+        self.resources = SharedResources(cfg.agent_name)
+        self.book = AlertBook(cfg.agent_name, cfg.labels)
+        self.dispatcher = Dispatcher([s.build() for s in cfg.sinks])
+        self.checks = [(spec, spec.build()) for spec in cfg.checks if in_shard(spec.config.name, shard)]
+        self._last_ok: dict[tuple[str, str], bool] = {}
+
+    def jobs(self) -> list[Job]:
+        out = []
+        for spec, check in self.checks:
+            for target in check.targets():
+                out.append(Job(f"{spec.config.name} {target}", spec.config.interval, self._runner(spec, check, target)))
+        return out
+
+    def _runner(self, spec: CheckSpec, check: Check, target: str):  # type: ignore[no-untyped-def]
+        async def run() -> None:
+            result = await run_probe(check, target, self.resources)
+            key = (result.check, target)
+            if self._last_ok.get(key) != result.ok:
+                self._last_ok[key] = result.ok
+                took = format_duration(result.duration_s)
+                if result.ok:
+                    log.info("%s %s: up (%s)", result.check, target, took)
+                else:
+                    log.warning("%s %s: down (%s) after %s", result.check, target, result.error, took)
+            for event in self.book.observe(spec, result):
+                log.info("event %s %s: %s", event.kind, event.severity, event.summary)
+                self.dispatcher.publish(event)
+
+        return run
+
+
+async def serve(cfg: AgentConfig, shard: tuple[int, int] | None, stop: asyncio.Event) -> None:
+    runtime = Runtime(cfg, shard)
+    runtime.dispatcher.start()
+    jobs = runtime.jobs()
+    scheduler = Scheduler(jobs)
+    sched_task = asyncio.create_task(scheduler.run(), name="scheduler")
+    log.info(
+        "firstwatch started: agent %s, %d checks (%d targets), %d sinks",
+        cfg.agent_name,
+        len(runtime.checks),
+        len(jobs),
+        len(runtime.dispatcher.sinks),
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        sched_task.cancel()
+        await asyncio.gather(sched_task, return_exceptions=True)
+        await runtime.dispatcher.close(timeout=5.0)
+        await runtime.resources.close()
+        log.info("stopped after %d runs", scheduler.stats.runs)
+
+
+def run(config_path: str, shard: tuple[int, int] | None) -> int:
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print(f"firstwatch: {len(exc.issues)} config error(s); not starting", file=sys.stderr)
+        return EX_CONFIG
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: log.warning("SIGHUP: config reload is not supported yet; restart to apply changes")
+        )
+        await serve(cfg, shard, stop)
+
+    asyncio.run(main())
+    return 0

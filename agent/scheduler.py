@@ -1,0 +1,129 @@
+"""One schedule for every (check, target): a heap of due times, a single timer, no overlap.
+
+Placement: each job gets a stable phase inside its interval from a hash of its name, so 1,000
+checks with the same interval are spread evenly over it instead of firing in one burst (as
+Prometheus spreads scrapes). The first run comes soon after start (spread over at most
+``first_window`` seconds) so the agent reports on every check within seconds; from then on a job
+runs on its phase slots, the first gap being between half and one and a half intervals.
+
+A job never overlaps itself: if its previous run is still going when it is due again (its timeout
+is longer than its interval, or the loop stalled), that run is counted as missed. If the loop fell
+behind by more than an interval, the slots passed are counted as missed and the job moves to its
+next slot instead of bursting to catch up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger("firstwatch.scheduler")
+
+
+@dataclass
+class Job:
+    """One recurring run: ``run()`` is awaited every ``interval`` seconds."""
+
+    name: str
+    interval: float
+    run: Callable[[], Awaitable[None]]
+    phase: float = 0.0  # fraction of the interval, from a hash of the name
+    running: bool = False
+
+    def __post_init__(self) -> None:
+        self.phase = zlib.crc32(self.name.encode()) / 2**32
+
+
+@dataclass
+class SchedulerStats:
+    runs: int = 0
+    missed: int = 0
+    lags: deque[float] = field(default_factory=lambda: deque(maxlen=20000))
+    last_progress: float = 0.0  # loop time of the last run started (the watchdog reads it)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        jobs: list[Job],
+        *,
+        clock: Callable[[], float] | None = None,
+        first_window: float = 5.0,
+    ) -> None:
+        self.jobs = jobs
+        self.clock = clock or asyncio.get_running_loop().time
+        self.first_window = first_window
+        self.stats = SchedulerStats()
+        self._heap: list[tuple[float, int, Job]] = []
+        self._anchor = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _next_slot(self, job: Job, not_before: float) -> float:
+        """The first of the job's phase slots at or after ``not_before``."""
+        base = self._anchor + job.phase * job.interval
+        k = max(0, math.ceil((not_before - base) / job.interval - 1e-9))
+        return base + k * job.interval
+
+    def plan(self, start: float) -> None:
+        """Place every job's first run (called by :meth:`run`; public for tests)."""
+        self._anchor = start
+        self._heap = [
+            (start + job.phase * min(job.interval, self.first_window), i, job) for i, job in enumerate(self.jobs)
+        ]
+        heapq.heapify(self._heap)
+
+    async def run(self) -> None:
+        """Run jobs until cancelled; in-flight runs are cancelled with it."""
+        self.plan(self.clock())
+        heap = self._heap
+        try:
+            while heap:
+                now = self.clock()
+                due = heap[0][0]
+                if due > now:
+                    await asyncio.sleep(due - now)
+                    continue
+                while heap and heap[0][0] <= now:
+                    due, seq, job = heapq.heappop(heap)
+                    self._start(job, due, now)
+                    nxt = self._next_slot(job, due + job.interval / 2)
+                    if nxt <= now:  # fell behind by more than an interval: skip, don't burst
+                        skipped = self._next_slot(job, now)
+                        self.stats.missed += round((skipped - nxt) / job.interval)
+                        nxt = skipped if skipped > now else skipped + job.interval
+                    heapq.heappush(heap, (nxt, seq, job))
+                await asyncio.sleep(0)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _start(self, job: Job, due: float, now: float) -> None:
+        if job.running:
+            self.stats.missed += 1
+            log.warning("%s: previous run still going when the next was due; run skipped", job.name)
+            return
+        self.stats.runs += 1
+        self.stats.lags.append(now - due)
+        self.stats.last_progress = now
+        job.running = True
+        task = asyncio.ensure_future(self._guarded(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, job: Job) -> None:
+        try:
+            await job.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in the pipeline must not stop the schedule
+            log.exception("%s: run failed (a firstwatch bug)", job.name)
+        finally:
+            job.running = False

@@ -1,0 +1,14 @@
+"""The registry of sink types: ``SINKS[type]`` is the class implementing ``type:`` in ``sinks:``.
+
+Config validation, docs and tests read this one mapping.
+"""
+
+from __future__ import annotations
+
+from agent.sinks.base import Sink
+from agent.sinks.file import FileSink
+from agent.sinks.stdout import StdoutSink
+
+SINKS: dict[str, type[Sink]] = {cls.TYPE: cls for cls in (StdoutSink, FileSink)}
+
+__all__ = ["SINKS"]

@@ -1,0 +1,109 @@
+"""Durations and quantities as users write them (``500ms``, ``5m``, ``90%``, ``2MB``), parsed
+once at load, and formatted back for humans (``2.71s``, ``350ms``, ``92.3%``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+# Quantity units by the value unit they apply to, as multipliers into that base unit.
+QUANTITY_UNITS: dict[str, dict[str, float]] = {
+    "s": _DURATION_UNITS,
+    "%": {"%": 1.0},
+    "bytes": {
+        "B": 1.0,
+        "KB": 1e3,
+        "MB": 1e6,
+        "GB": 1e9,
+        "TB": 1e12,
+        "KiB": 1024.0,
+        "MiB": 1024.0**2,
+        "GiB": 1024.0**3,
+        "TiB": 1024.0**4,
+    },
+    "days": {"d": 1.0, "days": 1.0},
+}
+_QUANTITY = re.compile(r"\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*([A-Za-z%]*)\s*\Z")
+
+
+def parse_duration(text: object) -> float:
+    """``"1m30s"`` -> 90.0. Raises ValueError with a message fit for a config error."""
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"expected a duration such as 30s, 5m or 500ms, got {text!r}")
+    if isinstance(text, int | float):
+        if text == 0:
+            return 0.0
+        raise ValueError(f"duration {text!r} needs a unit: write {text}s, {text}m or {text}ms")
+    s = text.strip()
+    if s == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    for m in _DURATION_PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ValueError(f"invalid duration {text!r}: use a number and a unit (ms, s, m, h), like 30s or 1m30s")
+    return total
+
+
+def _duration_field(value: object) -> float:
+    return parse_duration(value)
+
+
+Seconds = Annotated[float, BeforeValidator(_duration_field)]
+"""A pydantic field type: a duration string in the config, seconds (float) in the model."""
+
+
+def parse_quantity(text: str, unit: str, name: str = "this value") -> float:
+    """Parse ``"2s"`` or ``"90%"`` or ``"500"`` into the base ``unit`` of a value.
+
+    A bare number is taken in the base unit. Raises ValueError naming the allowed units."""
+    m = _QUANTITY.match(text)
+    if not m:
+        raise ValueError(f"invalid quantity {text!r}: expected a number with an optional unit")
+    number, suffix = float(m.group(1)), m.group(2)
+    if not suffix:
+        return number
+    allowed = QUANTITY_UNITS.get(unit, {})
+    if suffix not in allowed:
+        hint = f"use one of {', '.join(allowed)}" if allowed else "write a plain number"
+        raise ValueError(f"unit {suffix!r} does not fit {name} (measured in {unit}): {hint}")
+    return number * allowed[suffix]
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: ``350ms``, ``2.71s``, ``5m``, ``1h30m``."""
+    if seconds < 1:
+        ms = seconds * 1000
+        return f"{ms:.0f}ms" if ms >= 10 else f"{ms:.3g}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    if seconds < 3600:
+        m, s = divmod(round(seconds), 60)
+        return f"{m}m{s}s" if s else f"{m}m"
+    h, rest = divmod(round(seconds), 3600)
+    m = rest // 60
+    return f"{h}h{m}m" if m else f"{h}h"
+
+
+def format_value(value: float, unit: str) -> str:
+    """A value in its unit for humans: ``2.71s``, ``92.3%``, ``1.2MB``, ``12.5 days``."""
+    if unit == "s":
+        return format_duration(value)
+    if unit == "%":
+        return f"{value:.3g}%"
+    if unit == "bytes":
+        for suffix, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+            if abs(value) >= size:
+                return f"{value / size:.3g}{suffix}"
+        return f"{value:.0f}B"
+    if unit == "days":
+        return f"{value:.3g} days"
+    return f"{value:g}"

@@ -1,0 +1,19 @@
+"""The registry of check types: ``CHECKS[type]`` is the class implementing ``type:``.
+
+Config validation, ``firstwatch list-checks``, the docs test and the scheduler all read this one
+mapping; adding a probe type means adding a module here and one line below.
+"""
+
+from __future__ import annotations
+
+from checks.base import Check
+from checks.host import HostCheck
+from checks.http import HttpCheck
+from checks.tcp import TcpCheck
+
+CHECKS: dict[str, type[Check]] = {
+    cls.TYPE: cls
+    for cls in (HttpCheck, TcpCheck, HostCheck)
+}
+
+__all__ = ["CHECKS"]

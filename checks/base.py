@@ -1,0 +1,168 @@
+"""The one interface every probe type implements, and the facts a probe returns.
+
+A check type is a class with:
+
+- ``TYPE``: its name in the config (``type: http``),
+- ``TARGET_KEY``: the config key naming one target (``url`` for http, ``target`` for tcp,
+  ``None`` for types without a target such as ``host``); ``targets:`` is the list form,
+- ``Config``: a pydantic model (a subclass of :class:`CheckConfig`) holding every option,
+- ``VALUES``: the values it measures (:class:`ValueSpec`), which ``when:`` rules may name,
+- ``async probe(target, ctx) -> Observation``: measure once. A target that fails is data
+  (``Observation(ok=False, error_kind=..., error=...)``), never an exception.
+
+The runner (``agent.probe_runner``) owns the total deadline, timing and crash capture, so a
+probe only measures. Error kinds are stable strings that rules, events and users can rely on:
+
+    timeout      the total deadline passed
+    refused      the port answered with a reset to our SYN (nothing listens)
+    dns          the name did not resolve
+    tls          the TLS handshake or certificate verification failed
+    reset        the peer closed or reset the connection mid-exchange
+    connection   any other network error (unreachable host, ...)
+    http_status  the HTTP status was not one of the expected ones
+    body         the body broke an expectation (too large, pattern missing, undecodable)
+    expect       a protocol expectation failed (tcp ``expect``, header mismatch)
+    internal     a bug in firstwatch itself: reported, never hidden
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.alert_config import AlertConfig
+from agent.units import Seconds
+
+ERROR_KINDS = (
+    "timeout",
+    "refused",
+    "dns",
+    "tls",
+    "reset",
+    "connection",
+    "http_status",
+    "body",
+    "expect",
+    "internal",
+)
+
+
+@dataclass(frozen=True)
+class ValueSpec:
+    """One value a check type measures: ``name`` (may be a template such as
+    ``disk[MOUNT]``), its ``unit`` (``s``, ``%``, ``bytes``, ``days``, ``1``), and what it means."""
+
+    name: str
+    unit: str
+    meaning: str
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """A regex matching concrete value names: ``disk[MOUNT]`` matches ``disk[/var]``."""
+        out = ""
+        for part in re.split(r"([A-Z][A-Z_]+)", self.name):
+            if part and part.isupper():
+                out += r"(.+)"
+            else:
+                out += re.escape(part)
+        return re.compile(out + r"\Z")
+
+
+@dataclass
+class Observation:
+    """What one probe of one target found. ``values`` maps value names to numbers in the
+    unit their :class:`ValueSpec` declares."""
+
+    ok: bool
+    values: dict[str, float] = field(default_factory=dict)
+    error_kind: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Result:
+    """An observation with its context: which check and target, when, and how long it took."""
+
+    check: str
+    type: str
+    target: str
+    ok: bool
+    values: dict[str, float]
+    error_kind: str | None
+    error: str | None
+    started_at: float  # wall clock, seconds since the epoch
+    duration_s: float
+
+
+class CheckConfig(BaseModel):
+    """Keys every check has. Each type's ``Config`` subclasses this and adds its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: str
+    interval: Seconds = Field(default=30.0, gt=0)
+    timeout: Seconds = Field(default=10.0, gt=0)
+    labels: dict[str, str] = {}
+    alerts: list[AlertConfig] | None = None  # None: the built-in default (down is critical)
+    targets: list[str] | None = None
+
+
+class ProbeContext(Protocol):
+    """Shared resources a probe may use; owned by the runtime and closed by it."""
+
+    agent_name: str
+
+    def http_session(self) -> Any:
+        """The shared ``aiohttp.ClientSession`` (created on first use)."""
+
+
+class Check(Protocol):
+    """The interface the runtime sees (see the module docstring)."""
+
+    TYPE: ClassVar[str]
+    TARGET_KEY: ClassVar[str | None]
+    Config: ClassVar[type[CheckConfig]]
+    VALUES: ClassVar[tuple[ValueSpec, ...]]
+
+    config: CheckConfig
+
+    def targets(self) -> list[str]:
+        """The targets this check probes, one member each."""
+
+    async def probe(self, target: str, ctx: ProbeContext) -> Observation:
+        """Measure ``target`` once; the caller enforces the deadline."""
+
+
+class BaseCheck:
+    """Shared plumbing for check classes: holds the config and lists the targets."""
+
+    TYPE: ClassVar[str] = ""
+    TARGET_KEY: ClassVar[str | None] = "target"
+    Config: ClassVar[type[CheckConfig]] = CheckConfig
+    VALUES: ClassVar[tuple[ValueSpec, ...]] = ()
+
+    def __init__(self, config: CheckConfig) -> None:
+        self.config = config
+
+    def targets(self) -> list[str]:
+        if self.config.targets:
+            return list(self.config.targets)
+        if self.TARGET_KEY is None:
+            return ["localhost"]
+        one = getattr(self.config, self.TARGET_KEY, None)
+        return [str(one)] if one is not None else []
+
+    async def probe(self, target: str, ctx: ProbeContext) -> Observation:
+        raise NotImplementedError
+
+
+def find_value(specs: tuple[ValueSpec, ...], name: str) -> ValueSpec | None:
+    """The spec declaring the concrete value ``name``, or None."""
+    for spec in specs:
+        if spec.name == name or spec.pattern.match(name):
+            return spec
+    return None
