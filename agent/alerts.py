@@ -33,9 +33,7 @@ class Alert:
 
 
 class AlertBook:
-    def __init__(
-        self, agent_name: str, labels: dict[str, str], new_id: Callable[[], str] = new_incident_id
-    ) -> None:
+    def __init__(self, agent_name: str, labels: dict[str, str], new_id: Callable[[], str] = new_incident_id) -> None:
         self.agent_name = agent_name
         self.labels = labels
         self.new_id = new_id

@@ -15,7 +15,7 @@ EX_USAGE, EX_CONFIG, UNKNOWN = 64, 78, 3
 
 
 class _Formatter(logging.Formatter):
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
@@ -113,7 +113,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     import difflib
 
     from agent.config import load_config
-    from agent.oneshot import check_once, exit_code
+    from agent.oneshot import Finding, check_once, exit_code
     from agent.output import RENDERERS
     from agent.yaml_source import ConfigError
 
@@ -135,7 +135,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not specs:
         print("firstwatch: no checks to run", file=sys.stderr)
         return UNKNOWN
-    findings = asyncio.run(check_once(specs, cfg.agent_name, args.until_green))
+
+    def progress(findings: list[Finding]) -> None:
+        failing = [f"{f.result.check} {f.result.target}" for f in findings if not f.ok]
+        print(f"still failing ({len(failing)}): {', '.join(failing[:5])}", file=sys.stderr, flush=True)
+
+    findings = asyncio.run(check_once(specs, cfg.agent_name, args.until_green, on_round=progress))
     print(RENDERERS[args.format](findings))
     return exit_code(findings)
 

@@ -57,8 +57,10 @@ def suggest(word: str, candidates: Iterable[str], planned: Mapping[str, str], *,
     options = sorted(candidates)
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     if close:
-        return f"unknown {what} {word!r}; did you mean {close[0]!r}?" if what != "option" else (
-            f"unknown option; did you mean {close[0]!r}?"
+        return (
+            f"unknown {what} {word!r}; did you mean {close[0]!r}?"
+            if what != "option"
+            else (f"unknown option; did you mean {close[0]!r}?")
         )
     if what != "option":
         return f"unknown {what} {word!r}"

@@ -16,8 +16,10 @@ import zlib
 from agent.alerts import AlertBook
 from agent.config import AgentConfig, CheckSpec, load_config
 from agent.dispatch import Dispatcher
+from agent.output import describe_values
 from agent.probe_runner import SharedResources, run_probe
 from agent.scheduler import Job, Scheduler
+from agent.systemd_notify import Notifier
 from agent.units import format_duration
 from agent.yaml_source import ConfigError
 from checks.base import Check
@@ -61,9 +63,9 @@ class Runtime:
                 self._last_ok[key] = result.ok
                 took = format_duration(result.duration_s)
                 if result.ok:
-                    log.info("%s %s: up (%s)", result.check, target, took)
+                    log.info("%s %s: up: %s", result.check, target, describe_values(check.VALUES, result.values))
                 else:
-                    log.warning("%s %s: down (%s) after %s", result.check, target, result.error, took)
+                    log.warning("%s %s: down (%s) in %s", result.check, target, result.error, took)
             for event in self.book.observe(spec, result):
                 log.info("event %s %s: %s", event.kind, event.severity, event.summary)
                 self.dispatcher.publish(event)
@@ -77,6 +79,8 @@ async def serve(cfg: AgentConfig, shard: tuple[int, int] | None, stop: asyncio.E
     jobs = runtime.jobs()
     scheduler = Scheduler(jobs)
     sched_task = asyncio.create_task(scheduler.run(), name="scheduler")
+    notifier = Notifier()
+    notifier.notify("READY=1", f"STATUS=watching {len(jobs)} targets of {len(runtime.checks)} checks")
     log.info(
         "firstwatch started: agent %s, %d checks (%d targets), %d sinks",
         cfg.agent_name,
@@ -88,11 +92,13 @@ async def serve(cfg: AgentConfig, shard: tuple[int, int] | None, stop: asyncio.E
         await stop.wait()
     finally:
         log.info("stopping")
+        notifier.notify("STOPPING=1")
         sched_task.cancel()
         await asyncio.gather(sched_task, return_exceptions=True)
         await runtime.dispatcher.close(timeout=5.0)
         await runtime.resources.close()
         log.info("stopped after %d runs", scheduler.stats.runs)
+        notifier.close()
 
 
 def run(config_path: str, shard: tuple[int, int] | None) -> int:

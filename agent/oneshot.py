@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.config import CheckSpec
@@ -67,9 +68,14 @@ async def _probe_all(pairs: list[tuple[CheckSpec, Check, str]], ctx: SharedResou
 
 
 async def check_once(
-    specs: list[CheckSpec], agent_name: str, until_green: float | None = None, every: float = 3.0
+    specs: list[CheckSpec],
+    agent_name: str,
+    until_green: float | None = None,
+    every: float = 3.0,
+    on_round: Callable[[list[Finding]], None] | None = None,
 ) -> list[Finding]:
-    """Probe every target of ``specs``; with ``until_green``, retry failing ones until all pass."""
+    """Probe every target of ``specs``; with ``until_green``, retry the failing ones every
+    ``every`` seconds (or their check's interval, if shorter) until all pass or time runs out."""
     ctx = SharedResources(agent_name)
     try:
         pairs = [(spec, check, t) for spec in specs for check in (spec.build(),) for t in check.targets()]
@@ -81,8 +87,11 @@ async def check_once(
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            await asyncio.sleep(min(every, left))
+            if on_round is not None:
+                on_round(findings)
             redo = [i for i, f in enumerate(findings) if not f.ok]
+            pause = min([every] + [findings[i].spec.config.interval for i in redo])
+            await asyncio.sleep(min(pause, left))
             again = await _probe_all([pairs[i] for i in redo], ctx)
             for i, f in zip(redo, again, strict=True):
                 findings[i] = f

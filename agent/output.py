@@ -10,7 +10,8 @@ import json
 from typing import Any
 
 from agent.oneshot import CRITICAL, OK, UNKNOWN, WARNING, Finding, exit_code
-from agent.units import format_duration
+from agent.units import format_duration, format_value
+from checks.base import ValueSpec, find_value
 
 STATUS_WORDS = {OK: "ok", WARNING: "warning", CRITICAL: "critical", UNKNOWN: "unknown"}
 
@@ -20,7 +21,16 @@ def summary(f: Finding) -> str:
         return "; ".join(f"{verdict.explanation} [{rule.text}]" for rule, verdict in f.failing)
     if not f.result.ok:  # failed, but no rule cares (e.g. only a latency rule)
         return f"down ({f.result.error}), no rule fires"
-    return f"ok in {format_duration(f.result.duration_s)}"
+    return "ok: " + describe_values(f.spec.cls.VALUES, f.result.values)
+
+
+def describe_values(specs: tuple[ValueSpec, ...], values: dict[str, float], limit: int = 8) -> str:
+    """``cpu 12%, memory 41%, disk[/] 55%``: the measured values in their units."""
+    parts = []
+    for name, value in list(values.items())[:limit]:
+        spec = find_value(specs, name)
+        parts.append(f"{name} {format_value(value, spec.unit) if spec else f'{value:g}'}")
+    return ", ".join(parts)
 
 
 def _status_of(f: Finding) -> str:

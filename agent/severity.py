@@ -7,7 +7,7 @@ from typing import Literal
 Severity = Literal["critical", "major", "medium", "minor"]
 
 SEVERITIES: tuple[Severity, ...] = ("critical", "major", "medium", "minor")
-_RANK = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}
+_RANK: dict[str, int] = {name: len(SEVERITIES) - i for i, name in enumerate(SEVERITIES)}
 
 
 def rank(severity: str | None) -> int:

@@ -106,4 +106,6 @@ def format_value(value: float, unit: str) -> str:
         return f"{value:.0f}B"
     if unit == "days":
         return f"{value:.3g} days"
-    return f"{value:g}"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.2f}".rstrip("0").rstrip(".")

@@ -125,9 +125,7 @@ def _build(
             child = (*path, key)
             if key in out:
                 first = src.key_pos[child]
-                issues.append(
-                    Issue(src.file, *_pos(key_node), child, f"duplicate key (first set on line {first[0]})")
-                )
+                issues.append(Issue(src.file, *_pos(key_node), child, f"duplicate key (first set on line {first[0]})"))
                 continue
             src.key_pos[child] = _pos(key_node)
             out[key] = _build(value_node, child, src, ctor, env, issues)
@@ -140,9 +138,7 @@ def _build(
     return value
 
 
-def _expand(
-    value: str, path: Path, node: yaml.Node, src: Source, env: Mapping[str, str], issues: list[Issue]
-) -> str:
+def _expand(value: str, path: Path, node: yaml.Node, src: Source, env: Mapping[str, str], issues: list[Issue]) -> str:
     def sub(m: re.Match[str]) -> str:
         if m.group(0) == "$$":
             return "$"

@@ -11,9 +11,6 @@ from checks.host import HostCheck
 from checks.http import HttpCheck
 from checks.tcp import TcpCheck
 
-CHECKS: dict[str, type[Check]] = {
-    cls.TYPE: cls
-    for cls in (HttpCheck, TcpCheck, HostCheck)
-}
+CHECKS: dict[str, type[Check]] = {cls.TYPE: cls for cls in (HttpCheck, TcpCheck, HostCheck)}
 
 __all__ = ["CHECKS"]

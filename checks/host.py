@@ -27,8 +27,8 @@ Example::
       interval: 1m
       mounts: [/, /var/lib/postgresql]
       alerts:
-        - when: disk[/var/lib/postgresql] > 90%
-        - when: cpu > 95% for 10m
+        - {when: "disk[/var/lib/postgresql] > 90%", severity: major}
+        - {when: cpu > 95%, for: 10m, severity: minor}
 """
 
 from __future__ import annotations

@@ -1,40 +1,42 @@
-"""HTTP(S) check: one request per target, judged on status, headers and body.
+"""``type: http``: one HTTP(S) request per target, judged on its status, headers and body.
 
-Options (besides the common ``name``, ``type``, ``interval``, ``timeout``, ``labels``, ``alerts``):
+Options (besides the common ``name``, ``interval``, ``timeout``, ``labels``, ``alerts``):
 
-    url               the target (``targets:`` for several); scheme http or https, host required
+    url               the http:// or https:// URL to probe; ``targets:`` is the list form
     method            GET (default), HEAD, POST, PUT, PATCH, DELETE, OPTIONS or TRACE
-    headers           request headers, name -> value (values never appear in error texts)
-    body              request body (text)
-    follow_redirects  follow 3xx answers (default true, at most 10 hops)
-    tls_verify        verify the certificate and its hostname (default true)
-    ca_file           a PEM bundle of extra CAs to trust; must exist when the config loads
-    max_body          read at most this much body after decompression (default 1MiB;
-                      ``512KB``, ``2MiB`` or a number of bytes); a larger body fails with ``body``
-    expect.status         allowed statuses: codes (``200``) or classes (``"2xx"``); default any 2xx
-    expect.body_contains  text the (decoded) body must contain
-    expect.body_regex     regex the body must match (``re.search``)
+    headers           request headers (their values never appear in error texts)
+    body              request body (text, sent as UTF-8)
+    follow_redirects  follow 3xx answers, at most 10 (default true)
+    tls_verify        verify the certificate chain and name (default true)
+    ca_file           a PEM bundle of CAs to trust instead of the system store; must exist
+    max_body          fail past this many body bytes after decompression (default 1MiB)
+    expect.status         allowed codes (``200``) or classes (``"2xx"``); default: any 2xx
+    expect.body_contains  text the body (decoded per its charset, else UTF-8) must contain
+    expect.body_regex     a regex searched in the body; checked at load
     expect.headers        header name -> regex its value must match; a missing header fails
 
 Values:
 
-    duration       s      total time of the request including the body (set by the runner)
+    duration       s      total time of the request including the body
     status         1      HTTP status code of the final response
     body_bytes     bytes  body size after decompression
     tls.days_left  days   days until the server certificate expires (https only)
+
+Failures: ``http_status`` (``HTTP 503 from 10.0.0.2:443``, redirect loops), ``body`` (too large, text
+or regex missing, undecodable), ``expect`` (headers), ``tls``, ``dns``, ``refused``, ``reset``, ``connection``.
 
 Example::
 
     - name: shop
       type: http
       url: https://shop.example.com/health
-      timeout: 5s
       expect:
         status: ["2xx", 304]
         body_contains: Add to cart
-        headers: {content-type: "^text/html"}
+        headers: {Content-Type: "^text/html"}
       alerts:
-        - when: tls.days_left < 14
+        - {when: down, for: 1m, severity: critical}
+        - {when: tls.days_left < 14, severity: minor}
 """
 
 from __future__ import annotations
@@ -42,30 +44,26 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import errno
-import os
+import functools
 import re
 import ssl
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import aiohttp
 from aiohttp.http_exceptions import ContentEncodingError, ContentLengthError
 from cryptography import x509
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from yarl import URL
 
 from agent.units import parse_quantity
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-_STATUS_CLASS = re.compile(r"[1-5]xx\Z")
 
 
 def _http_url(value: str) -> str:
-    try:
-        url = URL(value)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid URL {value!r}: {exc}") from None
+    url = URL(value)  # its ValueError (say, a bad IPv6 literal) is a config error too
     if url.scheme not in ("http", "https"):
         raise ValueError(f"invalid URL {value!r}: scheme must be http or https")
     if not url.host:
@@ -73,22 +71,26 @@ def _http_url(value: str) -> str:
     return value
 
 
-def _byte_count(value: object) -> object:
-    if isinstance(value, str):
-        return parse_quantity(value, "bytes")
-    return value
-
-
 def _status(value: int | str) -> int | str:
     if isinstance(value, str):
         text = value.strip().lower()
-        if _STATUS_CLASS.match(text):
+        if re.fullmatch(r"[1-5]xx", text):
             return text
         if not text.isdigit():
             raise ValueError(f"invalid status {value!r}: use a code such as 200 or a class such as 2xx")
         value = int(text)
     if not 100 <= value <= 599:
         raise ValueError(f"invalid status {value}: HTTP status codes are 100-599")
+    return value
+
+
+def _ca_file(value: str) -> str:
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {value!r}") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"{value!r} holds no usable PEM certificates: {exc}") from None
     return value
 
 
@@ -102,6 +104,7 @@ def _regex(value: str) -> str:
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Regex = Annotated[str, AfterValidator(_regex)]
+ByteCount = Annotated[int, BeforeValidator(lambda v: parse_quantity(v, "bytes") if isinstance(v, str) else v)]
 
 
 class HttpExpect(BaseModel):
@@ -109,37 +112,23 @@ class HttpExpect(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    status: list[Annotated[int | str, AfterValidator(_status)]] = ["2xx"]
+    status: Annotated[list[Annotated[int | str, AfterValidator(_status)]], Field(min_length=1)] = ["2xx"]
     body_contains: str | None = None
     body_regex: Regex | None = None
     headers: dict[str, Regex] = {}
-
-    @field_validator("status")
-    @classmethod
-    def _some_status(cls, value: list[int | str]) -> list[int | str]:
-        if not value:
-            raise ValueError("list at least one status (such as 200 or 2xx)")
-        return value
 
 
 class HttpConfig(CheckConfig):
     url: HttpUrl | None = None
     targets: list[HttpUrl] | None = None
-    method: str = "GET"
+    method: Annotated[Method, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = "GET"
     headers: dict[str, str] = {}
     body: str | None = None
     expect: HttpExpect = HttpExpect()
     follow_redirects: bool = True
     tls_verify: bool = True
-    ca_file: str | None = None
-    max_body: Annotated[int, BeforeValidator(_byte_count)] = 1048576
-
-    @field_validator("method")
-    @classmethod
-    def _method(cls, value: str) -> str:
-        if value.upper() not in METHODS:
-            raise ValueError(f"unknown method {value!r}: use one of {', '.join(METHODS)}")
-        return value.upper()
+    ca_file: Annotated[str, AfterValidator(_ca_file)] | None = None
+    max_body: Annotated[ByteCount, Field(gt=0)] = 1048576  # after decompression
 
     @field_validator("headers")
     @classmethod
@@ -151,45 +140,22 @@ class HttpConfig(CheckConfig):
                 raise ValueError(f"header {name!r}: the value must be one line")
         return value
 
-    @field_validator("ca_file")
-    @classmethod
-    def _ca_file(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not os.path.isfile(value):
-            raise ValueError(f"ca_file {value!r} does not exist")
-        try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
-        except (ssl.SSLError, OSError) as exc:
-            raise ValueError(f"ca_file {value!r} holds no usable PEM certificates: {exc}") from None
-        return value
 
-    @field_validator("max_body")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("max_body must be positive")
-        return value
-
-
-# The certificates of the TLS handshakes made by the probe running in this context. aiohttp
-# releases (and, with force_close, closes) a connection as soon as the whole body has arrived,
-# often before ``session.request`` returns, so the response no longer reaches its transport.
+# The certificates of the TLS handshakes of the probe running in this context. aiohttp releases (and closes)
+# a connection once the whole body has arrived, often before ``request`` returns: the response loses it.
 _PEER_CERTS: contextvars.ContextVar[list[bytes] | None] = contextvars.ContextVar("_PEER_CERTS", default=None)
 
 
 class _RecordingSSLObject(ssl.SSLObject):
     def do_handshake(self) -> None:
         super().do_handshake()  # raises SSLWantReadError until the handshake is done
-        certs = _PEER_CERTS.get()
-        der = self.getpeercert(binary_form=True)
-        if certs is not None and der:
+        if (certs := _PEER_CERTS.get()) is not None and (der := self.getpeercert(binary_form=True)):
             certs.append(der)
 
 
-def _hostport(url: URL) -> str:
-    host = url.host or "?"
-    return f"[{host}]:{url.port}" if ":" in host else f"{host}:{url.port}"
+def _hostport(host: str | None, port: int | None) -> str:
+    host = host or "?"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _size(n: int) -> str:
@@ -207,52 +173,44 @@ def _days_left(der: bytes) -> float | None:
     return (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).total_seconds() / 86400
 
 
-def _fail(kind: str, error: str, values: dict[str, float] | None = None) -> Observation:
-    return Observation(ok=False, values=values or {}, error_kind=kind, error=error)
+def _fail(kind: str, error: str, values: dict[str, float]) -> Observation:
+    return Observation(ok=False, values=values, error_kind=kind, error=error)
 
 
-def _classify(exc: BaseException, url: URL) -> Observation:
+def _classify(exc: BaseException, url: URL, values: dict[str, float]) -> Observation:
     """Map a client error to an error kind; texts name host:port and reasons, never header values."""
     if isinstance(exc, aiohttp.ClientConnectorError):
-        where = f"{exc.host}:{exc.port}"
-        os_error = exc.os_error
+        where, os_error = _hostport(exc.host, exc.port), exc.os_error
         if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            cert_error = exc.certificate_error
-            reason = getattr(cert_error, "verify_message", None) or str(cert_error)
-            return _fail("tls", f"certificate verify failed: {reason} ({where})")
+            reason = getattr(exc.certificate_error, "verify_message", None) or str(exc.certificate_error)
+            return _fail("tls", f"certificate verify failed: {reason} ({where})", values)
         if isinstance(exc, aiohttp.ClientSSLError):
             reason = getattr(os_error, "reason", None) or os_error.strerror or str(os_error)
-            return _fail("tls", f"TLS handshake with {where} failed: {reason}")
+            return _fail("tls", f"TLS handshake with {where} failed: {reason}", values)
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            return _fail("dns", f"cannot resolve {exc.host}: {os_error.strerror or os_error}")
+            return _fail("dns", f"cannot resolve {exc.host}: {os_error.strerror or os_error}", values)
         if isinstance(os_error, ConnectionRefusedError) or os_error.errno == errno.ECONNREFUSED:
-            return _fail("refused", f"connection refused by {where}")
-        return _fail("connection", f"cannot connect to {where}: {os_error.strerror or os_error}")
-    where = _hostport(url)
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return _fail("http_status", f"too many redirects from {where}")
-    if isinstance(exc, aiohttp.RedirectClientError):
-        return _fail("http_status", f"bad redirect from {where}: {type(exc).__name__}")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        cause = exc.__cause__
-        if isinstance(cause, ContentEncodingError):
-            return _fail("body", f"body from {where} could not be decoded: {cause.message}")
+            return _fail("refused", f"connection refused by {where}", values)
+        return _fail("connection", f"cannot connect to {where}: {os_error.strerror or os_error}", values)
+    where = _hostport(url.host, url.port)
+    if isinstance(exc, aiohttp.TooManyRedirects | aiohttp.RedirectClientError):
+        what = "too many redirects" if isinstance(exc, aiohttp.TooManyRedirects) else "bad redirect"
+        return _fail("http_status", f"{what} from {where}", values)
+    cause = exc.__cause__
+    if isinstance(exc, aiohttp.ClientPayloadError) or isinstance(cause, ContentEncodingError):
         if isinstance(cause, ContentLengthError) or "not enough data" in str(exc).lower():
-            return _fail("reset", f"connection to {where} closed mid-body")
-        return _fail("body", f"malformed body from {where}: {getattr(cause, 'message', None) or exc}")
+            return _fail("reset", f"connection to {where} closed mid-body", values)
+        reason = getattr(cause, "message", None) or str(exc)
+        return _fail("body", f"body from {where} could not be decoded: {reason}", values)
     if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line or headers
-        detail = type(exc.__cause__).__name__ if exc.__cause__ is not None else exc.message
-        return _fail("connection", f"malformed HTTP response from {where} ({detail})")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return _fail("reset", f"{where} closed the connection mid-response")
-    if isinstance(exc, ConnectionResetError) or (isinstance(exc, OSError) and exc.errno == errno.ECONNRESET):
-        return _fail("reset", f"connection reset by {where}")
-    if isinstance(exc, ssl.SSLError):
-        return _fail("tls", f"TLS error with {where}: {exc.reason or exc}")
-    if type(exc) is aiohttp.ClientConnectionError and "Connection lost" in str(exc):
-        return _fail("reset", f"connection to {where} lost mid-response")
+        detail = type(cause).__name__ if cause is not None else exc.message
+        return _fail("connection", f"malformed HTTP response from {where} ({detail})", values)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError) or (
+        isinstance(exc, OSError) and exc.errno == errno.ECONNRESET
+    ):
+        return _fail("reset", f"{where} closed or reset the connection mid-response", values)
     reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
-    return _fail("connection", f"request to {where} failed: {reason}")
+    return _fail("connection", f"request to {where} failed: {reason}", values)
 
 
 class HttpCheck(BaseCheck):
@@ -273,28 +231,22 @@ class HttpCheck(BaseCheck):
         expect = config.expect
         self._body_regex = re.compile(expect.body_regex) if expect.body_regex is not None else None
         self._header_regexes = {name: re.compile(rx) for name, rx in expect.headers.items()}
-        self._ssl: ssl.SSLContext | None = None
 
+    @functools.cached_property
     def ssl_context(self) -> ssl.SSLContext:
         """The check's TLS settings, built on first use (loading the CA store takes a while)."""
-        if self._ssl is None:
-            ctx = ssl.create_default_context(cafile=self._cfg.ca_file)
-            if not self._cfg.tls_verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            ctx.sslobject_class = _RecordingSSLObject
-            self._ssl = ctx
-        return self._ssl
+        ctx = ssl.create_default_context(cafile=self._cfg.ca_file)
+        if not self._cfg.tls_verify:
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.sslobject_class = _RecordingSSLObject
+        return ctx
 
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
         cfg = self._cfg
         session: aiohttp.ClientSession = ctx.http_session()
-        certs: list[bytes] = []
+        certs: list[bytes] = []  # filled by the TLS handshakes of this request (redirects: several)
         token = _PEER_CERTS.set(certs)
         values: dict[str, float] = {}
-        keep = cfg.expect.body_contains is not None or self._body_regex is not None
-        body = bytearray()
-        too_large = False
         try:
             async with session.request(
                 cfg.method,
@@ -302,56 +254,51 @@ class HttpCheck(BaseCheck):
                 headers=cfg.headers,
                 data=cfg.body.encode() if cfg.body is not None else None,
                 allow_redirects=cfg.follow_redirects,
-                ssl=self.ssl_context(),
+                ssl=self.ssl_context,
             ) as resp:
-                status, url, headers, charset = resp.status, resp.url, resp.headers, resp.charset
-                values["status"] = status
-                size = 0
-                async for chunk in resp.content.iter_any():
-                    size += len(chunk)
-                    if size > cfg.max_body:
-                        too_large = True
-                        resp.close()  # drop the connection: draining a flood would take forever
-                        break
-                    if keep:
-                        body += chunk
-                if not too_large:
-                    values["body_bytes"] = size
+                values["status"] = resp.status
+                if certs and resp.url.scheme == "https" and (days := _days_left(certs[-1])) is not None:
+                    values["tls.days_left"] = days
+                body = await self._read(resp, values)
+                return self._judge(resp, body, values)
         except TimeoutError:
-            raise
+            raise  # the runner maps its deadline (aiohttp's own timeouts are off)
         except (aiohttp.ClientError, OSError) as exc:
-            return _classify(exc, URL(target))
+            return _classify(exc, URL(target), values)
         finally:
             _PEER_CERTS.reset(token)
-        if certs and url.scheme == "https" and (days := _days_left(certs[-1])) is not None:
-            values["tls.days_left"] = days
-        return self._judge(status, url, headers, charset, bytes(body), too_large, values)
 
-    def _judge(
-        self,
-        status: int,
-        url: URL,
-        headers: Any,
-        charset: str | None,
-        body: bytes,
-        too_large: bool,
-        values: dict[str, float],
-    ) -> Observation:
-        expect = self._cfg.expect
+    async def _read(self, resp: aiohttp.ClientResponse, values: dict[str, float]) -> bytes | None:
+        """The body (kept only if an expectation needs it), or None past ``max_body``. aiohttp
+        inflates gzip/deflate in bounded steps, so a bomb costs no more memory than a flood."""
+        keep = self._cfg.expect.body_contains is not None or self._body_regex is not None
+        body, size = bytearray(), 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > self._cfg.max_body:
+                resp.close()  # drop the connection: draining a flood would never end
+                return None
+            if keep:
+                body += chunk
+        values["body_bytes"] = size
+        return bytes(body)
+
+    def _judge(self, resp: aiohttp.ClientResponse, body: bytes | None, values: dict[str, float]) -> Observation:
+        expect, status = self._cfg.expect, resp.status
         if status not in expect.status and f"{status // 100}xx" not in expect.status:
-            return _fail("http_status", f"HTTP {status} from {_hostport(url)}", values)
-        if too_large:
+            return _fail("http_status", f"HTTP {status} from {_hostport(resp.url.host, resp.url.port)}", values)
+        if body is None:
             return _fail("body", f"body larger than max_body ({_size(self._cfg.max_body)})", values)
         for name, rx in self._header_regexes.items():
-            found = headers.getall(name, [])
+            found = resp.headers.getall(name, [])
             if not found:
                 return _fail("expect", f"header {name!r} missing", values)
             if not any(rx.search(v) for v in found):
                 return _fail("expect", f"header {name!r} does not match /{rx.pattern}/", values)
         if expect.body_contains is not None or self._body_regex is not None:
             try:
-                text = body.decode(charset or "utf-8", errors="replace")
-            except LookupError:
+                text = body.decode(resp.charset or "utf-8", errors="replace")
+            except LookupError:  # an unknown charset name
                 text = body.decode("utf-8", errors="replace")
             if expect.body_contains is not None and expect.body_contains not in text:
                 return _fail("body", f"body does not contain {expect.body_contains!r}", values)

@@ -32,7 +32,7 @@ Example::
       type: tcp
       target: ldap.internal:636
       tls: true
-      ca_file: /etc/ssl/internal-ca.pem
+      server_name: ldap.example.com
 """
 
 from __future__ import annotations

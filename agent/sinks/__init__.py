@@ -9,6 +9,7 @@ from agent.sinks.base import Sink
 from agent.sinks.file import FileSink
 from agent.sinks.stdout import StdoutSink
 
-SINKS: dict[str, type[Sink]] = {cls.TYPE: cls for cls in (StdoutSink, FileSink)}
+_ALL: tuple[type[Sink], ...] = (StdoutSink, FileSink)
+SINKS: dict[str, type[Sink]] = {cls.TYPE: cls for cls in _ALL}
 
 __all__ = ["SINKS"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import IO
+from typing import IO, ClassVar
 
 from agent.events import Event
 from agent.sinks.base import BaseSink, SinkConfig
@@ -29,7 +29,7 @@ class FileSinkConfig(SinkConfig):
 
 class FileSink(BaseSink):
     TYPE = "file"
-    Config = FileSinkConfig
+    Config: ClassVar[type[SinkConfig]] = FileSinkConfig
 
     def __init__(self, config: SinkConfig, name: str) -> None:
         super().__init__(config, name)

@@ -1,0 +1,20 @@
+"""Shared test helpers: tests that need an outside binary skip on a plain machine, fail in CI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def require_binary(name: str, package: str) -> str:
+    """The path of ``name``; skips with a reason when missing, but fails when ``CI`` is set
+    (CI installs every package the tests need, so a missing one is a broken CI)."""
+    path = shutil.which(name)
+    if path:
+        return path
+    reason = f"{name} not installed (apt-get install -y {package})"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)

@@ -1,0 +1,83 @@
+"""The scheduler spreads runs, runs every job on time, and never overlaps a job with itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from agent.scheduler import Job, Scheduler
+
+
+async def nothing() -> None:
+    return None
+
+
+async def test_first_runs_come_soon_and_are_spread_not_bursted() -> None:
+    jobs = [Job(f"check-{i} https://10.0.0.{i % 250}/", 60.0, nothing) for i in range(1000)]
+    s = Scheduler(jobs, clock=lambda: 0.0, first_window=5.0)
+    s.plan(100.0)
+    firsts = sorted(due for due, _, _ in s._heap)
+    assert firsts[0] >= 100.0 and firsts[-1] < 105.0
+    per_100ms = Counter(int((d - 100.0) * 10) for d in firsts)
+    assert max(per_100ms.values()) <= 60  # even spread: 20 per 100 ms on average, never a burst
+    # steady state: each job's slots are spread over the whole interval
+    slots = sorted(s._next_slot(j, 100.0 + 60.0) - 160.0 for j in jobs)
+    per_second = Counter(int(x) for x in slots)
+    assert len(per_second) == 60 and max(per_second.values()) <= 40
+
+
+def test_next_slot_gap_after_the_first_run_is_between_half_and_one_and_a_half_intervals() -> None:
+    for i in range(200):
+        job = Job(f"job-{i}", 30.0, nothing)
+        s = Scheduler([job], clock=lambda: 0.0, first_window=5.0)
+        s.plan(0.0)
+        first = s._heap[0][0]
+        nxt = s._next_slot(job, first + job.interval / 2)
+        assert 15.0 <= nxt - first <= 45.0
+        assert s._next_slot(job, nxt + 15.0) - nxt == 30.0
+
+
+async def test_jobs_run_on_schedule_and_never_overlap_themselves() -> None:
+    running: Counter[str] = Counter()
+    overlaps: list[str] = []
+    runs: Counter[str] = Counter()
+
+    def make(name: str, work: float) -> Job:
+        async def run() -> None:
+            running[name] += 1
+            if running[name] > 1:
+                overlaps.append(name)
+            runs[name] += 1
+            await asyncio.sleep(work)
+            running[name] -= 1
+
+        return Job(name, 0.1, run)
+
+    s = Scheduler([make("fast", 0.01), make("slow", 0.25)], first_window=0.05)
+    task = asyncio.create_task(s.run())
+    await asyncio.sleep(1.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert overlaps == []
+    assert 9 <= runs["fast"] <= 12
+    assert runs["slow"] <= 5 and s.stats.missed >= 4  # skipped while its previous run was still going
+    lags = sorted(s.stats.lags)
+    assert lags[int(len(lags) * 0.9)] < 0.05
+
+
+async def test_a_failing_job_does_not_stop_the_others() -> None:
+    ran: Counter[str] = Counter()
+
+    async def boom() -> None:
+        ran["boom"] += 1
+        raise RuntimeError("bug")
+
+    async def fine() -> None:
+        ran["fine"] += 1
+
+    s = Scheduler([Job("boom", 0.05, boom), Job("fine", 0.05, fine)], first_window=0.01)
+    task = asyncio.create_task(s.run())
+    await asyncio.sleep(0.3)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert ran["boom"] >= 4 and ran["fine"] >= 4
