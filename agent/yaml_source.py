@@ -73,7 +73,17 @@ class Source:
 
     def issue(self, path: Path, message: str, *, key: bool = False, shown: Path | None = None) -> Issue:
         line, col = self.position(path, key=key)
-        return Issue(self.file, line, col, path if shown is None else shown, message)
+        return Issue(self.file, line, col, path if shown is None else shown, self.redact(message))
+
+    def redact(self, text: str) -> str:
+        """Mask every value that came from a ``${VAR}`` reference: errors never show secrets."""
+        for path in self.secret_paths:
+            value: Any = self.data
+            for part in path:
+                value = value[part]
+            if isinstance(value, str) and value:
+                text = text.replace(value, "<redacted>")
+        return text
 
 
 class ConfigError(Exception):

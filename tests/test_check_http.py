@@ -193,8 +193,6 @@ def gzip_bomb(gib: int = 1) -> bytes:
     segment ending in a full flush is self-contained, so it can be repeated."""
     seg_size, zeros = 16 * 1024**2, bytes(16 * 1024**2)
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    deflate.compress(zeros)
-    deflate.flush(zlib.Z_FULL_FLUSH)
     segment = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
     count = gib * 1024**3 // seg_size
     crc = 0

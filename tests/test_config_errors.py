@@ -83,3 +83,17 @@ def test_no_alerts_means_down_is_critical_and_no_sinks_means_stdout() -> None:
     (rule,) = cfg.checks[0].rules
     assert (rule.text, rule.severity) == ("down", "critical")
     assert [s.name for s in cfg.sinks] == ["stdout"]
+
+
+def test_values_from_the_environment_never_appear_in_errors() -> None:
+    text = """
+checks:
+  - name: api
+    type: http
+    url: "${SHOP_URL}"
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "c.yaml", env={"SHOP_URL": "ftp://user:hunter2@shop.example.com/"})
+    (issue,) = info.value.issues
+    assert "hunter2" not in str(issue)
+    assert str(issue).startswith("c.yaml:5:10: checks[0].url: invalid URL '<redacted>'")
