@@ -1,98 +1,300 @@
-"""Turn results into events: judge each rule, step its state machine, and name the incidents.
+"""Turn results into incidents: judge each rule, debounce it, group it, and say what changed.
 
-One :class:`AlertBook` per runtime holds an :class:`agent.state.AlertState` per
-(check, target, rule). It is the only place that creates incident ids and writes event summaries,
-so every sink, the timeline and the CLI tell the same story.
+One :class:`AlertBook` per runtime holds an :class:`Alert` per (check, target, rule) and, for
+checks with ``impact:``, a :class:`Group` per (check, rule). It is the only place that creates
+incident ids and writes summaries, so sinks, the timeline and the CLI tell the same story.
+
+- Without ``impact:`` each target is its own alert and incident.
+- With ``impact:`` the members' alerts still debounce one by one (``for:``, ``recover_for:``), but
+  the group raises one incident: it fires when the first member fires, its severity is the
+  highest of the rule's own severity and the ``impact`` level reached by the share of members
+  firing, a ``changed`` event follows the share as it grows and shrinks, and it resolves when the
+  last member recovers. One of ten servers down stays minor; all of them is critical.
+- Flapping alerts (see ``agent.flapping``) are held as firing, once, instead of paging per flip.
+
+``observe`` returns :class:`Change` records: the timeline entries and the events to deliver.
+State is plain data (``snapshot``/``restore``) so incidents survive restarts.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from agent.config import CheckSpec
-from agent.events import Event, fingerprint, new_incident_id
-from agent.rules import Rule, Verdict
+from agent.events import Event, Kind, fingerprint, new_incident_id
+from agent.flapping import FlapDetector, FlappingConfig
+from agent.rules import Rule
+from agent.severity import worst
 from agent.state import INACTIVE, AlertState, step
 from agent.units import format_duration
 from checks.base import Result
 
-log = logging.getLogger("firstwatch.alerts")
-
-Key = tuple[str, str, int]  # check, target, rule index
+Key = tuple[str, str, str]  # check, target ("*" for a group), rule text
 
 
 @dataclass
 class Alert:
-    """The live state of one alert plus the incident it belongs to while firing."""
+    """One (check, target, rule): its debounce state, its incident while firing, its story."""
 
     state: AlertState = INACTIVE
     incident: str | None = None
     severity: str | None = None
+    max_severity: str | None = None
+    first_error: str | None = None  # the explanation when the condition first held
+    last_text: str | None = None  # the latest explanation while the condition holds
+    flap: FlapDetector | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k not in ("state", "flap")}
+        d["state"] = asdict(self.state)
+        if self.flap is not None:
+            d["flap"] = {"history": self.flap.history, "flapping": self.flap.flapping}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], flapping: FlappingConfig | None) -> Alert:
+        a = cls(**{k: v for k, v in d.items() if k not in ("state", "flap")})
+        a.state = AlertState(**d["state"])
+        if flapping is not None:
+            a.flap = FlapDetector(flapping, list(d.get("flap", {}).get("history", [])))
+            a.flap.flapping = bool(d.get("flap", {}).get("flapping", False))
+        return a
 
 
+@dataclass
+class Change:
+    """Something worth recording: a timeline entry, and the event to deliver if there is one."""
+
+    kind: str  # pending reset firing changed resolved flapping-start flapping-stop
+    time: float
+    check: str
+    target: str
+    rule: str
+    fingerprint: str
+    text: str
+    incident: str | None = None
+    severity: str | None = None
+    event: Event | None = None
+    opened: dict[str, Any] | None = None  # the incident row, when this change opens one
+
+
+@dataclass
 class AlertBook:
-    def __init__(self, agent_name: str, labels: dict[str, str], new_id: Callable[[], str] = new_incident_id) -> None:
-        self.agent_name = agent_name
-        self.labels = labels
-        self.new_id = new_id
-        self.alerts: dict[Key, Alert] = {}
+    agent_name: str
+    labels: dict[str, str]
+    new_id: Callable[[], str] = new_incident_id
+    alerts: dict[Key, Alert] = field(default_factory=dict)
+    dirty: set[Key] = field(default_factory=set)
+    rounds: dict[tuple[str, str], tuple[float, set[str]]] = field(default_factory=dict)
 
-    def observe(self, spec: CheckSpec, result: Result) -> list[Event]:
-        """Judge ``result`` against every rule of ``spec``; return the events it causes."""
-        events: list[Event] = []
+    def observe(self, spec: CheckSpec, result: Result) -> list[Change]:
+        """Judge ``result`` against every rule of ``spec``; return what changed."""
+        changes: list[Change] = []
+        cfg = spec.config
+        grouped = bool(cfg.impact) and bool(cfg.targets)
+        flapping = _flapping(cfg.flapping)
         now = result.started_at
         for rule in spec.rules:
-            key = (result.check, result.target, rule.index)
+            key = (result.check, result.target, rule.text)
             alert = self.alerts.get(key)
             if alert is None:
-                alert = self.alerts[key] = Alert()
+                alert = self.alerts[key] = Alert(flap=FlapDetector(flapping) if flapping else None)
             verdict = rule.evaluate(result)
+            holds = verdict.holds
+            fp = fingerprint(self.agent_name, result.check, result.target, rule.text)
+
+            def change(kind: str, text: str, **kw: Any) -> Change:
+                return Change(kind, now, result.check, result.target, rule.text, fp, text, **kw)  # noqa: B023
+
+            if holds:
+                alert.last_text = verdict.explanation
+            if holds is not None and alert.flap is not None:
+                flip = alert.flap.observe(holds)
+                if flip == "start":
+                    changes.append(
+                        change("flapping-start", f"flapping: {alert.flap.change_percent():.0f}% state change")
+                    )
+                elif flip == "stop":
+                    changes.append(change("flapping-stop", "stopped flapping"))
+                if flip:
+                    self.dirty.add(key)
+                if alert.flap.flapping:
+                    holds = True  # held: one incident while it flaps, not one page per flip
             before = alert.state
-            alert.state, transition = step(before, verdict.holds, now, rule.for_s, rule.recover_for_s)
-            if transition == "firing":
-                alert.incident, alert.severity = self.new_id(), rule.severity
-                events.append(self._event("firing", spec, rule, result, verdict, alert, alert.state.since))
+            alert.state, transition = step(before, holds, now, rule.for_s, rule.recover_for_s)
+            if transition is None:
+                continue
+            self.dirty.add(key)
+            if before.phase == "inactive":
+                alert.first_error = verdict.explanation if verdict.holds else alert.last_text
+            if transition == "pending":
+                changes.append(change("pending", f"pending: {verdict.explanation} (fires after {rule.text})"))
+            elif transition == "reset":
+                changes.append(change("reset", f"cleared before firing: {verdict.explanation}"))
+            elif grouped:
+                changes.append(change(f"member-{transition}", f"{result.target}: {transition}: {verdict.explanation}"))
+            elif transition == "firing":
+                alert.incident, alert.severity, alert.max_severity = self.new_id(), rule.severity, rule.severity
+                text = self._firing_summary(spec, result.target, rule, alert)
+                changes.append(self._incident_change("firing", spec, result.target, rule, alert, fp, now, text, None))
             elif transition == "resolved":
-                events.append(self._event("resolved", spec, rule, result, verdict, alert, before.since))
-                alert.incident = alert.severity = None
-            elif transition is not None:
-                log.debug("%s %s %s: %s (%s)", result.check, result.target, rule.text, transition, verdict.explanation)
-        return events
+                prefix = _prefix(spec, result.target)
+                changes.append(
+                    self._resolution(
+                        spec, prefix, result.target, rule, alert, fp, now, verdict.explanation, before.since
+                    )
+                )
+        if grouped:
+            for rule in spec.rules:
+                changes.extend(self._update_group(spec, rule, result.target, now))
+        return changes
 
-    def firing(self) -> list[tuple[Key, Alert]]:
-        return [(k, a) for k, a in self.alerts.items() if a.state.phase == "firing"]
+    # --- groups -----------------------------------------------------------------------------
 
-    def _event(
+    def _update_group(self, spec: CheckSpec, rule: Rule, member: str, now: float) -> list[Change]:
+        """Judge the group once per round: when every member has reported since the last
+        judgement (or an interval has passed), so members whose ``for:`` ends a few seconds
+        apart raise one incident at the right severity, not a firing and two changes."""
+        cfg = spec.config
+        targets = cfg.targets or []
+        round_start, seen = self.rounds.setdefault((cfg.name, rule.text), (now, set()))
+        seen.add(member)
+        if len(seen) < len(set(targets)) and now - round_start < cfg.interval:
+            return []
+        self.rounds[(cfg.name, rule.text)] = (now, set())
+        members = [self.alerts.get((cfg.name, t, rule.text)) for t in targets]
+        key = (cfg.name, "*", rule.text)
+        group = self.alerts.setdefault(key, Alert())
+        # members firing, plus those whose for: ends by their next run (the same outage, a few
+        # seconds behind): they count toward the share so that an outage of all members is one
+        # critical page, not a minor one followed by changes
+        due = now - rule.for_s + cfg.interval
+        firing = [
+            m
+            for m in members
+            if m is not None
+            and (m.state.phase == "firing" or (m.state.phase == "pending" and (m.state.since or now) <= due))
+        ]
+        if not any(m.state.phase == "firing" for m in firing) and group.incident is None:
+            firing = []
+        fp = fingerprint(self.agent_name, cfg.name, "*", rule.text)
+        levels = [lvl.severity for lvl in cfg.impact or [] if len(firing) / len(targets) >= lvl.share - 1e-9]
+        severity = worst([rule.severity, *levels]) if firing else None
+        target = f"{len(targets)} targets"
+        share = f"{len(firing)} of {len(targets)} targets"
+        example = next((m.last_text for m in firing if m.last_text), rule.when)
+        if firing and group.incident is None:
+            self.dirty.add(key)
+            since = min(m.state.since or now for m in firing)
+            group.state = AlertState("firing", since=since, fired_at=now)
+            group.incident, group.severity, group.max_severity = self.new_id(), severity, severity
+            group.first_error = firing[0].first_error
+            text = f"{cfg.name}: {share}: {example}" + (f" for {format_duration(rule.for_s)}" if rule.for_s else "")
+            return [self._incident_change("firing", spec, target, rule, group, fp, now, text, len(firing))]
+        if firing and severity != group.severity:
+            self.dirty.add(key)
+            old, group.severity = group.severity, severity
+            group.max_severity = worst([group.max_severity, severity])
+            text = f"{cfg.name}: now {share}: {example} ({old} -> {severity})"
+            return [self._incident_change("changed", spec, target, rule, group, fp, now, text, len(firing))]
+        if not firing and group.incident is not None:
+            self.dirty.add(key)
+            started, group.state = group.state.since, INACTIVE
+            recovered = f"all {len(targets)} targets recovered"
+            return [self._resolution(spec, cfg.name, target, rule, group, fp, now, recovered, started)]
+        return []
+
+    # --- events -------------------------------------------------------------------------------
+
+    def _firing_summary(self, spec: CheckSpec, target: str, rule: Rule, alert: Alert) -> str:
+        prefix = _prefix(spec, target)
+        flapping = " (flapping)" if alert.flap is not None and alert.flap.flapping else ""
+        text = alert.last_text or rule.when
+        return f"{prefix}: {text}" + (f" for {format_duration(rule.for_s)}" if rule.for_s else "") + flapping
+
+    def _resolution(
+        self, spec: CheckSpec, prefix: str, target: str, rule: Rule, alert: Alert, fp: str, now: float,
+        now_text: str, started: float | None,
+    ) -> Change:  # fmt: skip
+        lasted = format_duration(now - started) if started is not None else "?"
+        text = f"{prefix}: resolved after {lasted}: {rule.text} (now {now_text})"
+        change = self._incident_change("resolved", spec, target, rule, alert, fp, now, text, None, started=started)
+        alert.incident = alert.severity = alert.max_severity = None
+        return change
+
+    def _incident_change(
         self,
-        kind: str,
+        kind: Kind,
         spec: CheckSpec,
+        target: str,
         rule: Rule,
-        result: Result,
-        verdict: Verdict,
         alert: Alert,
-        since: float | None,
-    ) -> Event:
-        prefix = result.check if len(spec.config.targets or ()) <= 1 else f"{result.check} {result.target}"
-        if kind == "firing":
-            summary = f"{prefix}: {verdict.explanation}" + (f" for {format_duration(rule.for_s)}" if rule.for_s else "")
-        else:
-            lasted = format_duration(result.started_at - since) if since is not None else "?"
-            summary = f"{prefix}: resolved after {lasted}: {rule.text} (now {verdict.explanation})"
-        return Event(
-            kind="firing" if kind == "firing" else "resolved",
-            severity=alert.severity or rule.severity,
+        fp: str,
+        now: float,
+        summary: str,
+        value: float | None,
+        started: float | None = None,
+    ) -> Change:
+        started = started if started is not None else alert.state.since
+        severity = alert.severity or rule.severity
+        event = Event(
+            kind=kind,
+            severity=severity,
             summary=summary,
             agent=self.agent_name,
-            time=result.started_at + result.duration_s,
+            time=now,
             incident=alert.incident,
-            fingerprint=fingerprint(self.agent_name, result.check, result.target, rule.text),
-            check=result.check,
-            target=result.target,
-            type=result.type,
+            fingerprint=fp,
+            check=spec.config.name,
+            target=target,
+            type=spec.config.type,
             rule=rule.text,
-            value=verdict.value if verdict.value is not None else None,
-            started_at=since,
+            value=value,
+            started_at=started,
             labels={**self.labels, **spec.config.labels},
         )
+        opened = None
+        if kind == "firing":
+            opened = {
+                "id": alert.incident,
+                "fingerprint": fp,
+                "check": spec.config.name,
+                "target": target,
+                "rule": rule.text,
+                "severity": severity,
+                "summary": summary,
+                "first_error": alert.first_error,
+                "started_at": started if started is not None else now,
+                "fired_at": now,
+            }
+        return Change(
+            kind, now, spec.config.name, target, rule.text, fp, summary, alert.incident, severity, event, opened
+        )
+
+    # --- persistence ----------------------------------------------------------------------------
+
+    def snapshot(self, key: Key) -> dict[str, Any] | None:
+        """The stored form of ``key``'s alert, or None when there is nothing worth keeping."""
+        alert = self.alerts.get(key)
+        if alert is None or (alert.state.phase == "inactive" and not (alert.flap and alert.flap.history)):
+            return None
+        return alert.to_dict()
+
+    def restore(self, key: Key, data: dict[str, Any], flapping: FlappingConfig | None) -> None:
+        self.alerts[key] = Alert.from_dict(data, flapping)
+
+    def firing(self) -> list[tuple[Key, Alert]]:
+        return [(k, a) for k, a in self.alerts.items() if a.incident is not None]
+
+
+def _flapping(value: FlappingConfig | bool) -> FlappingConfig | None:
+    if value is False:
+        return None
+    return value if isinstance(value, FlappingConfig) else FlappingConfig()
+
+
+def _prefix(spec: CheckSpec, target: str) -> str:
+    """How summaries name a member: the check alone when it has one target."""
+    return spec.config.name if len(spec.config.targets or ()) <= 1 else f"{spec.config.name} {target}"

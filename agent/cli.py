@@ -75,15 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     lc = sub.add_parser("list-checks", help="list the check types and the values they measure")
     lc.add_argument("--sample", metavar="TYPE", help="print an example config for TYPE")
 
-    for name, text in (
-        ("status", "ask the running daemon for its status"),
-        ("timeline", "print the incident timeline"),
-        ("note", "add a human note to an incident's timeline"),
-        ("ack", "acknowledge an incident"),
-        ("report", "write a post-mortem draft for an incident"),
-    ):
-        later = with_config(sub.add_parser(name, help=f"{text} (not available yet)"))
-        later.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    t = with_config(sub.add_parser("timeline", help="print the incident timeline"))
+    t.add_argument("--since", metavar="DURATION|TIME", help="only entries since then (30m, 2026-11-24T02:00Z)")
+    t.add_argument("--check", metavar="NAME", help="only entries of this check")
+    t.add_argument("--format", choices=["text", "json"], default="text")
+    n = with_config(sub.add_parser("note", help="add a human step to an incident's timeline"))
+    n.add_argument("incident", metavar="INCIDENT")
+    n.add_argument("text", nargs="+", metavar="TEXT")
+    n.add_argument("--by", metavar="NAME", help="who (default: the user running the command)")
+    a = with_config(sub.add_parser("ack", help="acknowledge an incident: stops reminders and escalation"))
+    a.add_argument("incident", metavar="INCIDENT")
+    a.add_argument("--by", metavar="NAME", help="who (default: the user running the command)")
+    r = with_config(sub.add_parser("report", help="write a post-mortem draft for an incident"))
+    r.add_argument("incident", metavar="INCIDENT")
+    r.add_argument("--format", choices=["markdown", "json"], default="markdown")
+
+    later = with_config(sub.add_parser("status", help="ask the running daemon for its status (not available yet)"))
+    later.add_argument("--format", choices=["text", "json"], default="text")
     return p
 
 
@@ -165,6 +173,23 @@ def cmd_list_checks(sample: str | None) -> int:
     return 0
 
 
+def incident_command(args: argparse.Namespace) -> int:
+    from agent import incident_cli
+    from agent.store import StoreError
+
+    try:
+        if args.command == "timeline":
+            return incident_cli.cmd_timeline(args.config, args.since, args.check, args.format)
+        if args.command == "note":
+            return incident_cli.cmd_note(args.config, args.incident, args.text, args.by)
+        if args.command == "ack":
+            return incident_cli.cmd_ack(args.config, args.incident, args.by)
+        return incident_cli.cmd_report(args.config, args.incident, args.format)
+    except StoreError as exc:
+        print(f"firstwatch: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -180,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_validate(args.config)
         if args.command == "list-checks":
             return cmd_list_checks(args.sample)
+        if args.command in ("timeline", "note", "ack", "report"):
+            return incident_command(args)
         print(f"firstwatch: '{args.command}' is not available yet in this version", file=sys.stderr)
         return UNKNOWN
     except KeyboardInterrupt:

@@ -23,6 +23,7 @@ from agent.config_errors import issues_from_validation, suggest
 from agent.rules import Rule, compile_rule
 from agent.sinks import SINKS
 from agent.sinks.base import Sink
+from agent.units import Seconds
 from agent.yaml_source import ConfigError, Issue, Path, Source, load_yaml
 from checks import CHECKS
 from checks.base import Check, CheckConfig
@@ -34,7 +35,6 @@ _DEFAULT_ALERTS: list[dict[str, Any]] = [{"when": "down", "severity": "critical"
 
 # Contract keys whose features land in later releases: a clear message instead of "unknown option".
 PLANNED: dict[str, str] = {
-    "impact": "group blast radius ('impact') is not supported yet in this version",
     "telemetry": "'telemetry' (OTLP export, Prometheus endpoint) is not supported yet in this version",
     "listen": "the HTTP endpoint ('listen') is not supported yet in this version",
     "delay": "escalation ('delay') is not supported yet in this version",
@@ -55,6 +55,7 @@ class AgentSection(BaseModel):
     name: str = ""
     labels: dict[str, str] = {}
     state_dir: str = ""
+    outage_tolerance: Seconds = 3600.0  # pending for: timers survive a restart within this
 
     _labels = field_validator("labels")(_check_labels)
 
@@ -99,8 +100,14 @@ class AgentConfig:
     agent_name: str
     labels: dict[str, str]
     state_dir: str
+    outage_tolerance: float
     checks: tuple[CheckSpec, ...]
     sinks: tuple[SinkSpec, ...]
+
+
+def state_dir_of(configured: str) -> str:
+    """``agent.state_dir``, else systemd's ``$STATE_DIRECTORY``, else ``./state``."""
+    return configured or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "./state"
 
 
 def default_config_path() -> str:
@@ -136,7 +143,8 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
         file=file,
         agent_name=top.agent.name or socket.gethostname(),
         labels=dict(top.agent.labels),
-        state_dir=top.agent.state_dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "./state",
+        state_dir=state_dir_of(top.agent.state_dir),
+        outage_tolerance=top.agent.outage_tolerance,
         checks=tuple(checks),
         sinks=tuple(sinks),
     )
@@ -230,6 +238,8 @@ def _check_shape(cls: type[Check], cfg: CheckConfig, src: Source, path: Path) ->
         issues.append(src.issue(path, f"missing required option {key!r} (or 'targets', a list)"))
     elif key is not None and one is not None and cfg.targets is not None:
         issues.append(src.issue((*path, "targets"), f"set either {key!r} or 'targets', not both", key=True))
+    if cfg.impact and not cfg.targets:
+        issues.append(src.issue((*path, "impact"), "impact goes with 'targets' (a group of members)", key=True))
     if cfg.targets is not None and len(set(cfg.targets)) != len(cfg.targets):
         issues.append(src.issue((*path, "targets"), "targets must be unique"))
     return issues

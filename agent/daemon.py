@@ -10,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
 import zlib
 
-from agent.alerts import AlertBook
+from agent.alerts import AlertBook, Change
 from agent.config import AgentConfig, CheckSpec, load_config
 from agent.dispatch import Dispatcher
+from agent.events import Event
 from agent.output import describe_values
 from agent.probe_runner import SharedResources, run_probe
+from agent.recorder import Recorder
 from agent.scheduler import Job, Scheduler
+from agent.store import Store, StoreError
 from agent.systemd_notify import Notifier
 from agent.units import format_duration
 from agent.yaml_source import ConfigError
@@ -27,6 +31,7 @@ from checks.base import Check
 log = logging.getLogger("firstwatch")
 
 EX_CONFIG = 78
+EX_CANTCREAT = 73
 
 
 def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
@@ -40,13 +45,35 @@ def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
 class Runtime:
     """Everything one loaded config runs: checks, alert state, sinks."""
 
-    def __init__(self, cfg: AgentConfig, shard: tuple[int, int] | None = None) -> None:
+    def __init__(self, cfg: AgentConfig, store: Store, shard: tuple[int, int] | None = None) -> None:
         self.cfg = cfg
         self.resources = SharedResources(cfg.agent_name)
         self.book = AlertBook(cfg.agent_name, cfg.labels)
-        self.dispatcher = Dispatcher([s.build() for s in cfg.sinks])
+        self.recorder = Recorder(store, self.book)
+        self.dispatcher = Dispatcher([s.build() for s in cfg.sinks], on_delivered=self._delivered)
         self.checks = [(spec, spec.build()) for spec in cfg.checks if in_shard(spec.config.name, shard)]
         self._last_ok: dict[tuple[str, str], bool] = {}
+
+    def restore(self) -> None:
+        """Bring back alert state from before a restart (see ``agent.recorder``)."""
+        self.publish(self.recorder.restore([spec for spec, _ in self.checks], self.cfg.outage_tolerance))
+
+    def publish(self, changes: list[Change]) -> None:
+        try:
+            self.recorder.record(changes)
+        except sqlite3.Error as exc:  # a full disk must not stop alerting: deliver, and say so
+            log.error("state database write failed (timeline incomplete): %s", exc)
+        for change in changes:
+            if change.event is not None:
+                event = change.event
+                log.info("event %s %s: %s", event.kind, event.severity, event.summary)
+                self.dispatcher.publish(event)
+
+    def _delivered(self, sink: str, event: Event) -> None:
+        try:
+            self.recorder.delivered(sink, event)
+        except sqlite3.Error as exc:
+            log.error("state database write failed: %s", exc)
 
     def jobs(self) -> list[Job]:
         out = []
@@ -66,16 +93,25 @@ class Runtime:
                     log.info("%s %s: up: %s", result.check, target, describe_values(check.VALUES, result.values))
                 else:
                     log.warning("%s %s: down (%s) in %s", result.check, target, result.error, took)
-            for event in self.book.observe(spec, result):
-                log.info("event %s %s: %s", event.kind, event.severity, event.summary)
-                self.dispatcher.publish(event)
+            self.publish(self.book.observe(spec, result))
 
         return run
 
 
-async def serve(cfg: AgentConfig, shard: tuple[int, int] | None, stop: asyncio.Event) -> None:
-    runtime = Runtime(cfg, shard)
+async def _heartbeat(recorder: Recorder, every: float = 10.0) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            recorder.heartbeat()
+        except sqlite3.Error as exc:
+            log.error("state database write failed: %s", exc)
+
+
+async def serve(cfg: AgentConfig, shard: tuple[int, int] | None, stop: asyncio.Event, store: Store) -> None:
+    runtime = Runtime(cfg, store, shard)
     runtime.dispatcher.start()
+    runtime.restore()
+    beat = asyncio.create_task(_heartbeat(runtime.recorder), name="heartbeat")
     jobs = runtime.jobs()
     scheduler = Scheduler(jobs)
     sched_task = asyncio.create_task(scheduler.run(), name="scheduler")
@@ -94,7 +130,8 @@ async def serve(cfg: AgentConfig, shard: tuple[int, int] | None, stop: asyncio.E
         log.info("stopping")
         notifier.notify("STOPPING=1")
         sched_task.cancel()
-        await asyncio.gather(sched_task, return_exceptions=True)
+        beat.cancel()
+        await asyncio.gather(sched_task, beat, return_exceptions=True)
         await runtime.dispatcher.close(timeout=5.0)
         await runtime.resources.close()
         log.info("stopped after %d runs", scheduler.stats.runs)
@@ -118,7 +155,15 @@ def run(config_path: str, shard: tuple[int, int] | None) -> int:
         loop.add_signal_handler(
             signal.SIGHUP, lambda: log.warning("SIGHUP: config reload is not supported yet; restart to apply changes")
         )
-        await serve(cfg, shard, stop)
+        await serve(cfg, shard, stop, store)
 
-    asyncio.run(main())
+    try:
+        store = Store(cfg.state_dir)
+    except StoreError as exc:
+        print(f"firstwatch: {exc}", file=sys.stderr)
+        return EX_CANTCREAT
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
     return 0

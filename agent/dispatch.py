@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from agent.events import Event
 from agent.sinks.base import Sink
@@ -23,8 +24,17 @@ log = logging.getLogger("firstwatch.dispatch")
 
 
 class Dispatcher:
-    def __init__(self, sinks: list[Sink], *, queue_size: int = 10000, attempts: int = 4, backoff: float = 0.5) -> None:
+    def __init__(
+        self,
+        sinks: list[Sink],
+        *,
+        queue_size: int = 10000,
+        attempts: int = 4,
+        backoff: float = 0.5,
+        on_delivered: Callable[[str, Event], None] | None = None,
+    ) -> None:
         self.sinks = sinks
+        self.on_delivered = on_delivered
         self.attempts = attempts
         self.backoff = backoff
         self.queues: dict[str, asyncio.Queue[Event]] = {s.name: asyncio.Queue(queue_size) for s in sinks}
@@ -68,6 +78,8 @@ class Dispatcher:
             try:
                 await sink.send(event)
                 self.sent[sink.name] += 1
+                if self.on_delivered is not None:
+                    self.on_delivered(sink.name, event)
                 return
             except asyncio.CancelledError:
                 raise

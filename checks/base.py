@@ -33,7 +33,8 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.alert_config import AlertConfig
+from agent.alert_config import AlertConfig, ImpactLevel
+from agent.flapping import FlappingConfig
 from agent.units import Seconds
 
 ERROR_KINDS = (
@@ -109,6 +110,8 @@ class CheckConfig(BaseModel):
     labels: dict[str, str] = {}
     alerts: list[AlertConfig] | None = None  # None: the built-in default (down is critical)
     targets: list[str] | None = None
+    impact: list[ImpactLevel] | None = None  # blast radius: the group's severity by share firing
+    flapping: FlappingConfig | bool = True  # false turns flap detection off
 
 
 class ProbeContext(Protocol):

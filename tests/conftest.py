@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import AsyncIterator
 
 import pytest
+
+from tests.helpers import Fleet
 
 
 def require_binary(name: str, package: str) -> str:
@@ -18,3 +21,12 @@ def require_binary(name: str, package: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+@pytest.fixture
+async def fleet() -> AsyncIterator[Fleet]:
+    f = Fleet()
+    await f.start()
+    yield f
+    for r in f.runners:
+        await r.cleanup()

@@ -9,59 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from aiohttp import web
-
-Run = tuple[int, str, str]
-
-
-class Fleet:
-    """Three web servers whose status the test controls."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.runners: list[web.AppRunner] = []
-        self.ports: list[int] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        return web.Response(status=self.status, text="Add to cart" if self.status == 200 else "oops")
-
-    async def start(self, n: int = 3) -> None:
-        for _ in range(n):
-            app = web.Application()
-            app.router.add_get("/", self.handle)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.runners.append(runner)
-            self.ports.append(runner.addresses[0][1])
-
-    @property
-    def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{p}/" for p in self.ports]
-
-
-@pytest.fixture
-async def fleet() -> AsyncIterator[Fleet]:
-    f = Fleet()
-    await f.start()
-    yield f
-    for r in f.runners:
-        await r.cleanup()
-
-
-async def firstwatch(*args: str, timeout: float = 30) -> Run:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+from tests.helpers import Fleet, firstwatch, start_agent, wait_for_events
 
 
 def write_config(tmp_path: Path, fleet: Fleet, extra: str = "", severity: str = "critical") -> str:
@@ -69,7 +19,7 @@ def write_config(tmp_path: Path, fleet: Fleet, extra: str = "", severity: str = 
     path = tmp_path / "config.yaml"
     path.write_text(
         f"""
-agent: {{name: web-01, labels: {{env: test}}}}
+agent: {{name: web-01, labels: {{env: test}}, state_dir: "{tmp_path / "state"}"}}
 checks:
   - name: shop-web
     type: http
@@ -167,23 +117,10 @@ async def test_daemon_fires_resolves_and_stops_cleanly(tmp_path: Path, fleet: Fl
     cfg = write_config(tmp_path, fleet)
     events_file = tmp_path / "events.jsonl"
     fleet.status = 503
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", "run", "-c", cfg, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
+    proc = await start_agent(cfg)
 
-    def events() -> list[dict[str, object]]:
-        if not events_file.exists():
-            return []
-        return [json.loads(line) for line in events_file.read_text().splitlines()]
-
-    async def wait_for(pred, timeout: float = 10.0) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            evs = events()
-            if pred(evs):
-                return evs
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"timed out; events so far: {events()}")
+    def wait_for(pred):  # type: ignore[no-untyped-def]
+        return wait_for_events(events_file, pred)
 
     try:
         evs = await wait_for(lambda e: sum(x["kind"] == "firing" for x in e) == 3)

@@ -24,7 +24,7 @@ def test_check_module_documents_options_values_and_example(name: str) -> None:
     doc = sys.modules[cls.__module__].__doc__ or ""
     assert name == cls.TYPE
     for option in cls.Config.model_fields:
-        if option not in ("name", "type", "interval", "timeout", "labels", "alerts", "targets"):
+        if option not in ("name", "type", "interval", "timeout", "labels", "alerts", "targets", "impact", "flapping"):
             assert option in doc, f"{name}: option {option!r} is not documented in the module docstring"
     for value in cls.VALUES:
         assert value.name in doc, f"{name}: value {value.name!r} is not documented"

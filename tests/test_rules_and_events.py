@@ -98,8 +98,8 @@ def test_firing_and_resolved_events_follow_the_contract() -> None:
     book = AlertBook("web-01", cfg.labels, new_id=lambda: next(ids))
     events = []
     for t in (0, 30, 60, 90):
-        events += book.observe(spec, result(ok=False, t=1_000_000 + t, duration=0.05))
-    events += book.observe(spec, result(ok=True, t=1_000_120, duration=0.05))
+        events += [c.event for c in book.observe(spec, result(ok=False, t=1_000_000 + t, duration=0.05)) if c.event]
+    events += [c.event for c in book.observe(spec, result(ok=True, t=1_000_120, duration=0.05)) if c.event]
     assert [e.kind for e in events] == ["firing", "resolved"]
     firing, resolved = (json.loads(e.to_json()) for e in events)
     assert set(firing) == {
@@ -132,6 +132,6 @@ checks:
     book = AlertBook("a", {})
     r1 = Result("web", "tcp", "10.0.0.1:80", False, {}, "refused", "refused", 1.0, 0.1)
     r2 = Result("web", "tcp", "10.0.0.2:80", True, {}, None, None, 1.0, 0.1)
-    events = book.observe(spec, r1) + book.observe(spec, r2)
+    events = [c.event for c in book.observe(spec, r1) + book.observe(spec, r2) if c.event]
     assert [(e.kind, e.target) for e in events] == [("firing", "10.0.0.1:80")]
     assert events[0].summary == "web 10.0.0.1:80: down (refused)"

@@ -52,7 +52,11 @@ async def test_daemon_notifies_ready_and_stopping(tmp_path: Path) -> None:
     sock.bind(str(sock_path))
     sock.setblocking(False)
     config = tmp_path / "c.yaml"
-    config.write_text("checks: [{name: host, type: host, interval: 1s}]\nsinks: [{type: stdout}]\n")
+    config.write_text(
+        f"agent: {{state_dir: '{tmp_path}'}}\n"
+        "checks: [{name: host, type: host, interval: 1s}]\n"
+        "sinks: [{type: stdout}]\n"
+    )
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent", "run", "-c", str(config), env=env,

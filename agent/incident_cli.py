@@ -1,0 +1,127 @@
+"""``firstwatch timeline``, ``note``, ``ack`` and ``report``: the humans' side of an incident.
+
+They open the state database directly (local authority: whoever may write the agent's state
+directory may note and acknowledge; no network port changes state). They only need
+``agent.state_dir`` from the config, so they keep working at 2 AM even if someone broke another
+part of the config. Incident ids may be abbreviated to any unique prefix, as git does.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+
+from agent.events import iso_time
+from agent.store import Store, StoreError
+
+EX_NOINPUT = 66
+
+
+def state_dir_for(config_path: str) -> str:
+    """``agent.state_dir`` from the config, read leniently (the rest may be broken)."""
+    from agent.config import state_dir_of
+    from agent.yaml_source import ConfigError, load_yaml
+
+    configured = ""
+    try:
+        with open(config_path, encoding="utf-8") as fh:
+            data = load_yaml(fh.read(), config_path).data
+        agent = data.get("agent") if isinstance(data, dict) else None
+        if isinstance(agent, dict) and isinstance(agent.get("state_dir"), str):
+            configured = agent["state_dir"]
+    except (OSError, UnicodeDecodeError, ConfigError):
+        pass
+    return state_dir_of(configured)
+
+
+def open_store(config_path: str) -> Store:
+    state_dir = state_dir_for(config_path)
+    if not os.path.exists(os.path.join(state_dir, "firstwatch.db")):
+        raise StoreError(f"no state database in {state_dir}: has 'firstwatch run' started with this config?")
+    return Store(state_dir)
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``1h`` (that long ago) or an ISO 8601 time (``2026-11-24T02:00Z``; UTC if no zone)."""
+    from agent.units import parse_duration
+
+    now = time.time() if now is None else now
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"invalid --since {text!r}: use a duration (30m, 2h) or a time (2026-11-24T02:00Z)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def whoami() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def cmd_timeline(config: str, since: str | None, check: str | None, fmt: str) -> int:
+    from agent.report import SHOWN_KINDS
+
+    try:
+        start = parse_since(since) if since else None
+    except ValueError as exc:
+        print(f"firstwatch: {exc}", file=sys.stderr)
+        return 64
+    store = open_store(config)
+    entries = store.entries(since=start, check=check)
+    if fmt == "json":
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+        return 0
+    for e in entries:
+        who = e.author or e.check or ""
+        incident = f"[{e.incident}]" if e.incident else ""
+        sev = e.severity or ""
+        print(f"{iso_time(e.time)}  {SHOWN_KINDS.get(e.kind, e.kind):<11} {sev:<8} {who:<16} {incident:<14} {e.text}")
+    if not entries:
+        print("(no timeline entries)", file=sys.stderr)
+    return 0
+
+
+def cmd_note(config: str, ref: str, words: list[str], by: str | None) -> int:
+    text = " ".join(words).strip()
+    if not text:
+        print("firstwatch: the note is empty", file=sys.stderr)
+        return 64
+    store = open_store(config)
+    inc = store.incident(ref)
+    with store.transaction():
+        store.add_entry(
+            "note", text, incident=inc["id"], check=inc["check_name"], target=inc["target"], author=by or whoami()
+        )
+    print(f"noted on incident {inc['id']} ({inc['summary']})")
+    return 0
+
+
+def cmd_ack(config: str, ref: str, by: str | None) -> int:
+    store = open_store(config)
+    inc = store.incident(ref)
+    who = by or whoami()
+    if store.ack(inc["id"], who):
+        print(f"incident {inc['id']} acknowledged by {who}: reminders and escalation stop")
+    else:
+        again = store.incident(inc["id"])
+        print(f"incident {inc['id']} was already acknowledged by {again['acked_by']} at {iso_time(again['acked_at'])}")
+    return 0
+
+
+def cmd_report(config: str, ref: str, fmt: str) -> int:
+    from agent.report import render_json, render_markdown
+
+    store = open_store(config)
+    inc = store.incident(ref)
+    entries = store.entries(incident=inc["id"])
+    print(render_json(inc, entries) if fmt == "json" else render_markdown(inc, entries))
+    return 0
