@@ -6,10 +6,11 @@ Config validation, docs and tests read this one mapping.
 from __future__ import annotations
 
 from agent.sinks.base import Sink
+from agent.sinks.digest import DigestSink
 from agent.sinks.file import FileSink
 from agent.sinks.stdout import StdoutSink
 
-_ALL: tuple[type[Sink], ...] = (StdoutSink, FileSink)
+_ALL: tuple[type[Sink], ...] = (StdoutSink, FileSink, DigestSink)
 SINKS: dict[str, type[Sink]] = {cls.TYPE: cls for cls in _ALL}
 
 __all__ = ["SINKS"]
