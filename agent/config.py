@@ -37,8 +37,6 @@ _DEFAULT_ALERTS: list[dict[str, Any]] = [{"when": "down", "severity": "critical"
 PLANNED: dict[str, str] = {
     "telemetry": "'telemetry' (OTLP export, Prometheus endpoint) is not supported yet in this version",
     "listen": "the HTTP endpoint ('listen') is not supported yet in this version",
-    "delay": "escalation ('delay') is not supported yet in this version",
-    "repeat": "reminders ('repeat') are not supported yet in this version",
 }
 
 

@@ -1,9 +1,15 @@
 """The one small interface every sink implements, and the routing keys every sink has.
 
 A sink class has ``TYPE`` (its ``type:`` in the config), ``Config`` (a pydantic model subclassing
-:class:`SinkConfig`) and ``async send(event)``, which raises on failure so the dispatcher can count
-and report it. Routing (``min_severity``, ``kinds``, ``checks``) is decided once, in
-:meth:`SinkConfig.accepts`, never inside a sink.
+:class:`SinkConfig`) and ``async send(event)``, which raises on failure so the dispatcher can retry,
+count and report it: :class:`DeliveryError` for a failure worth retrying (refused, timeout, 5xx),
+:class:`PermanentDeliveryError` for one that retrying cannot fix (a 4xx that is not 408/429: the
+event is dropped, counted and reported). The message of either is shown to users: never put a
+secret (a header value, a token in a URL) in it. Delivery is at least once: a sink that talks
+to a remote service sends the event ``id`` as an idempotency key where the service allows it.
+
+Routing (``min_severity``, ``kinds``, ``checks``) is decided once, in :meth:`SinkConfig.accepts`,
+never inside a sink; ``delay`` (escalation) and ``repeat`` (reminders) are the dispatcher's.
 """
 
 from __future__ import annotations
@@ -14,6 +20,15 @@ from pydantic import BaseModel, ConfigDict
 
 from agent.events import Event, Kind
 from agent.severity import Severity, rank
+from agent.units import Seconds
+
+
+class DeliveryError(Exception):
+    """Delivery failed; worth retrying with backoff (the target is down, slow or overloaded)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Delivery failed in a way retrying cannot fix (the target rejected the event itself)."""
 
 
 class SinkConfig(BaseModel):
@@ -26,6 +41,8 @@ class SinkConfig(BaseModel):
     min_severity: Severity | None = None
     kinds: list[Kind] | None = None
     checks: list[str] | None = None
+    delay: Seconds | None = None  # only for incidents still firing and unacknowledged after this long
+    repeat: Seconds | None = None  # reminders while firing and unacknowledged
 
     def accepts(self, event: Event) -> bool:
         """Whether this sink wants ``event`` (every event unless a filter says otherwise)."""
