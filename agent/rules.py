@@ -27,7 +27,9 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-_COMPARISON = re.compile(r"\s*([A-Za-z_][\w.\-]*(?:\[[^\]]+\])?)\s*(>=|<=|==|!=|>|<)\s*([-+.\d].*?)\s*\Z")
+_COMPARISON = re.compile(
+    r"\s*(perf\.\S+?|[A-Za-z_][\w.\-]*(?:\[[^\]]+\][\w.\-]*)*)\s*(>=|<=|==|!=|>|<)\s*([-+.\d].*?)\s*\Z"
+)
 
 
 @dataclass(frozen=True)

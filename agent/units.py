@@ -71,7 +71,10 @@ def parse_quantity(text: str, unit: str, name: str = "this value") -> float:
     number, suffix = float(m.group(1)), m.group(2)
     if not suffix:
         return number
-    allowed = QUANTITY_UNITS.get(unit, {})
+    if unit == "any":  # a value in whatever base unit its source used (Nagios perfdata)
+        allowed = {k: v for units in QUANTITY_UNITS.values() for k, v in units.items() if k != "m"}
+    else:
+        allowed = QUANTITY_UNITS.get(unit, {})
     if suffix not in allowed:
         hint = f"use one of {', '.join(allowed)}" if allowed else "write a plain number"
         raise ValueError(f"unit {suffix!r} does not fit {name} (measured in {unit}): {hint}")

@@ -22,6 +22,7 @@ probe only measures. Error kinds are stable strings that rules, events and users
     http_status  the HTTP status was not one of the expected ones
     body         the body broke an expectation (too large, pattern missing, undecodable)
     expect       a protocol expectation failed (tcp ``expect``, header mismatch)
+    command      a command check's program exited non-zero, was killed, or could not start
     internal     a bug in firstwatch itself: reported, never hidden
 """
 
@@ -47,6 +48,7 @@ ERROR_KINDS = (
     "http_status",
     "body",
     "expect",
+    "command",
     "internal",
 )
 

@@ -135,3 +135,11 @@ checks:
     events = [c.event for c in book.observe(spec, r1) + book.observe(spec, r2) if c.event]
     assert [(e.kind, e.target) for e in events] == [("firing", "10.0.0.1:80")]
     assert events[0].summary == "web 10.0.0.1:80: down (refused)"
+
+
+def test_perfdata_labels_and_process_templates_parse_in_rules() -> None:
+    from checks.command import CommandCheck
+
+    r = rule("perf./ > 1000000", "medium", cls=CommandCheck)
+    assert r.evaluate(result(**{"perf./": 2e6})).holds is True
+    assert rule("perf.time>=2s", cls=CommandCheck).threshold == 2.0
