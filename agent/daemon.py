@@ -12,12 +12,14 @@ import logging
 import signal
 import sqlite3
 import sys
+import time
 import zlib
 
 from agent.alerts import AlertBook, Change
 from agent.config import AgentConfig, CheckSpec, load_config
 from agent.dispatch import Dispatcher
 from agent.events import Event
+from agent.outbox import Outbox
 from agent.output import describe_values
 from agent.probe_runner import SharedResources, run_probe
 from agent.recorder import Recorder
@@ -49,8 +51,10 @@ class Runtime:
         self.cfg = cfg
         self.resources = SharedResources(cfg.agent_name)
         self.book = AlertBook(cfg.agent_name, cfg.labels)
-        self.recorder = Recorder(store, self.book)
-        self.dispatcher = Dispatcher([s.build() for s in cfg.sinks], on_delivered=self._delivered)
+        sinks = [s.build() for s in cfg.sinks]
+        self.outbox = Outbox(store, sinks)
+        self.recorder = Recorder(store, self.book, self.outbox)
+        self.dispatcher = Dispatcher(sinks, self.outbox, on_delivered=self._delivered, on_agent_event=self.agent_event)
         self.checks = [(spec, spec.build()) for spec in cfg.checks if in_shard(spec.config.name, shard)]
         self._last_ok: dict[tuple[str, str], bool] = {}
 
@@ -67,7 +71,19 @@ class Runtime:
             if change.event is not None:
                 event = change.event
                 log.info("event %s %s: %s", event.kind, event.severity, event.summary)
-                self.dispatcher.publish(event)
+        self.dispatcher.wake()
+
+    def agent_event(self, severity: str, summary: str) -> None:
+        """The agent's own trouble, as an ``agent`` event to every sink that takes it."""
+        event = Event(
+            kind="agent", severity=severity, summary=summary, agent=self.cfg.agent_name, labels=self.cfg.labels
+        )
+        log.warning("agent event %s: %s", severity, summary)
+        try:
+            self.recorder.agent_event(event)
+        except sqlite3.Error as exc:
+            log.error("state database write failed: %s", exc)
+        self.dispatcher.wake()
 
     def _delivered(self, sink: str, event: Event) -> None:
         try:
@@ -98,20 +114,30 @@ class Runtime:
         return run
 
 
-async def _heartbeat(recorder: Recorder, every: float = 10.0) -> None:
+async def _housekeeping(runtime: Runtime, every: float = 1.0) -> None:
+    """Reminders due (sinks with ``repeat``), the liveness mark for restarts, old outbox rows."""
+    ticks = 0
     while True:
         await asyncio.sleep(every)
+        ticks += 1
         try:
-            recorder.heartbeat()
+            if runtime.recorder.remind(time.time()):
+                runtime.dispatcher.wake()
+            if ticks % 10 == 0:
+                runtime.recorder.heartbeat()
+            if ticks % 3600 == 0:
+                runtime.outbox.prune(time.time() - 7 * 86400)
         except sqlite3.Error as exc:
             log.error("state database write failed: %s", exc)
 
 
 async def serve(cfg: AgentConfig, shard: tuple[int, int] | None, stop: asyncio.Event, store: Store) -> None:
     runtime = Runtime(cfg, store, shard)
+    runtime.outbox.prune(time.time() - 7 * 86400)
     runtime.dispatcher.start()
     runtime.restore()
-    beat = asyncio.create_task(_heartbeat(runtime.recorder), name="heartbeat")
+    runtime.dispatcher.wake()
+    beat = asyncio.create_task(_housekeeping(runtime), name="housekeeping")
     jobs = runtime.jobs()
     scheduler = Scheduler(jobs)
     sched_task = asyncio.create_task(scheduler.run(), name="scheduler")

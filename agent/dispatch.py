@@ -1,112 +1,164 @@
-"""Hand events to sinks without ever blocking probing: one bounded queue and worker per sink.
+"""Deliver the outbox: one worker per sink, in order, at least once, never blocking probing.
 
-``publish`` is synchronous and never waits: it routes the event (``SinkConfig.accepts``) and puts
-it on each interested sink's queue. A full queue drops the event, counts it per sink, and logs it
-(rate-limited) rather than growing memory or stalling the scheduler. A failing ``send`` is retried
-with capped exponential backoff a few times, then counted as dropped.
+Each worker takes its sink's oldest pending row (``agent.outbox``), sends it under a safety
+deadline, and marks it delivered; a failure (``DeliveryError``, a timeout, anything unexpected)
+keeps the row at the head and retries it with capped exponential backoff and jitter, so a sink
+that is down for an hour gets everything, in order, once it is back. A
+``PermanentDeliveryError`` (the target rejected the event itself) drops that row, counted.
 
-This is the in-memory delivery path; the durable outbox (SQLite, delivery across restarts) is a
-later milestone and will sit in front of these same workers.
+Escalation: a row for a sink with ``delay`` goes out only if its incident is still open and
+unacknowledged when the delay has passed (and a later event only if the firing went out).
+
+The agent's own trouble is reported once per episode, not once per event: one ``agent`` event
+when a sink starts failing (with the error), one when it recovers (with how many events waited),
+and one per burst of drops. Sinks never slow each other: each has its own worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
 
 from agent.events import Event
-from agent.sinks.base import Sink
+from agent.outbox import Outbox, Row
+from agent.sinks.base import PermanentDeliveryError, Sink
 
 log = logging.getLogger("firstwatch.dispatch")
+
+AgentEvent = Callable[[str, str], None]  # (severity, summary)
 
 
 class Dispatcher:
     def __init__(
         self,
         sinks: list[Sink],
+        outbox: Outbox,
         *,
-        queue_size: int = 10000,
-        attempts: int = 4,
-        backoff: float = 0.5,
         on_delivered: Callable[[str, Event], None] | None = None,
+        on_agent_event: AgentEvent | None = None,
+        backoff: float = 0.5,
+        max_backoff: float = 300.0,
+        deadline: float = 60.0,
     ) -> None:
         self.sinks = sinks
+        self.outbox = outbox
         self.on_delivered = on_delivered
-        self.attempts = attempts
+        self.on_agent_event = on_agent_event
         self.backoff = backoff
-        self.queues: dict[str, asyncio.Queue[Event]] = {s.name: asyncio.Queue(queue_size) for s in sinks}
+        self.max_backoff = max_backoff
+        self.deadline = deadline
         self.sent: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
+        self.failing: dict[str, float] = {}  # sink -> since when
+        self._wake = {s.name: asyncio.Event() for s in sinks}
         self._workers: list[asyncio.Task[None]] = []
-        self._last_drop_log = 0.0
+        self._last_drop_report: dict[str, float] = {}
+        self._reported_overflow: Counter[str] = Counter()
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work(s), name=f"sink:{s.name}") for s in self.sinks]
 
-    def publish(self, event: Event) -> None:
-        for sink in self.sinks:
-            if not sink.config.accepts(event):
-                continue
-            try:
-                self.queues[sink.name].put_nowait(event)
-            except asyncio.QueueFull:
-                self._drop(sink, event, "queue full")
+    def wake(self) -> None:
+        """New rows were committed: let idle workers look."""
+        for ev in self._wake.values():
+            ev.set()
+        self._report_overflow()
 
-    def _drop(self, sink: Sink, event: Event, why: str) -> None:
-        self.dropped[sink.name] += 1
-        now = time.monotonic()
-        if now - self._last_drop_log > 10:
-            self._last_drop_log = now
-            log.error(
-                "sink %s: event %s dropped (%s); %d dropped so far", sink.name, event.id, why, self.dropped[sink.name]
-            )
-
-    async def _work(self, sink: Sink) -> None:
-        queue = self.queues[sink.name]
-        while True:
-            event = await queue.get()
-            try:
-                await self._deliver(sink, event)
-            finally:
-                queue.task_done()
-
-    async def _deliver(self, sink: Sink, event: Event) -> None:
-        for attempt in range(self.attempts):
-            try:
-                await sink.send(event)
-                self.sent[sink.name] += 1
-                if self.on_delivered is not None:
-                    self.on_delivered(sink.name, event)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("sink %s: sending event %s failed (attempt %d): %s", sink.name, event.id, attempt + 1, exc)
-                if attempt + 1 < self.attempts:
-                    await asyncio.sleep(min(self.backoff * 2**attempt, 30.0))
-        self._drop(sink, event, "delivery failed")
-
-    async def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for queued events to be delivered; True if all were."""
+    async def _sleep(self, sink: str, until: float | None) -> None:
+        wake = self._wake[sink]
+        wake.clear()
+        timeout = 30.0 if until is None else max(0.0, min(30.0, until - time.time()))
         try:
             async with asyncio.timeout(timeout):
-                for q in self.queues.values():
-                    await q.join()
-            return True
+                await wake.wait()
         except TimeoutError:
-            return False
+            pass
+
+    async def _work(self, sink: Sink) -> None:
+        while True:
+            now = time.time()
+            row = self.outbox.head(sink.name, now)
+            if row is None:
+                await self._sleep(sink.name, self.outbox.next_wake(sink.name))
+                continue
+            if row.retry_at > now:
+                await asyncio.sleep(row.retry_at - now)
+                continue
+            if sink.config.delay and not self.outbox.escalation_allowed(row):
+                self.outbox.finish(row, "skipped", "incident resolved or acknowledged before the delay")
+                continue
+            await self._deliver(sink, row)
+
+    async def _deliver(self, sink: Sink, row: Row) -> None:
+        event = row.event()
+        try:
+            async with asyncio.timeout(self.deadline):
+                await sink.send(event)
+        except asyncio.CancelledError:
+            raise
+        except PermanentDeliveryError as exc:
+            self.outbox.finish(row, "dropped", str(exc))
+            self._dropped(sink.name, event, str(exc))
+            return
+        except Exception as exc:  # DeliveryError, a timeout, or a sink bug: retry, never lose it
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, TimeoutError):
+                reason = f"no answer within {self.deadline:g}s"
+            delay = min(self.max_backoff, self.backoff * 2 ** min(row.attempts, 20)) * random.uniform(0.8, 1.2)
+            self.outbox.retry_later(row, time.time() + delay, reason)
+            if sink.name not in self.failing:
+                self.failing[sink.name] = time.time()
+                log.error("sink %s failing: %s (retrying, events are kept)", sink.name, reason)
+                self._agent_event("major", f"sink {sink.name} is failing: {reason}; events are kept and retried")
+            return
+        self.outbox.finish(row, "delivered")
+        self.sent[sink.name] += 1
+        if sink.name in self.failing:
+            since = self.failing.pop(sink.name)
+            waiting = self.outbox.pending[sink.name]
+            log.warning("sink %s recovered after %.0fs", sink.name, time.time() - since)
+            self._agent_event("minor", f"sink {sink.name} recovered after {time.time() - since:.0f}s; {waiting} queued")
+        if self.on_delivered is not None:
+            self.on_delivered(sink.name, event)
+
+    def _dropped(self, sink: str, event: Event, why: str, count: int = 1) -> None:
+        self.dropped[sink] += count
+        log.error("sink %s: %d event(s) dropped (%s)", sink, count, why)
+        now = time.time()
+        if now - self._last_drop_report.get(sink, 0.0) > 600 and event.kind != "agent":
+            self._last_drop_report[sink] = now
+            self._agent_event("major", f"sink {sink} dropped events ({why}); {self.dropped[sink]} dropped so far")
+
+    def _report_overflow(self) -> None:
+        for sink, total in self.outbox.overflow.items():
+            new = total - self._reported_overflow[sink]
+            if new > 0:
+                self._reported_overflow[sink] = total
+                self._dropped(sink, Event(kind="firing", severity="major", summary="", agent=""), "outbox full", new)
+
+    def _agent_event(self, severity: str, summary: str) -> None:
+        if self.on_agent_event is not None:
+            self.on_agent_event(severity, summary)
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued (up to ``timeout``), then stop workers and close sinks."""
-        if not await self.drain(timeout):
-            pending = sum(q.qsize() for q in self.queues.values())
-            log.error("shutdown: %d queued events not delivered within %gs", pending, timeout)
+        """Give workers ``timeout`` to finish what is due, then stop them and close sinks. What
+        is not delivered stays in the outbox for the next start."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and any(  # noqa: ASYNC110 - a bounded drain poll at shutdown
+            (row := self.outbox.head(s.name, time.time())) is not None and row.retry_at <= time.time()
+            for s in self.sinks
+        ):
+            await asyncio.sleep(0.02)
         for w in self._workers:
             w.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        left = sum(self.outbox.pending.values())
+        if left:
+            log.warning("shutdown: %d events not yet delivered stay in the outbox for the next start", left)
         for sink in self.sinks:
             try:
                 await sink.close()

@@ -24,6 +24,11 @@ def iso_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
 
 
+def parse_iso(text: str) -> float:
+    """``2026-11-24T02:35:00.123Z`` -> epoch seconds."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def fingerprint(agent: str, check: str, target: str, rule: str) -> str:
     """Stable identity of one alert: the same agent, check, target and rule give the same one."""
     return hashlib.sha256(f"{agent}\x1f{check}\x1f{target}\x1f{rule}".encode()).hexdigest()[:16]
@@ -73,6 +78,27 @@ class Event:
             "agent": self.agent,
             "labels": dict(self.labels),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Event:
+        """The inverse of :meth:`to_dict` (the outbox stores events as JSON)."""
+        return cls(
+            kind=d["kind"],
+            severity=d["severity"],
+            summary=d["summary"],
+            agent=d["agent"],
+            time=parse_iso(d["time"]),
+            id=d["id"],
+            incident=d.get("incident"),
+            fingerprint=d.get("fingerprint"),
+            check=d.get("check"),
+            target=d.get("target"),
+            type=d.get("type"),
+            rule=d.get("rule"),
+            value=d.get("value"),
+            started_at=parse_iso(d["started_at"]) if d.get("started_at") else None,
+            labels=dict(d.get("labels") or {}),
+        )
 
     def to_json(self) -> str:
         """One line of JSON, keys in contract order."""

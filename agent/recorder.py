@@ -17,6 +17,7 @@ import time
 from agent.alerts import AlertBook, Change, Key, _flapping
 from agent.config import CheckSpec
 from agent.events import Event, fingerprint
+from agent.outbox import Outbox
 from agent.store import Store
 
 log = logging.getLogger("firstwatch.recorder")
@@ -27,16 +28,20 @@ def _key_str(key: Key) -> str:
 
 
 class Recorder:
-    def __init__(self, store: Store, book: AlertBook) -> None:
+    def __init__(self, store: Store, book: AlertBook, outbox: Outbox | None = None) -> None:
         self.store = store
         self.book = book
+        self.outbox = outbox
 
     def record(self, changes: list[Change]) -> None:
-        """Apply ``changes`` and the book's dirty alert state in one transaction."""
+        """Apply ``changes``, their events (into the outbox) and the book's dirty alert state in
+        one transaction: an event is durable before any sink sees it."""
         if not changes and not self.book.dirty:
             return
         with self.store.transaction():
             for c in changes:
+                if c.event is not None and self.outbox is not None:
+                    self.outbox.enqueue(c.event)
                 self.store.add_entry(
                     c.kind,
                     c.text,
@@ -72,6 +77,28 @@ class Recorder:
             target=event.target,
             severity=event.severity,
         )
+
+    def agent_event(self, event: Event) -> None:
+        """Record and queue one of the agent's own events."""
+        with self.store.transaction():
+            self.store.add_entry("agent", event.summary, when=event.time, severity=event.severity)
+            if self.outbox is not None:
+                self.outbox.enqueue(event)
+
+    def remind(self, now: float) -> int:
+        """Queue the reminders that are due (sinks with ``repeat``); returns how many."""
+        if self.outbox is None:
+            return 0
+        due = self.outbox.reminders_due(now)
+        if due:
+            with self.store.transaction():
+                for sink, event in due:
+                    self.outbox.enqueue(event, only=sink)
+                    self.store.add_entry(
+                        "reminder", f"reminder queued for {sink}", when=now, incident=event.incident,
+                        check=event.check, target=event.target, severity=event.severity,
+                    )  # fmt: skip
+        return len(due)
 
     def heartbeat(self) -> None:
         self.store.set_meta("last_alive", repr(time.time()))

@@ -53,6 +53,23 @@ CREATE TABLE IF NOT EXISTS alert_state (
     key TEXT PRIMARY KEY,
     data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    incident TEXT,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created REAL NOT NULL,
+    not_before REAL NOT NULL,
+    retry_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_error TEXT,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (sink, state, seq);
+CREATE INDEX IF NOT EXISTS outbox_incident ON outbox (incident, sink, kind);
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL

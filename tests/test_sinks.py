@@ -14,11 +14,25 @@ from aiohttp import web
 from agent.config import parse_config
 from agent.dispatch import Dispatcher
 from agent.events import Event
+from agent.outbox import Outbox
+from agent.store import Store
 from agent.yaml_source import ConfigError
 
 
 def event(kind: str = "firing", severity: str = "minor", incident: str = "inc1", **kw: Any) -> Event:
     return Event(kind=kind, severity=severity, summary=f"{kind} {severity}", agent="a", incident=incident, **kw)  # type: ignore[arg-type]
+
+
+def dispatcher(built, tmp_path: Path) -> Dispatcher:  # type: ignore[no-untyped-def]
+    store = Store(str(tmp_path / "state"))
+    return Dispatcher(built, Outbox(store, built), backoff=0.05)
+
+
+def publish(d: Dispatcher, *events: Event) -> None:
+    with d.outbox.store.transaction():
+        for e in events:
+            d.outbox.enqueue(e)
+    d.wake()
 
 
 def sinks(text: str):  # type: ignore[no-untyped-def]
@@ -34,10 +48,9 @@ async def test_routing_by_severity_kind_and_check(tmp_path: Path) -> None:
   - {{type: file, name: all, path: "{tmp_path}/all.jsonl"}}
 """
     )
-    d = Dispatcher(built)
+    d = dispatcher(built, tmp_path)
     d.start()
-    for e in (event(severity="minor"), event(severity="critical"), event(kind="resolved", severity="major")):
-        d.publish(e)
+    publish(d, event(severity="minor"), event(severity="critical"), event(kind="resolved", severity="major"))
     await d.close()
     lines = {p.stem: [json.loads(x)["summary"] for x in p.read_text().splitlines()] for p in tmp_path.glob("*.jsonl")}
     assert lines == {
@@ -61,17 +74,16 @@ async def test_file_sink_follows_logrotate(tmp_path: Path) -> None:
 async def test_digest_collects_minor_events_and_repeats_open_incidents(tmp_path: Path) -> None:
     path = tmp_path / "digest.md"
     (digest,) = sinks(f'  - {{type: digest, path: "{path}", every: 0.3s}}\n')
-    d = Dispatcher([digest])
+    d = dispatcher([digest], tmp_path)
     d.start()
-    d.publish(event(incident="cert"))
-    d.publish(event(severity="critical", incident="page"))  # above max_severity: not in a digest
+    publish(d, event(incident="cert"), event(severity="critical", incident="page"))  # critical: not in a digest
     await asyncio.sleep(0.45)
     first = path.read_text()
     assert "1 events" in first and "firing minor" in first and "critical" not in first
     await asyncio.sleep(0.35)  # nothing new, but the incident is still open: repeated
     second = path.read_text()[len(first) :]
     assert "Still open (1)" in second and "0 events" in second
-    d.publish(event(kind="resolved", incident="cert"))
+    publish(d, event(kind="resolved", incident="cert"))
     await d.close()  # the pending digest is written at shutdown
     last = path.read_text().split("## ")[-1]
     assert "resolved minor" in last and "Still open" not in last

@@ -1,0 +1,246 @@
+"""``type: exec``: each event handed to a program you write (a script that pages, posts, logs).
+
+Options (besides the routing keys every sink has):
+
+    command  the program and its arguments, as a list: ``[/usr/local/bin/notify-team, --urgent]``.
+             Run directly, never through a shell: ``$(...)``, ``;`` or ``*`` in an argument or
+             in the event reach the program literally. The program is an absolute path or a
+             name found on PATH; it must exist and be executable when the config loads.
+    env      variables added to the program's environment. It does not inherit the agent's
+             environment: it gets only PATH, ``LANG=C.UTF-8``, these and the event's variables.
+             The values may be secrets: they are never shown in an error.
+    timeout  how long the program may run (default 10s); then it and every process it started
+             (its whole process group) are killed and the event is retried.
+
+The program gets the event as one line of JSON on stdin, and its main fields as environment
+variables: FIRSTWATCH_EVENT_ID (the idempotency key, the same on every redelivery),
+FIRSTWATCH_KIND, FIRSTWATCH_SEVERITY, FIRSTWATCH_CHECK, FIRSTWATCH_TARGET, FIRSTWATCH_INCIDENT,
+FIRSTWATCH_SUMMARY (empty when the event has none). Exit 0 means delivered; exit 64 to 78
+(sysexits.h: bad usage, bad data, bad config) means the event can never be delivered and it is
+dropped; any other exit is retried, with the first line of stderr in the error. Only the first
+64 KiB of stdout and of stderr are kept (the rest is read and discarded, so a chatty program
+never blocks); processes it leaves behind when it exits are killed.
+
+Example::
+
+    sinks:
+      - type: exec
+        name: notify-team
+        command: [/usr/local/bin/notify-team, --channel, ops]
+        env: {TEAM_TOKEN: "${TEAM_TOKEN}"}
+        min_severity: major
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+from typing import Any, ClassVar
+
+from pydantic import ConfigDict, ValidationInfo, field_validator
+
+from agent.events import Event
+from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
+from agent.units import Seconds, format_duration
+
+OUTPUT_CAP = 64 * 1024  # bytes kept of stdout and of stderr each
+EXCERPT = 200  # characters of stderr shown in an error
+SYSEXITS = range(64, 79)  # EX_USAGE .. EX_CONFIG: retrying cannot help
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
+
+
+def base_env(extra: dict[str, str]) -> dict[str, str]:
+    """PATH and ``LANG=C.UTF-8``, then ``extra``."""
+    return {"PATH": os.environ.get("PATH") or os.defpath, "LANG": "C.UTF-8", **extra}
+
+
+def resolve_program(name: str, path: str) -> str:
+    """The absolute path of the program ``name``; raises ValueError saying why there is none."""
+    if os.path.isabs(name):
+        if not os.path.isfile(name) or not os.access(name, os.X_OK):
+            what = "is not an executable file" if os.path.exists(name) else "not found"
+            raise ValueError(f"program {name!r} {what}")
+        return name
+    if not name or os.sep in name:
+        raise ValueError(f"program {name!r}: write an absolute path, or a program name found on PATH")
+    found = shutil.which(name, path=path)
+    if found is None:
+        raise ValueError(f"program {name!r} not found on PATH ({path})")
+    return os.path.abspath(found)
+
+
+class ExecConfig(SinkConfig):
+    model_config = ConfigDict(hide_input_in_errors=True)  # env values and arguments may be secrets
+
+    env: dict[str, str] = {}  # before command: validating command reads env (PATH may be set there)
+    command: list[str]
+    timeout: Seconds = 10.0
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _check_env(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        for key, value in v.items():  # never echo a value
+            if not isinstance(key, str) or not _ENV_NAME.match(key):
+                raise ValueError(f"invalid environment variable name {key!r}")
+            if key.startswith("FIRSTWATCH_"):
+                raise ValueError(f"env {key}: FIRSTWATCH_* variables are set from the event")
+            if not isinstance(value, str):
+                raise ValueError(f"env {key}: the value must be a string (quote it)")
+            if "\0" in value:
+                raise ValueError(f"env {key}: the value must not contain NUL bytes")
+        return v
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _strings_only(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            for i, arg in enumerate(v):
+                if not isinstance(arg, str):
+                    raise ValueError(f"command[{i}] is not a string: quote every argument")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _check_command(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if not v:
+            raise ValueError("command must name a program: [PROGRAM, ARG, ...]")
+        if any("\0" in arg for arg in v):
+            raise ValueError("command arguments must not contain NUL bytes")
+        resolve_program(v[0], base_env(info.data.get("env") or {})["PATH"])
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _check_timeout(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("timeout must be greater than 0")
+        return v
+
+
+class _Collector(asyncio.SubprocessProtocol):
+    """Keeps the first OUTPUT_CAP bytes of stdout and stderr, reading (and dropping) the rest."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.out = {1: bytearray(), 2: bytearray()}
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.finished: asyncio.Future[None] = loop.create_future()  # both output pipes closed
+
+    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
+        buf = self.out.get(fd)
+        if buf is not None and len(buf) < OUTPUT_CAP:
+            buf += data[: OUTPUT_CAP - len(buf)]
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def first_line(data: bytes | bytearray) -> str:
+    text = data.decode("utf-8", errors="replace").strip()
+    return _CONTROL.sub("", text.split("\n", 1)[0]).strip()[:EXCERPT]
+
+
+class ExecSink(BaseSink):
+    TYPE = "exec"
+    Config: ClassVar[type[SinkConfig]] = ExecConfig
+
+    def __init__(self, config: SinkConfig, name: str) -> None:
+        super().__init__(config, name)
+        assert isinstance(config, ExecConfig)
+        self._cfg = config
+        self._env = base_env(config.env)
+        self._argv = [resolve_program(config.command[0], self._env["PATH"]), *config.command[1:]]
+        values = [v for v in (*config.env.values(), *config.command[1:]) if len(v) >= 4]
+        self._secrets = sorted(values, key=len, reverse=True)
+
+    def __repr__(self) -> str:  # the config may hold secrets
+        return f"<ExecSink {self.name!r} running {self._argv[0]}>"
+
+    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
+        for secret in self._secrets:
+            reason = reason.replace(secret, "***")
+        cls = PermanentDeliveryError if permanent else DeliveryError
+        return cls(f"exec {self.name}: {reason}")
+
+    def _event_env(self, event: Event) -> dict[str, str]:
+        fields = {
+            "EVENT_ID": event.id,
+            "KIND": event.kind,
+            "SEVERITY": event.severity,
+            "CHECK": event.check,
+            "TARGET": event.target,
+            "INCIDENT": event.incident,
+            "SUMMARY": event.summary,
+        }
+        return {**self._env, **{f"FIRSTWATCH_{k}": (v or "").replace("\0", "") for k, v in fields.items()}}
+
+    async def send(self, event: Event) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, proto = await loop.subprocess_exec(
+                lambda: _Collector(loop),
+                *self._argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._event_env(event),
+                start_new_session=True,  # its own process group, killed as a whole
+            )
+        except OSError as exc:
+            raise self._fail(f"cannot run {self._argv[0]}: {exc.strerror or exc}") from None
+        pgid = transport.get_pid()
+        try:
+            stdin = transport.get_pipe_transport(0)
+            assert isinstance(stdin, asyncio.WriteTransport)
+            stdin.write((event.to_json() + "\n").encode())  # buffered by the loop: never blocks
+            stdin.write_eof()
+            try:
+                async with asyncio.timeout(self._cfg.timeout):
+                    await proto.exited
+            except TimeoutError:
+                raise self._fail(f"timed out after {format_duration(self._cfg.timeout)}") from None
+            _kill_group(pgid)  # processes it left behind would hold the pipes open
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await proto.finished  # the rest of the output
+        finally:
+            _kill_group(pgid)
+            if not proto.exited.done():
+                await asyncio.wait([proto.exited], timeout=2.0)  # reap it
+            transport.close()
+        code = transport.get_returncode()
+        if code == 0:
+            return
+        if code is None or code < 0:
+            how = f"killed by {_signal_name(-code)}" if code is not None else "did not exit"
+            raise self._fail(how + self._stderr(proto))
+        raise self._fail(f"exit {code}" + self._stderr(proto), permanent=code in SYSEXITS)
+
+    @staticmethod
+    def _stderr(proto: _Collector) -> str:
+        line = first_line(proto.out[2])
+        return f": {line}" if line else ""
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
