@@ -26,7 +26,7 @@ from agent.config import CheckSpec
 from agent.events import Event, Kind, fingerprint, new_incident_id
 from agent.flapping import FlapDetector, FlappingConfig
 from agent.rules import Rule
-from agent.severity import worst
+from agent.severity import rank, worst
 from agent.state import INACTIVE, AlertState, step
 from agent.units import format_duration
 from checks.base import Result
@@ -44,6 +44,7 @@ class Alert:
     max_severity: str | None = None
     first_error: str | None = None  # the explanation when the condition first held
     last_text: str | None = None  # the latest explanation while the condition holds
+    lower_seen: str | None = None  # a group: the lower severity its last round judged
     flap: FlapDetector | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,11 +195,18 @@ class AlertBook:
             text = f"{cfg.name}: {share}: {example}" + (f" for {format_duration(rule.for_s)}" if rule.for_s else "")
             return [self._incident_change("firing", spec, target, rule, group, fp, now, text, len(firing))]
         if firing and severity != group.severity:
+            if rank(severity) < rank(group.severity) and group.lower_seen != severity:
+                # escalate at once, de-escalate only when two rounds in a row agree: members
+                # recovering a few seconds apart end in one resolution, not a cascade of changes
+                group.lower_seen = severity
+                return []
             self.dirty.add(key)
+            group.lower_seen = None
             old, group.severity = group.severity, severity
             group.max_severity = worst([group.max_severity, severity])
             text = f"{cfg.name}: now {share}: {example} ({old} -> {severity})"
             return [self._incident_change("changed", spec, target, rule, group, fp, now, text, len(firing))]
+        group.lower_seen = None
         if not firing and group.incident is not None:
             self.dirty.add(key)
             started, group.state = group.state.since, INACTIVE

@@ -56,7 +56,9 @@ class Outbox:
         queued = []
         body = event.to_json()
         for name, sink in self.sinks.items():
-            if (only is not None and name != only) or not sink.config.accepts(event):
+            if only is not None and name != only:
+                continue
+            if not sink.config.accepts(event) and not self._follow_up(name, sink, event):
                 continue
             delay = sink.config.delay or 0.0
             not_before = event.time + delay if delay and event.kind == "firing" else event.time
@@ -70,6 +72,21 @@ class Outbox:
             self.pending[name] += 1
             queued.append(name)
         return queued
+
+    def _follow_up(self, name: str, sink: Sink, event: Event) -> bool:
+        """A change or resolution goes to every sink that has the incident, whatever its
+        severity now: the pager that was woken for a critical hears that it is over."""
+        if event.kind not in ("changed", "resolved") or event.incident is None:
+            return False
+        if not sink.config.accepts(event, ignore_severity=True):
+            return False
+        return (
+            self.store.db.execute(
+                "SELECT 1 FROM outbox WHERE sink = ? AND incident = ? AND state != 'skipped' LIMIT 1",
+                (name, event.incident),
+            ).fetchone()
+            is not None
+        )
 
     def _drop_oldest(self, sink: str) -> None:
         self.store.db.execute(

@@ -175,3 +175,16 @@ async def test_reminders_while_firing_and_unacknowledged(tmp_path: Path) -> None
         assert recorder.remind(time.time()) == 0
     assert len(pager.got) == count  # an ack stops reminders
     await h.d.close()
+
+
+async def test_the_pager_hears_the_resolution_of_what_woke_it(tmp_path: Path) -> None:
+    pager = Spy("pager", min_severity="critical")
+    h = Harness(tmp_path, pager)
+    h.publish(ev("all down", incident="g", severity="critical"), ev("minor one", incident="m", severity="minor"))
+    h.publish(ev("now 1 of 3", kind="changed", incident="g", severity="minor"))
+    h.publish(ev("over", kind="resolved", incident="g", severity="minor"))
+    h.publish(ev("over too", kind="resolved", incident="m", severity="minor"))
+    await h.until(lambda: len(pager.got) == 3)
+    await asyncio.sleep(0.1)
+    assert [e.summary for e in pager.got] == ["all down", "now 1 of 3", "over"]
+    await h.d.close()

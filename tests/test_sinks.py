@@ -50,7 +50,9 @@ async def test_routing_by_severity_kind_and_check(tmp_path: Path) -> None:
     )
     d = dispatcher(built, tmp_path)
     d.start()
-    publish(d, event(severity="minor"), event(severity="critical"), event(kind="resolved", severity="major"))
+    publish(
+        d, event(severity="minor"), event(severity="critical"), event(kind="resolved", severity="major", incident="i2")
+    )
     await d.close()
     lines = {p.stem: [json.loads(x)["summary"] for x in p.read_text().splitlines()] for p in tmp_path.glob("*.jsonl")}
     assert lines == {

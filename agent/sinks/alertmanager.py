@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -279,7 +280,8 @@ class AlertmanagerSink(BaseSink):
         except TimeoutError:
             return None, f"no answer within {format_duration(self._cfg.timeout)}"
         except aiohttp.ClientConnectorError as exc:
-            return None, f"cannot connect ({exc.os_error.strerror or exc.os_error})"
+            err = exc.os_error
+            return None, f"cannot connect ({os.strerror(err.errno) if err.errno else err})"
         except aiohttp.ClientError as exc:
             return None, f"{type(exc).__name__}: {exc}"
 

@@ -44,9 +44,10 @@ class SinkConfig(BaseModel):
     delay: Seconds | None = None  # only for incidents still firing and unacknowledged after this long
     repeat: Seconds | None = None  # reminders while firing and unacknowledged
 
-    def accepts(self, event: Event) -> bool:
-        """Whether this sink wants ``event`` (every event unless a filter says otherwise)."""
-        if self.min_severity is not None and rank(event.severity) < rank(self.min_severity):
+    def accepts(self, event: Event, *, ignore_severity: bool = False) -> bool:
+        """Whether this sink wants ``event`` (every event unless a filter says otherwise).
+        ``ignore_severity``: for the follow-ups of an incident the sink already has."""
+        if not ignore_severity and self.min_severity is not None and rank(event.severity) < rank(self.min_severity):
             return False
         if self.kinds is not None and event.kind not in self.kinds:
             return False

@@ -43,8 +43,9 @@ class DigestConfig(SinkConfig):
     every: Seconds = 86400.0
     max_severity: Severity = "minor"
 
-    def accepts(self, event: Event) -> bool:
-        return rank(event.severity) <= rank(self.max_severity) and super().accepts(event)
+    def accepts(self, event: Event, *, ignore_severity: bool = False) -> bool:
+        within = ignore_severity or rank(event.severity) <= rank(self.max_severity)
+        return within and super().accepts(event, ignore_severity=ignore_severity)
 
     @model_validator(mode="after")
     def _one_destination(self) -> DigestConfig:

@@ -8,14 +8,15 @@ Options (besides the routing keys every sink has):
              name found on PATH; it must exist and be executable when the config loads.
     env      variables added to the program's environment. It does not inherit the agent's
              environment: it gets only PATH, ``LANG=C.UTF-8``, these and the event's variables.
-             The values may be secrets: they are never shown in an error.
+             Pass secrets here, not in ``command`` (arguments show in ``ps``): env values are
+             never shown in an error, even when the program prints them on stderr.
     timeout  how long the program may run (default 10s); then it and every process it started
              (its whole process group) are killed and the event is retried.
 
 The program gets the event as one line of JSON on stdin, and its main fields as environment
 variables: FIRSTWATCH_EVENT_ID (the idempotency key, the same on every redelivery),
 FIRSTWATCH_KIND, FIRSTWATCH_SEVERITY, FIRSTWATCH_CHECK, FIRSTWATCH_TARGET, FIRSTWATCH_INCIDENT,
-FIRSTWATCH_SUMMARY (empty when the event has none). Exit 0 means delivered; exit 64 to 78
+FIRSTWATCH_SUMMARY (empty when the event has none; cut at 4096 characters). Exit 0 means delivered; exit 64 to 78
 (sysexits.h: bad usage, bad data, bad config) means the event can never be delivered and it is
 dropped; any other exit is retried, with the first line of stderr in the error. Only the first
 64 KiB of stdout and of stderr are kept (the rest is read and discarded, so a chatty program
@@ -42,7 +43,7 @@ import signal
 import subprocess
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from agent.events import Event
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
@@ -50,6 +51,7 @@ from agent.units import Seconds, format_duration
 
 OUTPUT_CAP = 64 * 1024  # bytes kept of stdout and of stderr each
 EXCERPT = 200  # characters of stderr shown in an error
+ENV_CAP = 4096  # characters of an event field in a FIRSTWATCH_* variable
 SYSEXITS = range(64, 79)  # EX_USAGE .. EX_CONFIG: retrying cannot help
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
@@ -78,7 +80,9 @@ def resolve_program(name: str, path: str) -> str:
 class ExecConfig(SinkConfig):
     model_config = ConfigDict(hide_input_in_errors=True)  # env values and arguments may be secrets
 
-    env: dict[str, str] = {}  # before command: validating command reads env (PATH may be set there)
+    env: dict[str, str] = Field(
+        default={}, repr=False
+    )  # before command: validating command reads env (PATH may be set there)
     command: list[str]
     timeout: Seconds = 10.0
 
@@ -152,11 +156,6 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def first_line(data: bytes | bytearray) -> str:
-    text = data.decode("utf-8", errors="replace").strip()
-    return _CONTROL.sub("", text.split("\n", 1)[0]).strip()[:EXCERPT]
-
-
 class ExecSink(BaseSink):
     TYPE = "exec"
     Config: ClassVar[type[SinkConfig]] = ExecConfig
@@ -167,17 +166,19 @@ class ExecSink(BaseSink):
         self._cfg = config
         self._env = base_env(config.env)
         self._argv = [resolve_program(config.command[0], self._env["PATH"]), *config.command[1:]]
-        values = [v for v in (*config.env.values(), *config.command[1:]) if len(v) >= 4]
-        self._secrets = sorted(values, key=len, reverse=True)
+        self._secrets = sorted((v for v in config.env.values() if len(v) >= 4), key=len, reverse=True)
 
     def __repr__(self) -> str:  # the config may hold secrets
         return f"<ExecSink {self.name!r} running {self._argv[0]}>"
 
-    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
+    def _redact(self, text: str) -> str:
         for secret in self._secrets:
-            reason = reason.replace(secret, "***")
+            text = text.replace(secret, "***")
+        return text
+
+    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
         cls = PermanentDeliveryError if permanent else DeliveryError
-        return cls(f"exec {self.name}: {reason}")
+        return cls(f"exec {self.name}: {self._redact(reason)}")
 
     def _event_env(self, event: Event) -> dict[str, str]:
         fields = {
@@ -189,7 +190,8 @@ class ExecSink(BaseSink):
             "INCIDENT": event.incident,
             "SUMMARY": event.summary,
         }
-        return {**self._env, **{f"FIRSTWATCH_{k}": (v or "").replace("\0", "") for k, v in fields.items()}}
+        # capped: one variable may not exceed 128 KiB (E2BIG), and stdin has the whole event
+        return {**self._env, **{f"FIRSTWATCH_{k}": (v or "").replace("\0", "")[:ENV_CAP] for k, v in fields.items()}}
 
     async def send(self, event: Event) -> None:
         loop = asyncio.get_running_loop()
@@ -233,9 +235,11 @@ class ExecSink(BaseSink):
             raise self._fail(how + self._stderr(proto))
         raise self._fail(f"exit {code}" + self._stderr(proto), permanent=code in SYSEXITS)
 
-    @staticmethod
-    def _stderr(proto: _Collector) -> str:
-        line = first_line(proto.out[2])
+    def _stderr(self, proto: _Collector) -> str:
+        """``: first line of stderr``, secrets redacted before it is cut to EXCERPT characters."""
+        text = proto.out[2].decode("utf-8", errors="replace").strip()
+        line = _CONTROL.sub("", text.split("\n", 1)[0]).strip()
+        line = self._redact(line)[:EXCERPT]
         return f": {line}" if line else ""
 
 

@@ -195,11 +195,14 @@ class WebhookSink(BaseSink):
             )
         return self._session
 
-    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
+    def _redact(self, text: str) -> str:
         for secret in self._secrets:
-            reason = reason.replace(secret, "***")
+            text = text.replace(secret, "***")
+        return text
+
+    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
         cls = PermanentDeliveryError if permanent else DeliveryError
-        return cls(f"webhook {self.name}: {reason}")
+        return cls(f"webhook {self.name}: {self._redact(reason)}")
 
     async def send(self, event: Event) -> None:
         content_type, body = self._render(event)
@@ -225,7 +228,10 @@ class WebhookSink(BaseSink):
                 f"HTTP {status} from {self._host}: redirects are not followed (set url to the new location)",
                 permanent=True,
             )
-        excerpt = _CONTROL.sub(" ", answer.decode("utf-8", errors="replace")).strip()[:EXCERPT]
+        text = answer.decode("utf-8", errors="replace")
+        if len(answer) >= BODY_CAP and self._secrets:  # a secret cut at the cap would escape redaction
+            text = text[: -len(self._secrets[0])]
+        excerpt = self._redact(_CONTROL.sub(" ", text)).strip()[:EXCERPT]  # redacted before it is cut
         reason = f"HTTP {status} from {self._host}" + (f": {excerpt}" if excerpt else "")
         raise self._fail(reason, permanent=not (status in _RETRYABLE or status >= 500))
 
