@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("incident", metavar="INCIDENT")
     r.add_argument("--format", choices=["markdown", "json"], default="markdown")
 
-    later = with_config(sub.add_parser("status", help="ask the running daemon for its status (not available yet)"))
-    later.add_argument("--format", choices=["text", "json"], default="text")
+    st = with_config(sub.add_parser("status", help="ask the running agent for its status (exit code: worst open)"))
+    st.add_argument("--format", choices=["text", "json"], default="text")
     return p
 
 
@@ -205,10 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_validate(args.config)
         if args.command == "list-checks":
             return cmd_list_checks(args.sample)
-        if args.command in ("timeline", "note", "ack", "report"):
-            return incident_command(args)
-        print(f"firstwatch: '{args.command}' is not available yet in this version", file=sys.stderr)
-        return UNKNOWN
+        if args.command == "status":
+            from agent.incident_cli import cmd_status
+
+            return cmd_status(args.config, args.format)
+        return incident_command(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.alert_config import AlertConfig
 from agent.config_errors import issues_from_validation, suggest
 from agent.rules import Rule, compile_rule
 from agent.sinks import SINKS
 from agent.sinks.base import Sink
+from agent.status_client import parse_listen
 from agent.units import Seconds
 from agent.yaml_source import ConfigError, Issue, Path, Source, load_yaml
 from checks import CHECKS
@@ -36,7 +37,6 @@ _DEFAULT_ALERTS: list[dict[str, Any]] = [{"when": "down", "severity": "critical"
 # Contract keys whose features land in later releases: a clear message instead of "unknown option".
 PLANNED: dict[str, str] = {
     "telemetry": "'telemetry' (OTLP export, Prometheus endpoint) is not supported yet in this version",
-    "listen": "the HTTP endpoint ('listen') is not supported yet in this version",
 }
 
 
@@ -47,6 +47,15 @@ def _check_labels(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+class HeartbeatConfig(BaseModel):
+    """``heartbeat: {every: 5m, sinks: [deadman]}``: an ``agent`` event to those sinks while healthy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    every: Seconds = Field(gt=0)
+    sinks: list[str] = Field(min_length=1)
+
+
 class AgentSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,8 +63,17 @@ class AgentSection(BaseModel):
     labels: dict[str, str] = {}
     state_dir: str = ""
     outage_tolerance: Seconds = 3600.0  # pending for: timers survive a restart within this
+    heartbeat: HeartbeatConfig | None = None
+    listen: str = "127.0.0.1:9464"  # /healthz, /status, /metrics and the status page; "" turns it off
 
     _labels = field_validator("labels")(_check_labels)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        if value.strip():
+            parse_listen(value)
+        return value.strip()
 
 
 class TopLevel(BaseModel):
@@ -99,6 +117,8 @@ class AgentConfig:
     labels: dict[str, str]
     state_dir: str
     outage_tolerance: float
+    heartbeat: HeartbeatConfig | None
+    listen: str
     checks: tuple[CheckSpec, ...]
     sinks: tuple[SinkSpec, ...]
 
@@ -135,6 +155,11 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col))) from None
     checks = _validate_checks(top, src, issues)
     sinks = _validate_sinks(top, src, issues, {c.config.name for c in checks})
+    if top.agent.heartbeat is not None:
+        names = {s.name for s in sinks}
+        for j, name in enumerate(top.agent.heartbeat.sinks):
+            if name not in names:
+                issues.append(src.issue(("agent", "heartbeat", "sinks", j), suggest(name, names, {}, what="sink")))
     if issues:
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col)))
     return AgentConfig(
@@ -143,6 +168,8 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
         labels=dict(top.agent.labels),
         state_dir=state_dir_of(top.agent.state_dir),
         outage_tolerance=top.agent.outage_tolerance,
+        heartbeat=top.agent.heartbeat,
+        listen=top.agent.listen,
         checks=tuple(checks),
         sinks=tuple(sinks),
     )

@@ -1,34 +1,30 @@
-"""``firstwatch run``: wire config, scheduler, probes, rules, state and sinks, until a signal.
+"""``firstwatch run``: the process around a :class:`agent.runtime.Runtime`.
 
-Probes measure, rules judge, the state machine debounces, sinks deliver; this module only
-connects them. Logs go to stderr: one line when each target is first seen and whenever it goes
-up or down, so the journal tells the story without drowning it.
+Signals: SIGTERM/SIGINT stop cleanly within a few seconds (alert state and undelivered events
+stay on disk); SIGHUP reloads: the new config is validated and a whole new runtime built first,
+and only if that succeeds is it swapped in, alert state handed over through the store (so no
+incident is re-fired or lost); a bad config keeps the old one running, logs every error and
+raises an ``agent`` event. systemd: ``READY=1`` once checks are scheduled, ``WATCHDOG=1`` only
+while the scheduler makes progress, ``STATUS=`` with a one-line summary, ``RELOADING=1``.
+An optional heartbeat event lets an outside dead man's switch notice a silent agent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-import sqlite3
 import sys
 import time
-import zlib
+from typing import Any
 
-from agent.alerts import AlertBook, Change
-from agent.config import AgentConfig, CheckSpec, load_config
-from agent.dispatch import Dispatcher
-from agent.events import Event
-from agent.outbox import Outbox
-from agent.output import describe_values
-from agent.probe_runner import SharedResources, run_probe
-from agent.recorder import Recorder
-from agent.scheduler import Job, Scheduler
+from agent import __version__
+from agent.config import AgentConfig, load_config
+from agent.runtime import Runtime
 from agent.store import Store, StoreError
 from agent.systemd_notify import Notifier
-from agent.units import format_duration
 from agent.yaml_source import ConfigError
-from checks.base import Check
 
 log = logging.getLogger("firstwatch")
 
@@ -36,132 +32,140 @@ EX_CONFIG = 78
 EX_CANTCREAT = 73
 
 
-def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
-    """Whether check ``name`` belongs to shard K of N (stable across agents and restarts)."""
-    if shard is None:
-        return True
-    k, n = shard
-    return zlib.crc32(name.encode()) % n == k - 1
-
-
-class Runtime:
-    """Everything one loaded config runs: checks, alert state, sinks."""
-
-    def __init__(self, cfg: AgentConfig, store: Store, shard: tuple[int, int] | None = None) -> None:
+class Agent:
+    def __init__(self, path: str, cfg: AgentConfig, store: Store, shard: tuple[int, int] | None) -> None:
+        self.path = path
         self.cfg = cfg
-        self.resources = SharedResources(cfg.agent_name)
-        self.book = AlertBook(cfg.agent_name, cfg.labels)
-        sinks = [s.build() for s in cfg.sinks]
-        self.outbox = Outbox(store, sinks)
-        self.recorder = Recorder(store, self.book, self.outbox)
-        self.dispatcher = Dispatcher(sinks, self.outbox, on_delivered=self._delivered, on_agent_event=self.agent_event)
-        self.checks = [(spec, spec.build()) for spec in cfg.checks if in_shard(spec.config.name, shard)]
-        self._last_ok: dict[tuple[str, str], bool] = {}
+        self.store = store
+        self.shard = shard
+        self.runtime = Runtime(cfg, store, shard)
+        self.notifier = Notifier()
+        self.started_at = time.time()
+        self.reloads = {"success": 0, "failure": 0}
 
-    def restore(self) -> None:
-        """Bring back alert state from before a restart (see ``agent.recorder``)."""
-        self.publish(self.recorder.restore([spec for spec, _ in self.checks], self.cfg.outage_tolerance))
+    # --- status endpoint --------------------------------------------------------------------
 
-    def publish(self, changes: list[Change]) -> None:
-        try:
-            self.recorder.record(changes)
-        except sqlite3.Error as exc:  # a full disk must not stop alerting: deliver, and say so
-            log.error("state database write failed (timeline incomplete): %s", exc)
-        for change in changes:
-            if change.event is not None:
-                event = change.event
-                log.info("event %s %s: %s", event.kind, event.severity, event.summary)
-        self.dispatcher.wake()
+    def snapshot(self) -> dict[str, Any]:
+        return self.runtime.snapshot(self.started_at)
 
-    def agent_event(self, severity: str, summary: str) -> None:
-        """The agent's own trouble, as an ``agent`` event to every sink that takes it."""
-        event = Event(
-            kind="agent", severity=severity, summary=summary, agent=self.cfg.agent_name, labels=self.cfg.labels
+    def healthy(self) -> tuple[bool, str]:
+        return self.runtime.healthy()
+
+    def metrics(self) -> tuple[bytes, str] | None:
+        return None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def _status(self) -> str:
+        rt = self.runtime
+        targets = sum(len(c.targets()) for _, c in rt.checks)
+        firing = len(rt.book.firing())
+        return f"watching {targets} targets of {len(rt.checks)} checks; {firing} alerts firing"
+
+    async def serve(self, signals: asyncio.Queue[str]) -> None:
+        await self.runtime.start()
+        self.notifier.notify("READY=1", f"STATUS={self._status()}")
+        log.info(
+            "firstwatch %s started: agent %s, %d checks, %d sinks, state in %s",
+            __version__,
+            self.cfg.agent_name,
+            len(self.runtime.checks),
+            len(self.runtime.dispatcher.sinks),
+            self.cfg.state_dir,
         )
-        log.warning("agent event %s: %s", severity, summary)
+        http = None
+        if self.cfg.listen:
+            from agent.http_api import start_http
+
+            try:
+                http = await start_http(self.cfg.listen, self)
+            except OSError as exc:  # the agent still probes and alerts; say why the page is missing
+                log.error("cannot serve the status endpoint on %s: %s", self.cfg.listen, exc)
+                self.runtime.agent_event("medium", f"status endpoint not available on {self.cfg.listen}: {exc}")
+        side = [asyncio.create_task(self._watchdog(), name="watchdog")]
+        if self.cfg.heartbeat is not None:
+            side.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         try:
-            self.recorder.agent_event(event)
-        except sqlite3.Error as exc:
-            log.error("state database write failed: %s", exc)
-        self.dispatcher.wake()
-
-    def _delivered(self, sink: str, event: Event) -> None:
-        try:
-            self.recorder.delivered(sink, event)
-        except sqlite3.Error as exc:
-            log.error("state database write failed: %s", exc)
-
-    def jobs(self) -> list[Job]:
-        out = []
-        for spec, check in self.checks:
-            for target in check.targets():
-                out.append(Job(f"{spec.config.name} {target}", spec.config.interval, self._runner(spec, check, target)))
-        return out
-
-    def _runner(self, spec: CheckSpec, check: Check, target: str):  # type: ignore[no-untyped-def]
-        async def run() -> None:
-            result = await run_probe(check, target, self.resources)
-            key = (result.check, target)
-            if self._last_ok.get(key) != result.ok:
-                self._last_ok[key] = result.ok
-                took = format_duration(result.duration_s)
-                if result.ok:
-                    log.info("%s %s: up: %s", result.check, target, describe_values(check.VALUES, result.values))
+            while True:
+                sig = await signals.get()
+                if sig == "reload":
+                    await self.reload()
                 else:
-                    log.warning("%s %s: down (%s) in %s", result.check, target, result.error, took)
-            self.publish(self.book.observe(spec, result))
+                    log.info("%s: stopping", sig)
+                    break
+        finally:
+            self.notifier.notify("STOPPING=1")
+            if http is not None:
+                await http.close()
+            for task in side:
+                task.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
+            runs = self.runtime.scheduler.stats.runs if self.runtime.scheduler else 0
+            await self.runtime.stop(timeout=3.0)
+            log.info("stopped after %d runs", runs)
+            self.notifier.close()
 
-        return run
-
-
-async def _housekeeping(runtime: Runtime, every: float = 1.0) -> None:
-    """Reminders due (sinks with ``repeat``), the liveness mark for restarts, old outbox rows."""
-    ticks = 0
-    while True:
-        await asyncio.sleep(every)
-        ticks += 1
+    async def reload(self) -> None:
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
-            if runtime.recorder.remind(time.time()):
-                runtime.dispatcher.wake()
-            if ticks % 10 == 0:
-                runtime.recorder.heartbeat()
-            if ticks % 3600 == 0:
-                runtime.outbox.prune(time.time() - 7 * 86400)
-        except sqlite3.Error as exc:
-            log.error("state database write failed: %s", exc)
+            cfg = load_config(self.path)
+            if cfg.state_dir != self.cfg.state_dir or cfg.listen != self.cfg.listen:
+                raise ConfigError([])  # reported below with its own message
+            new = Runtime(cfg, self.store, self.shard)
+        except ConfigError as exc:
+            self.reloads["failure"] += 1
+            if exc.issues:
+                for issue in exc.issues:
+                    log.error("reload: %s", issue)
+                why = f"{len(exc.issues)} config error(s), first: {exc.issues[0]}"
+            else:
+                why = "agent.state_dir and agent.listen cannot change on reload; restart the agent for that"
+                log.error("reload: %s", why)
+            self.runtime.agent_event("major", f"config reload failed, still running the previous config: {why}")
+            self.notifier.notify("READY=1", f"STATUS=reload failed; {self._status()}")
+            return
+        except Exception as exc:  # building the new runtime failed: keep the old one
+            self.reloads["failure"] += 1
+            log.exception("reload: building the new configuration failed")
+            self.runtime.agent_event("major", f"config reload failed, still running the previous config: {exc}")
+            self.notifier.notify("READY=1", f"STATUS=reload failed; {self._status()}")
+            return
+        old = self.runtime
+        await old.stop(timeout=2.0)  # saves every alert's state for the new runtime to restore
+        self.runtime, self.cfg = new, cfg
+        await new.start()
+        self.reloads["success"] += 1
+        log.info("reloaded %s: %d checks, %d sinks", self.path, len(new.checks), len(new.dispatcher.sinks))
+        self.notifier.notify("READY=1", f"STATUS={self._status()}")
 
+    async def _watchdog(self) -> None:
+        """Ping systemd's watchdog only while the scheduler makes progress: a stalled loop or a
+        stuck schedule stops the pings and systemd restarts the agent."""
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if not usec or not self.notifier.enabled:
+            return
+        if os.environ.get("WATCHDOG_PID") not in (None, "", str(os.getpid())):
+            return
+        every = usec / 1e6 / 3
+        while True:
+            ok, why = self.runtime.healthy(slack=max(5.0, 2 * every))
+            if ok:
+                self.notifier.notify("WATCHDOG=1", f"STATUS={self._status()}")
+            else:
+                log.error("watchdog: not pinging systemd: %s", why)
+            await asyncio.sleep(every)
 
-async def serve(cfg: AgentConfig, shard: tuple[int, int] | None, stop: asyncio.Event, store: Store) -> None:
-    runtime = Runtime(cfg, store, shard)
-    runtime.outbox.prune(time.time() - 7 * 86400)
-    runtime.dispatcher.start()
-    runtime.restore()
-    runtime.dispatcher.wake()
-    beat = asyncio.create_task(_housekeeping(runtime), name="housekeeping")
-    jobs = runtime.jobs()
-    scheduler = Scheduler(jobs)
-    sched_task = asyncio.create_task(scheduler.run(), name="scheduler")
-    notifier = Notifier()
-    notifier.notify("READY=1", f"STATUS=watching {len(jobs)} targets of {len(runtime.checks)} checks")
-    log.info(
-        "firstwatch started: agent %s, %d checks (%d targets), %d sinks",
-        cfg.agent_name,
-        len(runtime.checks),
-        len(jobs),
-        len(runtime.dispatcher.sinks),
-    )
-    try:
-        await stop.wait()
-    finally:
-        log.info("stopping")
-        notifier.notify("STOPPING=1")
-        sched_task.cancel()
-        beat.cancel()
-        await asyncio.gather(sched_task, beat, return_exceptions=True)
-        await runtime.dispatcher.close(timeout=5.0)
-        await runtime.resources.close()
-        log.info("stopped after %d runs", scheduler.stats.runs)
-        notifier.close()
+    async def _heartbeat(self) -> None:
+        hb = self.cfg.heartbeat
+        assert hb is not None
+        while True:
+            await asyncio.sleep(hb.every)
+            ok, why = self.runtime.healthy()
+            if not ok:  # a stuck agent goes silent: that is what the dead man's switch is for
+                log.error("heartbeat withheld: %s", why)
+                continue
+            for sink in hb.sinks:
+                self.runtime.agent_event("minor", f"heartbeat: {self._status()}", only=sink)
 
 
 def run(config_path: str, shard: tuple[int, int] | None) -> int:
@@ -172,22 +176,19 @@ def run(config_path: str, shard: tuple[int, int] | None) -> int:
             print(issue, file=sys.stderr)
         print(f"firstwatch: {len(exc.issues)} config error(s); not starting", file=sys.stderr)
         return EX_CONFIG
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: log.warning("SIGHUP: config reload is not supported yet; restart to apply changes")
-        )
-        await serve(cfg, shard, stop, store)
-
     try:
         store = Store(cfg.state_dir)
     except StoreError as exc:
         print(f"firstwatch: {exc}", file=sys.stderr)
         return EX_CANTCREAT
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        signals: asyncio.Queue[str] = asyncio.Queue()
+        for sig, what in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT"), (signal.SIGHUP, "reload")):
+            loop.add_signal_handler(sig, signals.put_nowait, what)
+        await Agent(config_path, cfg, store, shard).serve(signals)
+
     try:
         asyncio.run(main())
     finally:

@@ -21,21 +21,47 @@ from agent.store import Store, StoreError
 EX_NOINPUT = 66
 
 
-def state_dir_for(config_path: str) -> str:
-    """``agent.state_dir`` from the config, read leniently (the rest may be broken)."""
-    from agent.config import state_dir_of
+def agent_setting(config_path: str, key: str) -> str | None:
+    """``agent.KEY`` from the config, read leniently (the rest of it may be broken)."""
     from agent.yaml_source import ConfigError, load_yaml
 
-    configured = ""
     try:
         with open(config_path, encoding="utf-8") as fh:
             data = load_yaml(fh.read(), config_path).data
-        agent = data.get("agent") if isinstance(data, dict) else None
-        if isinstance(agent, dict) and isinstance(agent.get("state_dir"), str):
-            configured = agent["state_dir"]
     except (OSError, UnicodeDecodeError, ConfigError):
-        pass
-    return state_dir_of(configured)
+        return None
+    agent = data.get("agent") if isinstance(data, dict) else None
+    value = agent.get(key) if isinstance(agent, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def state_dir_for(config_path: str) -> str:
+    from agent.config import state_dir_of
+
+    return state_dir_of(agent_setting(config_path, "state_dir") or "")
+
+
+def cmd_status(config: str, fmt: str) -> int:
+    from agent.status_client import StatusUnavailable, fetch_status
+
+    listen = agent_setting(config, "listen")
+    listen = "127.0.0.1:9464" if listen is None else listen.strip()
+    if not listen:
+        print("firstwatch: the status endpoint is off (agent.listen is empty)", file=sys.stderr)
+        return 1
+    try:
+        doc = fetch_status(listen)
+    except (StatusUnavailable, ValueError) as exc:
+        print(f"firstwatch: {exc}", file=sys.stderr)
+        return 1
+    if fmt == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        from agent.status_page import render_text
+
+        print(render_text(doc))
+    worst = (doc.get("summary") or {}).get("worst")
+    return 2 if worst in ("critical", "major") else 1 if worst else 0
 
 
 def open_store(config_path: str) -> Store:

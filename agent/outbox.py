@@ -152,22 +152,30 @@ class Outbox:
         last firing/changed/reminder to that sink is older than ``repeat``."""
         out = []
         for name, sink in self.sinks.items():
-            every = sink.config.repeat
-            if not every:
-                continue
-            rows = self.store.db.execute(
-                "SELECT o.incident, MAX(o.created), o.body FROM outbox o JOIN incidents i ON i.id = o.incident"
-                " WHERE o.sink = ? AND o.kind IN ('firing', 'changed', 'reminder') AND o.state IN"
-                " ('pending', 'delivered') AND i.resolved_at IS NULL AND i.acked_at IS NULL GROUP BY o.incident",
-                (name,),
-            ).fetchall()
-            for _incident, last, body in rows:
-                if now - last >= every:  # bare `body` is from the MAX(created) row (SQLite)
-                    latest = Event.from_dict(json.loads(body))
-                    summary = "reminder: " + latest.summary.removeprefix("reminder: ")
-                    out.append(
-                        (name, replace(latest, kind="reminder", id=str(uuid.uuid4()), time=now, summary=summary))
-                    )
+            if sink.config.repeat:
+                out += self._reminders(name, now, sink.config.repeat, unacked_only=True)
+        return out
+
+    def resync(self, name: str, now: float) -> list[tuple[str, Event]]:
+        """A reminder of every open incident sink ``name`` has, acknowledged or not (for sinks
+        that keep their state in memory and lost it in a restart)."""
+        return self._reminders(name, now, 0.0, unacked_only=False)
+
+    def _reminders(self, name: str, now: float, every: float, *, unacked_only: bool) -> list[tuple[str, Event]]:
+        rows = self.store.db.execute(
+            "SELECT o.incident, MAX(o.created), o.body FROM outbox o JOIN incidents i ON i.id = o.incident"
+            " WHERE o.sink = ? AND o.kind IN ('firing', 'changed', 'reminder') AND o.state IN"
+            " ('pending', 'delivered') AND i.resolved_at IS NULL"
+            + (" AND i.acked_at IS NULL" if unacked_only else "")
+            + " GROUP BY o.incident",
+            (name,),
+        ).fetchall()
+        out = []
+        for _incident, last, body in rows:
+            if now - last >= every:  # bare `body` is from the MAX(created) row (SQLite)
+                latest = Event.from_dict(json.loads(body))
+                summary = "reminder: " + latest.summary.removeprefix("reminder: ")
+                out.append((name, replace(latest, kind="reminder", id=str(uuid.uuid4()), time=now, summary=summary)))
         return out
 
     def prune(self, older_than: float) -> int:

@@ -30,6 +30,8 @@ class SharedResources:
         if self._http is None:
             import aiohttp  # imported on first use: tcp- or host-only configs never pay for it
 
+            from checks.http import TRACE  # per-phase timings (dns, connect, tls, first byte)
+
             connector = aiohttp.TCPConnector(
                 force_close=True,  # a fresh connection per probe, as a user's browser would see
                 limit=0,
@@ -42,6 +44,7 @@ class SharedResources:
                 timeout=aiohttp.ClientTimeout(total=None),  # the runner owns the deadline
                 auto_decompress=True,
                 trust_env=False,
+                trace_configs=[TRACE],
             )
         return self._http
 

@@ -78,18 +78,23 @@ class Recorder:
             severity=event.severity,
         )
 
-    def agent_event(self, event: Event) -> None:
-        """Record and queue one of the agent's own events."""
+    def agent_event(self, event: Event, only: str | None = None) -> None:
+        """Record and queue one of the agent's own events (to sink ``only``, if given)."""
         with self.store.transaction():
-            self.store.add_entry("agent", event.summary, when=event.time, severity=event.severity)
+            if only is None:  # heartbeats are not news for the timeline
+                self.store.add_entry("agent", event.summary, when=event.time, severity=event.severity)
             if self.outbox is not None:
-                self.outbox.enqueue(event)
+                self.outbox.enqueue(event, only=only)
 
-    def remind(self, now: float) -> int:
-        """Queue the reminders that are due (sinks with ``repeat``); returns how many."""
+    def remind(self, now: float, resync: list[str] | None = None) -> int:
+        """Queue the reminders that are due (sinks with ``repeat``), or, with ``resync``, one
+        reminder per open incident for those sinks; returns how many."""
         if self.outbox is None:
             return 0
-        due = self.outbox.reminders_due(now)
+        if resync is not None:
+            due = [r for name in resync for r in self.outbox.resync(name, now)]
+        else:
+            due = self.outbox.reminders_due(now)
         if due:
             with self.store.transaction():
                 for sink, event in due:
@@ -140,8 +145,7 @@ class Recorder:
                 dropped,
                 len(orphans),
             )
-        self.record(orphans)
-        return orphans
+        return orphans  # the caller records and publishes them
 
     def _orphan(self, key: Key, data: dict[str, object], now: float) -> Change:
         check, target, rule = key

@@ -105,6 +105,12 @@ class Scheduler:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def behind(self) -> float:
+        """How late the most overdue job is, in seconds (0 when on schedule)."""
+        if not self._heap:
+            return 0.0
+        return max(0.0, self.clock() - self._heap[0][0])
+
     def _start(self, job: Job, due: float, now: float) -> None:
         if job.running:
             self.stats.missed += 1

@@ -1,4 +1,5 @@
-"""``type: host``: CPU, memory, swap, load and disk usage of the machine the agent runs on.
+"""``type: host``: CPU, memory, swap, load, disk and file-descriptor usage of the machine the agent
+runs on, and whether the daemons it should run are there.
 
 Options (besides the common ``name``, ``interval``, ``timeout``, ``labels``, ``alerts``):
 
@@ -6,6 +7,11 @@ Options (besides the common ``name``, ``interval``, ``timeout``, ``labels``, ``a
              A mount that is missing, or a directory that is not a mount point (an unmounted
              volume), fails the observation with ``error_kind: expect``; the other values are
              still reported.
+    processes  processes to watch, each ``{name: LABEL, match: REGEX}`` (the whole process name
+             must match: a plain name matches just that name) or ``{name: LABEL, cmdline: REGEX}``
+             (searched in the command line joined by spaces), with an optional ``user`` (name or
+             uid, the effective user as ``pgrep -u`` sees it). Zombies and the agent itself never
+             count; an unknown user fails the observation with ``error_kind: expect``.
 
 There is no target: the check probes the local machine, shown as target ``localhost``.
 
@@ -19,6 +25,11 @@ Values:
     load15         1  load average over 15 minutes
     disk[MOUNT]    %  space used on MOUNT, as ``df`` reports it (blocks reserved for root count as full)
     inodes[MOUNT]  %  inodes used on MOUNT (absent on filesystems reporting no inodes, e.g. btrfs)
+    fds            %  open file descriptors of the whole machine, of its limit (``/proc/sys/fs/file-nr``)
+    process[LABEL].count  1      processes matching LABEL (``process[nginx].count < 1``: nginx is down)
+    process[LABEL].rss    bytes  their resident memory, summed (pages they share count once per process)
+    process[LABEL].cpu    %      their CPU use since the previous run, summed, in % of one core like
+                                 ``top`` (two busy cores: 200%); absent on the first run
 
 Example::
 
@@ -26,9 +37,15 @@ Example::
       type: host
       interval: 1m
       mounts: [/, /var/lib/postgresql]
+      processes:
+        - {name: nginx, match: nginx}
+        - {name: workers, cmdline: "celery .*worker", user: app}
       alerts:
         - {when: "disk[/var/lib/postgresql] > 90%", severity: major}
         - {when: cpu > 95%, for: 10m, severity: minor}
+        - {when: "process[nginx].count < 1", for: 30s, severity: critical}
+        - {when: "process[workers].rss > 4GB", for: 10m, severity: medium}
+        - {when: fds > 90%, severity: major}
 """
 
 from __future__ import annotations
@@ -43,6 +60,7 @@ import psutil
 from pydantic import field_validator
 
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
+from checks.processes import ProcessMatch, ProcessTable
 
 _MIN_CPU_SAMPLE = 0.05  # seconds: shorter windows give meaningless CPU percentages
 
@@ -56,6 +74,7 @@ def _busy_and_total(t: Any) -> tuple[float, float]:
 
 class HostConfig(CheckConfig):
     mounts: list[str] = ["/"]
+    processes: list[ProcessMatch] = []
 
     @field_validator("mounts")
     @classmethod
@@ -63,6 +82,14 @@ class HostConfig(CheckConfig):
         for m in v:
             if not os.path.isabs(m):
                 raise ValueError(f"mount {m!r} must be an absolute path")
+        return v
+
+    @field_validator("processes")
+    @classmethod
+    def _distinct_labels(cls, v: list[ProcessMatch]) -> list[ProcessMatch]:
+        labels = [p.name for p in v]
+        if dup := next((label for label in labels if labels.count(label) > 1), None):
+            raise ValueError(f"process name {dup!r} is used twice: each entry needs its own")
         return v
 
 
@@ -79,6 +106,10 @@ class HostCheck(BaseCheck):
         ValueSpec("load15", "1", "load average over 15 minutes"),
         ValueSpec("disk[MOUNT]", "%", "space used on MOUNT, as df reports it"),
         ValueSpec("inodes[MOUNT]", "%", "inodes used on MOUNT"),
+        ValueSpec("fds", "%", "open file descriptors of the machine, of its limit"),
+        ValueSpec("process[LABEL].count", "1", "processes matching LABEL"),
+        ValueSpec("process[LABEL].rss", "bytes", "resident memory of the processes matching LABEL, summed"),
+        ValueSpec("process[LABEL].cpu", "%", "CPU use of the processes matching LABEL since the previous run"),
     )
 
     def __init__(self, config: CheckConfig) -> None:
@@ -89,6 +120,7 @@ class HostCheck(BaseCheck):
         self._cpu_lock = threading.Lock()
         self._cpu_prev = (time.monotonic(), psutil.cpu_times())
         self._pending: asyncio.Future[Observation] | None = None
+        self._processes = ProcessTable(config.processes) if config.processes else None
 
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
         if self._pending is not None:
@@ -113,7 +145,13 @@ class HostCheck(BaseCheck):
         values["memory"] = float(psutil.virtual_memory().percent)
         values["swap"] = float(psutil.swap_memory().percent)
         values["load1"], values["load5"], values["load15"] = (float(x) for x in psutil.getloadavg())
+        if (fds := _fds_percent()) is not None:
+            values["fds"] = fds
         problems: list[str] = []
+        if self._processes is not None:
+            found, trouble = self._processes.scan()
+            values.update(found)
+            problems += trouble
         for mount in self._cfg.mounts:
             try:
                 st = os.statvfs(mount)
@@ -155,3 +193,14 @@ def _is_mount(path: str) -> bool:
         return True
     real = os.path.realpath(path)
     return any(p.mountpoint == real for p in psutil.disk_partitions(all=True))
+
+
+def _fds_percent() -> float | None:
+    """Allocated file handles of the machine in % of ``fs.file-max`` (None where Linux's
+    ``/proc/sys/fs/file-nr`` is missing). Its middle field, the free handles, is 0 since Linux 2.6."""
+    try:
+        with open("/proc/sys/fs/file-nr", encoding="ascii") as f:
+            allocated, free, limit = (int(x) for x in f.read().split()[:3])
+    except (OSError, ValueError):
+        return None
+    return 100.0 * (allocated - free) / limit if limit > 0 else None

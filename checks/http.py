@@ -6,24 +6,48 @@ Options (besides the common ``name``, ``interval``, ``timeout``, ``labels``, ``a
     method            GET (default), HEAD, POST, PUT, PATCH, DELETE, OPTIONS or TRACE
     headers           request headers (their values never appear in error texts)
     body              request body (text, sent as UTF-8)
+    auth              ``{basic: {username, password}}`` or ``{bearer: TOKEN}``; ``password_file`` and
+                      ``{bearer: {token_file: PATH}}`` read the secret from a file at load (trailing
+                      newline dropped). Sent as the Authorization header (dropped on redirects to
+                      another origin); never shown in errors or logs
+    ip_version        4, 6 or any (default): connect over that IP family only; the Host header, SNI
+                      and the certificate check still use the name
     follow_redirects  follow 3xx answers, at most 10 (default true)
     tls_verify        verify the certificate chain and name (default true)
     ca_file           a PEM bundle of CAs to trust instead of the system store; must exist
     max_body          fail past this many body bytes after decompression (default 1MiB)
+    values_from_json  JSON paths (``$.queue.depth``) whose numbers become values ``json.PATH``
     expect.status         allowed codes (``200``) or classes (``"2xx"``); default: any 2xx
     expect.body_contains  text the body (decoded per its charset, else UTF-8) must contain
     expect.body_regex     a regex searched in the body; checked at load
     expect.headers        header name -> regex its value must match; a missing header fails
+    expect.json           assertions on the JSON body: ``{path: $.status, equals: ok}``,
+                          ``{path, matches: REGEX}`` or ``{path, op: ">", value: 3}``. A path is
+                          keys and ``[N]`` indexes: ``$.data.items[0].id`` or ``data.items[0].id``
 
-Values:
+Values (the phases count from the start of the request, like curl's ``-w`` times, so
+dns <= connect <= tls <= first_byte <= duration; after redirects they describe the last hop):
 
     duration       s      total time of the request including the body
+    dns            s      name resolved (at once for an IP address)
+    connect        s      TCP connection established
+    tls            s      TLS handshake done (https only; ``tls - connect`` is the handshake itself)
+    first_byte     s      response headers received (of the final answer, after redirects)
     status         1      HTTP status code of the final response
     body_bytes     bytes  body size after decompression
     tls.days_left  days   days until the server certificate expires (https only)
+    json.PATH      1      the number (true/false: 1/0) at a ``values_from_json`` path, e.g.
+                          ``json.queue.depth``; absent when the path holds no number
+
+How the phases are measured: ``dns`` and ``connect`` of plain http come from :data:`TRACE` (an
+``aiohttp.TraceConfig`` the shared session must carry): the end of the DNS lookup, and the end of
+connection creation. Over https, ``connect`` is the first step of the TLS handshake (it starts as
+soon as the TCP connection is up) and ``tls`` its last, both seen by the TLS object itself. With
+``ip_version``, firstwatch resolves the name itself, so that is where ``dns`` ends.
 
 Failures: ``http_status`` (``HTTP 503 from 10.0.0.2:443``, redirect loops), ``body`` (too large, text
-or regex missing, undecodable), ``expect`` (headers), ``tls``, ``dns``, ``refused``, ``reset``, ``connection``.
+or regex missing, undecodable, ``body is not JSON: ...``, ``json $.status is 'degraded', expected
+'ok'``), ``expect`` (headers), ``tls``, ``dns``, ``refused``, ``reset``, ``connection``.
 
 Example::
 
@@ -37,29 +61,61 @@ Example::
       alerts:
         - {when: down, for: 1m, severity: critical}
         - {when: tls.days_left < 14, severity: minor}
+        - {when: first_byte > 2s, for: 5m, severity: medium}
+    - name: orders-api
+      type: http
+      url: https://api.example.com/v1/health
+      ip_version: 6
+      values_from_json: [$.queue.depth]
+      expect:
+        json:
+          - {path: $.status, equals: ok}
+          - {path: $.db.latency_ms, op: "<", value: 500}
+      alerts:
+        - {when: down, severity: critical}
+        - {when: json.queue.depth > 100, for: 5m, severity: major}
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextvars
 import datetime as dt
 import errno
 import functools
+import ipaddress
 import re
+import socket
 import ssl
-from typing import Annotated, ClassVar, Literal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from types import SimpleNamespace
+from typing import Annotated, Any, ClassVar, Literal
 
 import aiohttp
+from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
 from aiohttp.http_exceptions import ContentEncodingError, ContentLengthError
 from cryptography import x509
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from yarl import URL
 
 from agent.units import parse_quantity
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
+from checks.http_json import JsonAssertion, JsonRules, parse_body, value_name
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
 def _http_url(value: str) -> str:
@@ -102,9 +158,100 @@ def _regex(value: str) -> str:
     return value
 
 
+def _secret_file(path: object) -> object:
+    """The secret in the file at ``path``, read once at load, its trailing newline dropped."""
+    if path is None:
+        return None
+    if not isinstance(path, str):
+        raise ValueError("expected the path of a file holding the secret")
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode().rstrip("\r\n")
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path!r}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path!r} is not UTF-8 text") from None
+    if not text:
+        raise ValueError(f"{path!r} is empty")
+    return text
+
+
+def _value_path(path: str) -> str:
+    value_name(path)  # raises ValueError for paths that cannot name a value
+    return path
+
+
+def _ip_version(host: str | None) -> int | None:
+    """4 or 6 for an IP address literal, None for a name."""
+    try:
+        return ipaddress.ip_address(host or "").version
+    except ValueError:
+        return None
+
+
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Regex = Annotated[str, AfterValidator(_regex)]
 ByteCount = Annotated[int, BeforeValidator(lambda v: parse_quantity(v, "bytes") if isinstance(v, str) else v)]
+SecretFile = Annotated[SecretStr | None, BeforeValidator(_secret_file)]  # holds the file's content once loaded
+
+
+class BasicAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str
+    password: SecretStr | None = None
+    password_file: SecretFile = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> BasicAuth:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("basic auth needs one of password or password_file")
+        if ":" in self.username:
+            raise ValueError("basic auth: the username cannot contain ':'")
+        return self
+
+
+class BearerAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr | None = None
+    token_file: SecretFile = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> BearerAuth:
+        secret = self.token or self.token_file
+        if (self.token is None) == (self.token_file is None) or secret is None:
+            raise ValueError("bearer auth needs one of token or token_file")
+        if any(c in secret.get_secret_value() for c in "\r\n"):
+            raise ValueError("the bearer token must be one line")  # never echo it
+        return self
+
+
+class HttpAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    basic: BasicAuth | None = None
+    bearer: Annotated[BearerAuth | None, BeforeValidator(lambda v: {"token": v} if isinstance(v, str) else v)] = None
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> HttpAuth:
+        if (self.basic is None) == (self.bearer is None):
+            raise ValueError("auth needs exactly one of basic or bearer")
+        return self
+
+    def header(self) -> str:
+        """The value of the Authorization header."""
+        if self.basic is not None:
+            secret = self.basic.password or self.basic.password_file
+            assert secret is not None
+            pair = f"{self.basic.username}:{secret.get_secret_value()}".encode()
+            return "Basic " + base64.b64encode(pair).decode("ascii")
+        assert self.bearer is not None
+        token = self.bearer.token or self.bearer.token_file
+        assert token is not None
+        return "Bearer " + token.get_secret_value()
 
 
 class HttpExpect(BaseModel):
@@ -116,6 +263,7 @@ class HttpExpect(BaseModel):
     body_contains: str | None = None
     body_regex: Regex | None = None
     headers: dict[str, Regex] = {}
+    json_: list[JsonAssertion] = Field([], alias="json")  # BaseModel has a json() method
 
 
 class HttpConfig(CheckConfig):
@@ -124,11 +272,14 @@ class HttpConfig(CheckConfig):
     method: Annotated[Method, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = "GET"
     headers: dict[str, str] = {}
     body: str | None = None
+    auth: HttpAuth | None = None
+    ip_version: Annotated[Literal[4, 6, "any"], BeforeValidator(lambda v: int(v) if v in ("4", "6") else v)] = "any"
     expect: HttpExpect = HttpExpect()
     follow_redirects: bool = True
     tls_verify: bool = True
     ca_file: Annotated[str, AfterValidator(_ca_file)] | None = None
     max_body: Annotated[ByteCount, Field(gt=0)] = 1048576  # after decompression
+    values_from_json: list[Annotated[str, AfterValidator(_value_path)]] = []
 
     @field_validator("headers")
     @classmethod
@@ -140,17 +291,93 @@ class HttpConfig(CheckConfig):
                 raise ValueError(f"header {name!r}: the value must be one line")
         return value
 
+    @field_validator("values_from_json")
+    @classmethod
+    def _distinct_values(cls, paths: list[str]) -> list[str]:
+        seen: dict[str, str] = {}
+        for path in paths:
+            if (first := seen.setdefault(value_name(path), path)) != path:
+                raise ValueError(f"{path!r} names the same value as {first!r} ({value_name(path)})")
+        return paths
 
-# The certificates of the TLS handshakes of the probe running in this context. aiohttp releases (and closes)
-# a connection once the whole body has arrived, often before ``request`` returns: the response loses it.
-_PEER_CERTS: contextvars.ContextVar[list[bytes] | None] = contextvars.ContextVar("_PEER_CERTS", default=None)
+    @model_validator(mode="after")
+    def _consistent(self) -> HttpConfig:
+        if self.auth is not None and any(name.lower() == "authorization" for name in self.headers):
+            raise ValueError("set auth or an Authorization header, not both")
+        for url in (self.url, *(self.targets or ())):
+            version = _ip_version(URL(url).host) if url else None
+            if version is not None and self.ip_version != "any" and version != self.ip_version:
+                raise ValueError(f"{url!r} is an IPv{version} address but ip_version is {self.ip_version}")
+        return self
+
+
+class _Phases:
+    """What the request of one probe learns as it goes: ``time.perf_counter()`` marks and certificates."""
+
+    dns: float | None
+    opened: float | None  # connection creation began (the name resolution is part of it)
+    connect: float | None
+    tls: float | None
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.certs: list[bytes] = []  # of every TLS handshake (redirects: several)
+        self.new_hop()
+
+    def new_hop(self) -> None:
+        self.dns = self.opened = self.connect = self.tls = None
+
+    def values(self, https: bool) -> dict[str, float]:
+        marks = {"dns": self.dns if self.dns is not None else self.opened, "connect": self.connect}
+        if https:
+            marks["tls"] = self.tls
+        return {name: mark - self.start for name, mark in marks.items() if mark is not None}
+
+
+# The phases of the probe running in this context. aiohttp releases (and closes) a connection once the whole
+# body has arrived, often before ``request`` returns: the response loses its certificate, so the TLS object
+# records it here as the handshake completes.
+_PHASES: contextvars.ContextVar[_Phases | None] = contextvars.ContextVar("_PHASES", default=None)
 
 
 class _RecordingSSLObject(ssl.SSLObject):
+    _began = False
+
     def do_handshake(self) -> None:
+        phases = _PHASES.get()
+        if phases is not None and not self._began:
+            self._began = True
+            phases.connect = time.perf_counter()  # the first step comes as soon as TCP is connected
         super().do_handshake()  # raises SSLWantReadError until the handshake is done
-        if (certs := _PEER_CERTS.get()) is not None and (der := self.getpeercert(binary_form=True)):
-            certs.append(der)
+        if phases is not None:
+            phases.tls = time.perf_counter()
+            if der := self.getpeercert(binary_form=True):
+                phases.certs.append(der)
+
+
+_Hook = Callable[[aiohttp.ClientSession, SimpleNamespace, object], Awaitable[None]]
+
+
+def _mark(attr: str, first: bool = False) -> _Hook:
+    async def hook(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
+        phases = ctx.trace_request_ctx  # None for requests that are not probes: ignored
+        if isinstance(phases, _Phases) and not (first and getattr(phases, attr) is not None):
+            setattr(phases, attr, time.perf_counter())
+
+    return hook
+
+
+async def _redirected(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
+    if isinstance(phases := ctx.trace_request_ctx, _Phases):
+        phases.new_hop()
+
+
+TRACE = aiohttp.TraceConfig()
+"""Times the phases of probes: the shared session is built with ``trace_configs=[checks.http.TRACE]``."""
+TRACE.on_connection_create_start.append(_mark("opened"))
+TRACE.on_dns_resolvehost_end.append(_mark("dns"))
+TRACE.on_connection_create_end.append(_mark("connect", first=True))  # https: set at TCP connect already
+TRACE.on_request_redirect.append(_redirected)
 
 
 def _hostport(host: str | None, port: int | None) -> str:
@@ -219,9 +446,14 @@ class HttpCheck(BaseCheck):
     Config: ClassVar[type[CheckConfig]] = HttpConfig
     VALUES: ClassVar[tuple[ValueSpec, ...]] = (
         ValueSpec("duration", "s", "total time of the request including the body"),
+        ValueSpec("dns", "s", "name resolved, from the start of the request"),
+        ValueSpec("connect", "s", "TCP connection established, from the start of the request"),
+        ValueSpec("tls", "s", "TLS handshake done, from the start of the request (https only)"),
+        ValueSpec("first_byte", "s", "response headers received, from the start of the request"),
         ValueSpec("status", "1", "HTTP status code of the final response"),
         ValueSpec("body_bytes", "bytes", "body size after decompression"),
         ValueSpec("tls.days_left", "days", "days until the server certificate expires (https only)"),
+        ValueSpec("json.PATH", "1", "the number at a values_from_json PATH of the JSON body"),
     )
 
     def __init__(self, config: CheckConfig) -> None:
@@ -231,6 +463,16 @@ class HttpCheck(BaseCheck):
         expect = config.expect
         self._body_regex = re.compile(expect.body_regex) if expect.body_regex is not None else None
         self._header_regexes = {name: re.compile(rx) for name, rx in expect.headers.items()}
+        self._json = JsonRules(expect.json_, config.values_from_json)
+        self._headers = dict(config.headers)
+        if config.auth is not None:
+            self._headers["Authorization"] = config.auth.header()
+        self._middlewares: Sequence[ClientMiddlewareType] | None = (
+            None if config.ip_version == "any" else (self._pin_family,)
+        )
+
+    def __repr__(self) -> str:  # the headers may hold secrets
+        return f"<HttpCheck {self._cfg.name!r}>"
 
     @functools.cached_property
     def ssl_context(self) -> ssl.SSLContext:
@@ -244,34 +486,66 @@ class HttpCheck(BaseCheck):
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
         cfg = self._cfg
         session: aiohttp.ClientSession = ctx.http_session()
-        certs: list[bytes] = []  # filled by the TLS handshakes of this request (redirects: several)
-        token = _PEER_CERTS.set(certs)
+        phases = _Phases()
+        token = _PHASES.set(phases)
         values: dict[str, float] = {}
         try:
             async with session.request(
                 cfg.method,
                 target,
-                headers=cfg.headers,
+                headers=self._headers,
                 data=cfg.body.encode() if cfg.body is not None else None,
                 allow_redirects=cfg.follow_redirects,
                 ssl=self.ssl_context,
+                trace_request_ctx=phases,
+                middlewares=self._middlewares,
             ) as resp:
-                values["status"] = resp.status
-                if certs and resp.url.scheme == "https" and (days := _days_left(certs[-1])) is not None:
+                values["first_byte"] = time.perf_counter() - phases.start
+                https = resp.url.scheme == "https"
+                values.update(phases.values(https), status=resp.status)
+                if phases.certs and https and (days := _days_left(phases.certs[-1])) is not None:
                     values["tls.days_left"] = days
                 body = await self._read(resp, values)
                 return self._judge(resp, body, values)
         except TimeoutError:
             raise  # the runner maps its deadline (aiohttp's own timeouts are off)
         except (aiohttp.ClientError, OSError) as exc:
+            values.update(phases.values(URL(target).scheme == "https"))
             return _classify(exc, URL(target), values)
         finally:
-            _PEER_CERTS.reset(token)
+            _PHASES.reset(token)
+
+    async def _pin_family(self, req: aiohttp.ClientRequest, handler: ClientHandlerType) -> aiohttp.ClientResponse:
+        """A client middleware (so it runs for every hop of a redirect chain) connecting over
+        ``ip_version`` only: it resolves the name in that family and points the request at the
+        address. The Host header was set from the name when the request was built; SNI and the
+        certificate check keep the name through ``server_hostname``."""
+        version, host, phases = self._cfg.ip_version, req.url.raw_host or "", _PHASES.get()
+        assert version != "any"
+        if phases is not None:
+            phases.new_hop()
+        literal = _ip_version(host)
+        if literal is None:
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await loop.getaddrinfo(host, req.url.port, family=_FAMILY[version], type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                no_address = socket.gaierror(exc.errno, f"no IPv{version} address ({exc.strerror})")
+                raise aiohttp.ClientConnectorDNSError(req.connection_key, no_address) from exc
+            if phases is not None:
+                phases.dns = time.perf_counter()
+            if req.is_ssl() and req.server_hostname is None:
+                req.server_hostname = host.rstrip(".")
+            req.url = req.url.with_host(str(infos[0][4][0]))
+        elif literal != version:  # a redirect to an address of the other family
+            reason = OSError(errno.EAFNOSUPPORT, f"an IPv{literal} address, but ip_version is {version}")
+            raise aiohttp.ClientConnectorError(req.connection_key, reason)
+        return await handler(req)
 
     async def _read(self, resp: aiohttp.ClientResponse, values: dict[str, float]) -> bytes | None:
         """The body (kept only if an expectation needs it), or None past ``max_body``. aiohttp
         inflates gzip/deflate in bounded steps, so a bomb costs no more memory than a flood."""
-        keep = self._cfg.expect.body_contains is not None or self._body_regex is not None
+        keep = self._cfg.expect.body_contains is not None or self._body_regex is not None or bool(self._json)
         body, size = bytearray(), 0
         async for chunk in resp.content.iter_any():
             size += len(chunk)
@@ -285,6 +559,15 @@ class HttpCheck(BaseCheck):
 
     def _judge(self, resp: aiohttp.ClientResponse, body: bytes | None, values: dict[str, float]) -> Observation:
         expect, status = self._cfg.expect, resp.status
+        doc: Any = None
+        not_json: str | None = None
+        if self._json and body is not None:  # values first: a failing answer still feeds the graphs
+            try:
+                doc = parse_body(body)
+            except ValueError as exc:
+                not_json = str(exc)
+            else:
+                values.update(self._json.values(doc))
         if status not in expect.status and f"{status // 100}xx" not in expect.status:
             return _fail("http_status", f"HTTP {status} from {_hostport(resp.url.host, resp.url.port)}", values)
         if body is None:
@@ -304,4 +587,6 @@ class HttpCheck(BaseCheck):
                 return _fail("body", f"body does not contain {expect.body_contains!r}", values)
             if self._body_regex is not None and not self._body_regex.search(text):
                 return _fail("body", f"body does not match /{self._body_regex.pattern}/", values)
+        if self._json and (problem := not_json or self._json.failure(doc)) is not None:
+            return _fail("body", problem, values)
         return Observation(ok=True, values=values)

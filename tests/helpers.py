@@ -66,7 +66,8 @@ async def wait_for_events(
         if pred(evs):
             return evs
         await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out; events so far: {read_events(path)}")
+    evs = read_events(path)
+    raise AssertionError(f"timed out; {len(evs)} events so far, the last: {[e['summary'] for e in evs[-3:]]}")
 
 
 async def start_agent(config: str) -> asyncio.subprocess.Process:

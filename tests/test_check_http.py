@@ -1,11 +1,15 @@
-"""The http check against real servers on 127.0.0.1: well-behaved aiohttp apps, TLS servers with
-trustme certificates, and raw asyncio servers that misbehave the way broken or hostile ones do."""
+"""The http check against real servers on 127.0.0.1 (and ::1): well-behaved aiohttp apps, TLS servers
+with trustme certificates, and raw asyncio servers that misbehave the way broken or hostile ones do."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import datetime as dt
+import errno
 import gzip
+import json
 import socket
 import ssl
 import struct
@@ -22,8 +26,12 @@ from aiohttp import web
 from pydantic import ValidationError
 from yarl import URL
 
+from agent.alert_config import AlertConfig
+from agent.config import parse_config
 from agent.probe_runner import SharedResources, run_probe
-from checks.base import Result
+from agent.rules import compile_rule
+from agent.yaml_source import ConfigError
+from checks.base import Result, find_value
 from checks.http import HttpCheck, HttpConfig, _hostport
 
 CERT_DAYS = 30
@@ -33,9 +41,9 @@ def make_check(**options: Any) -> HttpCheck:
     return HttpCheck(HttpConfig.model_validate({"name": "web", "type": "http", "timeout": "1s", **options}))
 
 
-async def probe(url: str, **options: Any) -> Result:
+async def probe(url: str, *, resources: SharedResources | None = None, **options: Any) -> Result:
     check = make_check(url=url, **options)
-    resources = SharedResources("test")
+    resources = resources or SharedResources("test")
     try:
         return await run_probe(check, url, resources)
     finally:
@@ -71,6 +79,22 @@ def make_app(seen: list[dict[str, Any]]) -> web.Application:
     async def gzipped(request: web.Request) -> web.Response:
         return web.Response(body=gzip.compress(b"a" * 100_000), headers={"Content-Encoding": "gzip"})
 
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response(HEALTH, status=int(request.query.get("status", "200")))
+
+    async def degraded(request: web.Request) -> web.Response:
+        return web.json_response({**HEALTH, "status": "degraded"})
+
+    async def private(request: web.Request) -> web.Response:
+        seen.append({"path": request.path, "authorization": request.headers.get("Authorization")})
+        if request.headers.get("Authorization") not in GOOD_AUTH:
+            return web.Response(status=401, text="who are you?")
+        return web.json_response({"status": "ok"})
+
+    async def private_redirect(request: web.Request) -> web.Response:
+        seen.append({"path": request.path, "authorization": request.headers.get("Authorization")})
+        raise web.HTTPFound(request.query["to"])
+
     app = web.Application()
     app.router.add_get("/ok", ok)
     app.router.add_get("/status/{code}", status)
@@ -80,7 +104,23 @@ def make_app(seen: list[dict[str, Any]]) -> web.Application:
     app.router.add_route("*", "/echo", echo)
     app.router.add_get("/bytes/{n}", sized)
     app.router.add_get("/gzip", gzipped)
+    app.router.add_get("/health", health)
+    app.router.add_get("/degraded", degraded)
+    app.router.add_get("/private", private)
+    app.router.add_get("/private/redirect", private_redirect)
     return app
+
+
+HEALTH = {
+    "status": "ok",
+    "version": "1.4.2",
+    "queue": {"depth": 150, "name": "orders"},
+    "workers": [{"load": 0.5}, {"load": 2}],
+    "db": {"ok": True, "latency_ms": 12.5},
+    "maintenance": None,
+}
+USER, PASSWORD, TOKEN = "synthetic", "pä55:word", "t0ken-CANARY-8f3a"
+GOOD_AUTH = {"Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(), f"Bearer {TOKEN}"}
 
 
 async def start_app(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
@@ -240,7 +280,8 @@ async def test_failed_status_names_code_and_final_host_port(base: str) -> None:
     ],
 )
 async def test_expected_status_codes_and_classes(base: str, status: int, expect: Any, ok: bool) -> None:
-    r = await probe(f"{base}/status/{status}", **({"expect": {"status": expect}} if expect else {}))
+    options: dict[str, Any] = {"expect": {"status": expect}} if expect else {}
+    r = await probe(f"{base}/status/{status}", **options)
     assert r.ok is ok
     assert r.error_kind == (None if ok else "http_status")
 
@@ -569,3 +610,399 @@ def test_config_defaults_and_normalisation(tmp_path: Path, ca_file: str) -> None
     (tmp_path / "junk.pem").write_text("not a certificate")
     with pytest.raises(ValidationError, match="no usable PEM certificates"):
         config(url="http://x", ca_file=str(tmp_path / "junk.pem"))
+
+
+# --- authentication -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [{"basic": {"username": USER, "password": PASSWORD}}, {"bearer": TOKEN}, {"bearer": {"token": TOKEN}}],
+    ids=["basic", "bearer", "bearer-token"],
+)
+async def test_auth_header_is_sent(base: str, seen: list[dict[str, Any]], auth: dict[str, Any]) -> None:
+    r = await probe(f"{base}/private", auth=auth)
+    assert r.ok, r.error
+    assert seen[-1]["authorization"] in GOOD_AUTH
+
+
+async def test_secrets_read_from_files_lose_their_trailing_newline(
+    base: str, seen: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    (tmp_path / "password").write_text(PASSWORD + "\n", encoding="utf-8")
+    (tmp_path / "token").write_text(TOKEN + "\r\n", encoding="utf-8")
+    r = await probe(f"{base}/private", auth={"basic": {"username": USER, "password_file": str(tmp_path / "password")}})
+    assert r.ok, r.error
+    r = await probe(f"{base}/private", auth={"bearer": {"token_file": str(tmp_path / "token")}})
+    assert r.ok, r.error
+    assert [s["authorization"].split()[0] for s in seen] == ["Basic", "Bearer"]
+
+
+async def test_wrong_credentials_are_a_status_failure(base: str) -> None:
+    r = await probe(f"{base}/private", auth={"bearer": "not-the-token"})
+    port = base.rsplit(":", 1)[1]
+    assert (r.error_kind, r.error) == ("http_status", f"HTTP 401 from 127.0.0.1:{port}")
+
+
+async def test_credentials_are_not_sent_to_another_origin_on_redirect(base: str, seen: list[dict[str, Any]]) -> None:
+    assert (await probe(f"{base}/private/redirect?to=/private", auth={"bearer": TOKEN})).ok  # same origin: kept
+    assert [s["authorization"] for s in seen] == [f"Bearer {TOKEN}"] * 2
+    seen.clear()
+    runner, other = await start_app(make_app(seen))
+    try:
+        r = await probe(f"{base}/private/redirect?to=http://127.0.0.1:{other}/private", auth={"bearer": TOKEN})
+    finally:
+        await runner.cleanup()
+    assert r.error_kind == "http_status"  # the other server never saw the token, so it answered 401
+    assert [s["authorization"] for s in seen] == [f"Bearer {TOKEN}", None]
+
+
+CANARY = "CANARY-7d1e-do-not-leak"
+
+
+@pytest.mark.parametrize(
+    "auth", [{"bearer": CANARY}, {"basic": {"username": "u", "password": CANARY}}], ids=["bearer", "basic"]
+)
+async def test_secrets_never_appear_in_error_texts_or_reprs(
+    base: str, https: str, auth: dict[str, Any], raw_server: Any
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    failures: list[tuple[str, dict[str, Any]]] = [
+        (f"{base}/private", {}),
+        (refused, {}),
+        (await raw_server(reset), {}),
+        (f"{https}/ok", {}),  # unknown CA
+        (f"{base}/degraded", {"expect": {"json": [{"path": "$.status", "equals": "ok"}]}}),
+        (f"{base}/ok", {"values_from_json": ["$.queue.depth"]}),
+        (f"{base}/ok", {"expect": {"headers": {"X-Missing": "."}}}),
+    ]
+    resources = SharedResources("test")
+    try:
+        for url, options in failures:
+            check = make_check(url=url, auth=auth, **options)
+            r = await run_probe(check, url, resources)
+            assert not r.ok and r.error
+            assert CANARY not in r.error, r.error
+    finally:
+        await resources.close()
+    assert CANARY not in repr(check) + repr(check.config) + str(check.config)
+
+
+@pytest.mark.parametrize(
+    ("auth", "message"),
+    [
+        ('{bearer: "${TOKEN}"}\n    headers: {authorization: "x"}', "set auth or an Authorization header, not both"),
+        ('{bearer: "${TOKEN}x\\ny"}', "the bearer token must be one line"),
+        ('{basic: {password: "${TOKEN}"}}', "missing required option 'username'"),
+        ('{basic: {username: "u:${TOKEN}", password: "p"}}', "the username cannot contain ':'"),
+        ('{basic: {username: u, password: "${TOKEN}", password_file: /etc/hostname}}', "one of password or"),
+        ('{bearer: "${TOKEN}", basic: {username: u, password: "${TOKEN}"}}', "exactly one of basic or bearer"),
+        ('{bearer: {token: "${TOKEN}", tokn: 1}}', "tokn"),
+    ],
+)
+def test_secrets_never_appear_in_config_errors(auth: str, message: str) -> None:
+    text = f"checks:\n  - name: api\n    type: http\n    url: http://127.0.0.1/\n    auth: {auth}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "c.yaml", env={"TOKEN": CANARY})
+    assert message in str(info.value)
+    assert CANARY not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"), [(None, "no such file: "), ("\n", "is empty"), (b"\xff\xfe", "is not UTF-8 text")]
+)
+def test_secret_files_must_exist_and_hold_a_secret(tmp_path: Path, content: str | bytes | None, message: str) -> None:
+    path = tmp_path / "secret"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    for auth in ({"basic": {"username": "u", "password_file": str(path)}}, {"bearer": {"token_file": str(path)}}):
+        with pytest.raises(ValidationError) as info:
+            config(url="http://x", auth=auth)
+        [error] = info.value.errors()
+        assert message in error["msg"]
+        assert error["loc"][-1] in ("password_file", "token_file")  # the loader points at that line
+
+
+# --- JSON bodies ----------------------------------------------------------------------------------
+
+
+async def test_json_assertions_that_hold(base: str) -> None:
+    r = await probe(
+        f"{base}/health",
+        expect={
+            "json": [
+                {"path": "$.status", "equals": "ok"},
+                {"path": "queue.depth", "op": ">=", "value": 100},
+                {"path": "workers[1].load", "equals": 2.0},
+                {"path": "$.workers[-1]", "equals": {"load": 2}},
+                {"path": "$.version", "matches": r"^1\.4\."},
+                {"path": "$.db.ok", "equals": True},
+                {"path": "$.db.latency_ms", "op": "<", "value": 500},
+                {"path": "$.maintenance", "equals": None},
+            ]
+        },
+    )
+    assert r.ok, r.error
+
+
+@pytest.mark.parametrize(
+    ("path", "assertion", "error"),
+    [
+        ("/degraded", {"path": "$.status", "equals": "ok"}, "json $.status is 'degraded', expected 'ok'"),
+        ("/health", {"path": "$.queue.depth", "op": "<", "value": 100}, "json $.queue.depth is 150, expected < 100"),
+        ("/health", {"path": "$.version", "matches": r"^2\."}, r"json $.version is '1.4.2', expected to match /^2\./"),
+        ("/health", {"path": "data.items[0].id", "equals": 1}, "json data.items[0].id missing"),
+        ("/health", {"path": "$.workers[5].load", "op": ">", "value": 0}, "json $.workers[5].load missing"),
+        ("/health", {"path": "$.db.ok", "equals": 1}, "json $.db.ok is true, expected 1"),
+        ("/health", {"path": "queue.name", "op": ">", "value": 1}, "json queue.name is 'orders', expected a number"),
+        ("/health", {"path": "workers[0]", "equals": 1}, 'json workers[0] is {"load": 0.5}, expected 1'),
+    ],
+)
+async def test_json_assertion_failures_explain_themselves(
+    base: str, path: str, assertion: dict[str, Any], error: str
+) -> None:
+    r = await probe(f"{base}{path}", expect={"json": [{"path": "$.status", "matches": "."}, assertion]})
+    assert (r.ok, r.error_kind, r.error) == (False, "body", error)
+    assert r.values["status"] == 200
+
+
+async def test_values_from_json(base: str) -> None:
+    paths = ["$.queue.depth", "workers[1].load", "$.db.ok", "db.latency_ms", "$.status", "$.absent"]
+    r = await probe(f"{base}/health", values_from_json=paths)
+    assert r.ok, r.error
+    found = {name: value for name, value in r.values.items() if name.startswith("json.")}
+    # strings and missing paths give no value; true/false count as 1/0
+    assert found == {"json.queue.depth": 150, "json.workers[1].load": 2, "json.db.ok": 1, "json.db.latency_ms": 12.5}
+    for name in found:
+        spec = find_value(HttpCheck.VALUES, name)
+        assert spec is not None and (spec.name, spec.unit) == ("json.PATH", "1")
+
+
+async def test_json_values_are_kept_when_the_answer_fails(base: str) -> None:
+    r = await probe(f"{base}/health?status=503", values_from_json=["$.queue.depth"])
+    assert (r.error_kind, r.values["json.queue.depth"]) == ("http_status", 150)
+    r = await probe(
+        f"{base}/degraded", values_from_json=["queue.depth"], expect={"json": [{"path": "status", "equals": "ok"}]}
+    )
+    assert (r.error_kind, r.values["json.queue.depth"]) == ("body", 150)
+
+
+@pytest.mark.parametrize(
+    "options", [{"values_from_json": ["$.queue.depth"]}, {"expect": {"json": [{"path": "$.status", "equals": "ok"}]}}]
+)
+async def test_a_body_that_is_not_json_is_a_body_failure(base: str, options: dict[str, Any]) -> None:
+    r = await probe(f"{base}/ok", **options)
+    assert r.error_kind == "body"
+    assert r.error == "body is not JSON: Expecting value: line 1 column 1 (char 0)"
+    assert r.values["status"] == 200
+
+
+async def test_deeply_nested_json_is_refused_not_a_crash(raw_server: Any) -> None:
+    nested = b"[" * 200_000
+
+    async def deep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(nested) + nested)
+        await writer.drain()
+        await reader.read()
+
+    r = await probe(await raw_server(deep), values_from_json=["$.a"])
+    assert (r.error_kind, r.error) == ("body", "body is not JSON: nested too deeply")
+
+
+def test_json_values_can_be_named_in_rules() -> None:
+    rule = compile_rule(0, AlertConfig(when="json.queue.depth > 100", severity="major"), HttpCheck.VALUES, "http")
+    result = Result("api", "http", "u", True, {"json.queue.depth": 150.0}, None, None, 0.0, 0.1)
+    verdict = rule.evaluate(result)
+    assert (verdict.holds, verdict.explanation) == (True, "json.queue.depth (150) > 100")
+
+
+def test_json_values_with_indexes_can_be_named_in_rules() -> None:
+    rule = compile_rule(0, AlertConfig(when="json.workers[1].load > 1", severity="minor"), HttpCheck.VALUES, "http")
+    assert rule.value_name == "json.workers[1].load"
+
+
+# --- IP version -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names with loopback addresses (the machine's hosts file may map none to ::1): ``dual.test``
+    has both, ``v4only.test`` only 127.0.0.1. Everything else resolves as usual."""
+    real = socket.getaddrinfo
+    table = {"dual.test": ("::1", "127.0.0.1"), "v4only.test": ("127.0.0.1",)}
+
+    def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0) -> Any:
+        if host not in table:
+            return real(host, port, family, type, proto, flags)
+        found = []
+        for address in table[host]:
+            with contextlib.suppress(socket.gaierror):  # an address of the other family
+                found += real(address, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+        if not found:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return found
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+async def dual() -> AsyncIterator[tuple[int, list[str]]]:
+    """One port on both 127.0.0.1 and ::1, answering ``v4`` or ``v6``; yields it and the Host headers seen."""
+    hosts: list[str] = []
+
+    def app(answer: str) -> web.Application:
+        async def who(request: web.Request) -> web.Response:
+            hosts.append(request.host)
+            return web.Response(text=answer)
+
+        application = web.Application()
+        application.router.add_get("/", who)
+        return application
+
+    for _attempt in range(5):
+        runner4, port = await start_app(app("v4"))
+        runner6 = web.AppRunner(app("v6"))
+        await runner6.setup()
+        try:
+            await web.TCPSite(runner6, "::1", port).start()
+        except OSError as exc:
+            await runner6.cleanup()
+            await runner4.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                continue  # that port is taken on ::1: try another
+            pytest.skip(f"cannot listen on [::1] here: {exc}")
+        yield port, hosts
+        await runner6.cleanup()
+        await runner4.cleanup()
+        return
+    pytest.skip("no port free on both 127.0.0.1 and ::1")
+
+
+@pytest.mark.usefixtures("fake_names")
+async def test_ip_version_picks_the_address_family(dual: tuple[int, list[str]]) -> None:
+    port, hosts = dual
+    for version in (4, 6):
+        r = await probe(f"http://dual.test:{port}/", ip_version=version, expect={"body_regex": f"^v{version}$"})
+        assert r.ok, (version, r.error)
+        assert 0 < r.values["dns"] <= r.values["connect"] <= r.values["first_byte"]  # we resolved it ourselves
+    assert hosts == [f"dual.test:{port}"] * 2  # the Host header keeps the name (virtual hosts still work)
+    assert (await probe(f"http://dual.test:{port}/", ip_version="any", expect={"body_regex": "^v[46]$"})).ok
+    assert (await probe(f"http://[::1]:{port}/", ip_version=6, expect={"body_contains": "v6"})).ok
+
+
+@pytest.mark.usefixtures("fake_names")
+async def test_no_address_in_that_family_is_a_dns_failure() -> None:
+    r = await probe("http://v4only.test:9/", ip_version="6")
+    assert (r.error_kind, r.error) == ("dns", "cannot resolve v4only.test: no IPv6 address (Name or service not known)")
+
+
+async def test_ip_version_keeps_the_name_for_sni_and_the_certificate(ca: trustme.CA, ca_file: str) -> None:
+    runner, port = await start_tls(ca, "localhost")  # valid for the name only, not for 127.0.0.1
+    try:
+        r = await probe(f"https://localhost:{port}/ok", ip_version=4, ca_file=ca_file)
+    finally:
+        await runner.cleanup()
+    assert r.ok, r.error
+    assert CERT_DAYS - 1 < r.values["tls.days_left"] <= CERT_DAYS
+    assert r.values["connect"] < r.values["tls"] <= r.values["first_byte"]
+
+
+async def test_redirect_to_an_address_of_the_other_family_fails(base: str) -> None:
+    r = await probe(f"{base}/private/redirect?to=http://[::1]:9/", ip_version=4)
+    assert (r.error_kind, r.error) == ("connection", "cannot connect to [::1]:9: an IPv6 address, but ip_version is 4")
+
+
+# --- phase timings --------------------------------------------------------------------------------
+
+
+async def test_phases_are_reported_in_order(base: str) -> None:
+    port = base.rsplit(":", 1)[1]
+    for url in (f"{base}/ok", f"http://localhost:{port}/ok", f"{base}/redirect"):
+        r = await probe(url)
+        assert r.ok, r.error
+        v = r.values
+        assert 0 <= v["dns"] <= v["connect"] <= v["first_byte"] <= v["duration"], (url, v)
+        assert "tls" not in v
+    assert v["dns"] > 0  # the last hop of /redirect starts after the first answer
+
+
+async def test_https_phases_include_the_handshake(https: str, ca_file: str) -> None:
+    r = await probe(f"{https}/ok", ca_file=ca_file)
+    assert r.ok, r.error
+    v = r.values
+    assert 0 <= v["dns"] <= v["connect"] < v["tls"] <= v["first_byte"] <= v["duration"]
+
+
+async def test_the_runtime_session_measures_every_phase(base: str) -> None:
+    r = await probe(f"{base}/ok", resources=SharedResources("test"))
+    assert r.ok and 0 <= r.values["dns"] <= r.values["connect"] <= r.values["first_byte"] <= r.values["duration"]
+
+
+async def test_a_slow_application_shows_in_first_byte_not_connect(raw_server: Any) -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(0.3)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read()
+
+    r = await probe(await raw_server(slow))
+    assert r.ok, r.error
+    assert r.values["connect"] < 0.2 <= 0.3 <= r.values["first_byte"] < 0.9
+
+
+async def test_failures_keep_the_phases_they_reached() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        r = await probe(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+    assert r.error_kind == "refused"
+    assert "dns" in r.values and "connect" not in r.values and "first_byte" not in r.values
+
+
+# --- new options: validation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"expect": {"json": [{"path": "a..b", "equals": 1}]}}, "invalid JSON path 'a..b'"),
+        ({"expect": {"json": [{"path": "a[x]", "equals": 1}]}}, "invalid JSON path 'a[x]'"),
+        ({"expect": {"json": [{"path": "a", "equals": 1, "matches": "x"}]}}, "exactly one of equals, matches or op"),
+        ({"expect": {"json": [{"path": "a"}]}}, "exactly one of equals, matches or op"),
+        ({"expect": {"json": [{"path": "a", "op": ">"}]}}, "op and value go together"),
+        ({"expect": {"json": [{"path": "a", "op": "=>", "value": 1}]}}, "Input should be '>'"),
+        ({"expect": {"json": [{"path": "a", "matches": "(x"}]}}, "invalid regex '(x'"),
+        ({"values_from_json": ["$"]}, "names the whole body"),
+        ({"values_from_json": ['a["b c"]']}, "cannot be in a value name"),
+        ({"values_from_json": ["$.a.b", "a.b"]}, "'a.b' names the same value as '$.a.b' (json.a.b)"),
+        ({"ip_version": 5}, "Input should be 4, 6 or 'any'"),
+        ({"ip_version": 6, "url": "http://127.0.0.1:8080/"}, "is an IPv4 address but ip_version is 6"),
+        ({"ip_version": 4, "targets": ["http://a.example", "http://[::1]/"]}, "is an IPv6 address but ip_version"),
+        ({"auth": {}}, "exactly one of basic or bearer"),
+        ({"auth": {"basic": {"username": "u"}}}, "one of password or password_file"),
+        ({"auth": {"bearer": {}}}, "one of token or token_file"),
+    ],
+)
+def test_bad_new_options_are_rejected_with_a_clear_message(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        config(**{"url": "http://x", **options})
+    [error] = info.value.errors()
+    assert message in error["msg"]
+
+
+def test_new_option_defaults() -> None:
+    cfg = config(url="http://x", ip_version="6")
+    assert (cfg.ip_version, cfg.auth, cfg.values_from_json, cfg.expect.json_) == (6, None, [], [])
+    assert config(url="http://x").ip_version == "any"
+    assert "ip_version" in json.dumps(HttpConfig.model_json_schema())  # a JSON Schema of the config builds

@@ -19,7 +19,7 @@ def write_config(tmp_path: Path, fleet: Fleet, extra: str = "", severity: str = 
     path = tmp_path / "config.yaml"
     path.write_text(
         f"""
-agent: {{name: web-01, labels: {{env: test}}, state_dir: "{tmp_path / "state"}"}}
+agent: {{name: web-01, labels: {{env: test}}, state_dir: "{tmp_path / "state"}", listen: "127.0.0.1:0"}}
 checks:
   - name: shop-web
     type: http

@@ -22,7 +22,7 @@ def story_config(tmp_path: Path, fleet: Fleet) -> str:
     path = tmp_path / "config.yaml"
     path.write_text(
         f"""
-agent: {{name: web-01, state_dir: "{tmp_path / "state"}", outage_tolerance: 1m}}
+agent: {{name: web-01, state_dir: "{tmp_path / "state"}", outage_tolerance: 1m, listen: "127.0.0.1:0"}}
 checks:
   - name: shop-web
     type: http

@@ -53,7 +53,7 @@ async def test_daemon_notifies_ready_and_stopping(tmp_path: Path) -> None:
     sock.setblocking(False)
     config = tmp_path / "c.yaml"
     config.write_text(
-        f"agent: {{state_dir: '{tmp_path}'}}\n"
+        f"agent: {{state_dir: '{tmp_path}', listen: '127.0.0.1:0'}}\n"
         "checks: [{name: host, type: host, interval: 1s}]\n"
         "sinks: [{type: stdout}]\n"
     )

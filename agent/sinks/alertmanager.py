@@ -1,21 +1,18 @@
 """``type: alertmanager``: alerts pushed to Prometheus Alertmanager (API v2), the way Prometheus does.
 
-Options: ``url`` or ``urls`` (exactly one; the base URL of each Alertmanager, ``http://host:9093``:
-list every member of a cluster, each gets every alert and the cluster deduplicates notifications),
-``timeout`` (per request, default 10s), ``resend`` (how often alerts are re-sent, default 60s),
-``resolved_for`` (how long resolved alerts keep being re-sent, default 15m), ``headers`` (for
-example basic auth; never logged) and ``labels`` (extra static labels on every alert).
+Options: ``url`` or ``urls`` (the base URL of each Alertmanager; list every member of a cluster:
+each gets every alert, the cluster deduplicates notifications), ``timeout`` (per request, 10s),
+``resend`` (how often alerts are re-sent, 60s), ``resolved_for`` (how long resolved alerts keep
+being re-sent, 15m), ``headers`` (e.g. basic auth; never logged), ``labels`` (static, added).
 
-Each alert has the labels ``alertname`` (the check's name), ``severity``, ``check``, ``target`` and
-``agent``, the event's labels (``team.name`` becomes ``team_name``: Alertmanager allows letters,
-digits and underscores only) and the configured ``labels``; the annotations ``summary``, ``rule``
-and ``incident``. A firing alert's ``endsAt`` is pushed ``max(4 * resend, 5m)`` ahead at every
-(re-)send, so Alertmanager resolves it on its own if the agent dies. When an incident's severity
-changes, the alert with the old ``severity`` label is resolved and one with the new label fires.
-The agent's own trouble (``agent`` events) becomes an alert named ``firstwatch_agent`` that
-resolves ``resolved_for`` after the last such event. A send succeeds when at least one member
-accepts it. Alerts are kept in memory: after a restart, the old severity of an incident that
-changed is no longer known and that alert expires by its ``endsAt`` instead.
+Labels: ``alertname`` (the check), ``severity``, ``check``, ``target``, ``agent``, the event's
+labels (``team.name`` -> ``team_name``) and ``labels``; annotations ``summary``, ``rule`` and
+``incident``. A firing alert's ``endsAt`` is pushed ``max(4 * resend, 5m)`` ahead at each send, so
+Alertmanager resolves it itself if the agent dies. A severity change resolves the alert with the
+old ``severity`` label and fires the new one. ``agent`` events become ``firstwatch_agent`` alerts
+(heartbeats: ``firstwatch_heartbeat``) that resolve ``resolved_for`` after the last repeat. A
+send succeeds when one member accepts it. The alerts live in memory: after a restart, only those
+that a new event names are re-sent; Alertmanager ends the others at their ``endsAt``.
 
 Example::
 
@@ -39,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
-from pydantic import model_validator
+from pydantic import Field, field_validator, model_validator
 from yarl import URL
 
 from agent.events import Event, iso_time
@@ -49,6 +46,7 @@ from agent.units import Seconds, format_duration
 log = logging.getLogger("firstwatch.alertmanager")
 
 AGENT_ALERT = "firstwatch_agent"
+HEARTBEAT_ALERT = "firstwatch_heartbeat"  # always firing while the agent is healthy, like Prometheus' Watchdog
 CORE_LABELS = ("alertname", "severity", "check", "target", "agent")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 LabelKey = tuple[tuple[str, str], ...]
@@ -69,7 +67,9 @@ def alert_labels(event: Event, extra: dict[str, str]) -> dict[str, str]:
     """Event labels, then configured ones, then the core labels (which nothing overrides)."""
     labels = {label_name(k): v for k, v in event.labels.items() if k}
     labels.update(extra)
-    alertname = AGENT_ALERT if event.kind == "agent" else event.check or AGENT_ALERT
+    alertname = event.check or AGENT_ALERT
+    if event.kind == "agent":
+        alertname = HEARTBEAT_ALERT if event.summary.startswith("heartbeat") else AGENT_ALERT
     core = {"alertname": alertname, "severity": event.severity, "check": event.check, "target": event.target}
     labels.update({k: v for k, v in core.items() if v is not None})
     labels["agent"] = event.agent
@@ -93,13 +93,9 @@ class _Alert:
         return self.ends_at is None or self.ends_at > now
 
     def wire(self, now: float, ahead: float) -> dict[str, Any]:
-        ends = self.ends_at if self.ends_at is not None else now + ahead
-        return {
-            "labels": self.labels,
-            "annotations": self.annotations,
-            "startsAt": iso_time(self.starts_at),
-            "endsAt": iso_time(max(ends, self.starts_at)),
-        }
+        ends = max(self.ends_at if self.ends_at is not None else now + ahead, self.starts_at)
+        times = {"startsAt": iso_time(self.starts_at), "endsAt": iso_time(ends)}
+        return {"labels": self.labels, "annotations": self.annotations, **times}
 
 
 class AlertBook:
@@ -115,14 +111,8 @@ class AlertBook:
         labels = alert_labels(event, self.extra)
         ident = event.fingerprint or repr(sorted((k, v) for k, v in labels.items() if k != "severity"))
         notes = {"summary": event.summary, "rule": event.rule, "incident": event.incident}
-        new = _Alert(
-            ident,
-            labels,
-            {k: v for k, v in notes.items() if v},
-            event.started_at if event.started_at is not None else event.time,
-            None,
-            now,
-        )
+        starts = event.started_at if event.started_at is not None else event.time
+        new = _Alert(ident, labels, {k: v for k, v in notes.items() if v}, starts, None, now)
         touched: set[LabelKey] = set()
         if event.kind == "resolved":
             mine = [a for a in self.alerts.values() if a.ident == ident and a.active(now)]
@@ -157,9 +147,8 @@ class AlertBook:
 
     def prune(self, now: float) -> None:
         """Forget alerts resolved more than ``resolved_for`` ago."""
-        self.alerts = {
-            k: a for k, a in self.alerts.items() if a.ends_at is None or a.ends_at + self.resolved_for >= now
-        }
+        keep = now - self.resolved_for
+        self.alerts = {k: a for k, a in self.alerts.items() if a.ends_at is None or a.ends_at >= keep}
 
 
 def _member(url: str) -> str:
@@ -171,9 +160,9 @@ def _member(url: str) -> str:
 class AlertmanagerConfig(SinkConfig):
     url: str | None = None
     urls: list[str] | None = None
-    timeout: Seconds = 10.0
-    resend: Seconds = 60.0
-    resolved_for: Seconds = 900.0
+    timeout: Seconds = Field(10.0, gt=0)
+    resend: Seconds = Field(60.0, gt=0)
+    resolved_for: Seconds = Field(900.0, ge=0)
     headers: dict[str, str] = {}
     labels: dict[str, str] = {}
 
@@ -181,36 +170,43 @@ class AlertmanagerConfig(SinkConfig):
     def members(self) -> list[str]:
         return [self.url] if self.url is not None else list(self.urls or [])
 
-    @model_validator(mode="after")
-    def _valid(self) -> AlertmanagerConfig:
-        if (self.url is None) == (self.urls is None):
-            raise ValueError("an alertmanager sink needs exactly one of 'url' or 'urls'")
-        if not self.members:
+    @field_validator("url", "urls")
+    @classmethod
+    def _urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        urls = [value] if isinstance(value, str) else value or []
+        if value is not None and not urls:
             raise ValueError("urls must list at least one Alertmanager")
-        if len(set(self.members)) != len(self.members):
+        if len(set(urls)) != len(urls):
             raise ValueError("urls lists the same Alertmanager twice")
-        for url in self.members:
+        for url in urls:
             u = URL(url)
             if u.scheme not in ("http", "https") or not u.host:
                 raise ValueError(f"invalid url {url!r}: expected http://host:port or https://host:port")
-            if u.user or u.password or u.query_string or u.fragment:
-                raise ValueError(f"url {url!r}: put credentials in 'headers', not in the url")
-        for name, value in (("timeout", self.timeout), ("resend", self.resend)):
-            if value <= 0:
-                raise ValueError(f"{name} must be greater than 0")
-        for key in self.labels:
+            if u.user or u.password or u.query_string or u.fragment:  # the message must not echo a secret
+                raise ValueError("put credentials in 'headers', not in the url (and no ?query or #fragment)")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
             if not _LABEL_NAME.match(key):
-                raise ValueError(
-                    f"label {key!r}: Alertmanager allows letters, digits and _ only (try {label_name(key)!r})"
-                )
+                raise ValueError(f"label {key!r}: use letters, digits and _ only (try {label_name(key)!r})")
             if key in CORE_LABELS:
                 raise ValueError(f"label {key!r} is set by firstwatch on every alert and cannot be configured")
+        return labels
+
+    @model_validator(mode="after")
+    def _one_of(self) -> AlertmanagerConfig:
+        if (self.url is None) == (self.urls is None):
+            raise ValueError("an alertmanager sink needs exactly one of 'url' or 'urls'")
         return self
 
 
 class AlertmanagerSink(BaseSink):
     TYPE = "alertmanager"
     Config: ClassVar[type[SinkConfig]] = AlertmanagerConfig
+    RESYNC_ON_START = True  # the active set lives in memory: the runtime re-sends open incidents at start
 
     def __init__(self, config: SinkConfig, name: str) -> None:
         super().__init__(config, name)
@@ -274,24 +270,22 @@ class AlertmanagerSink(BaseSink):
                 if 200 <= resp.status < 300:
                     return None
                 detail = " ".join((await resp.text(errors="replace")).split())[:200]
-                return resp.status, f"HTTP {resp.status} {resp.reason or ''}".strip() + (
-                    f": {detail}" if detail else ""
-                )
+                why = f"HTTP {resp.status} {resp.reason or ''}".strip()
+                return resp.status, f"{why}: {detail}" if detail else why
         except TimeoutError:
             return None, f"no answer within {format_duration(self._cfg.timeout)}"
-        except aiohttp.ClientConnectorError as exc:
-            err = exc.os_error
-            return None, f"cannot connect ({os.strerror(err.errno) if err.errno else err})"
+        except aiohttp.ClientConnectorError as exc:  # refused, no route, DNS, TLS handshake
+            errno = getattr(getattr(exc, "os_error", None), "errno", None)
+            return None, f"cannot connect ({os.strerror(errno)})" if errno else f"cannot connect: {exc}"
         except aiohttp.ClientError as exc:
             return None, f"{type(exc).__name__}: {exc}"
 
     def _warn(self, url: str, why: str) -> None:
         now = time.monotonic()
         last, count = self._warned.get(url, (-1e9, 0))
+        self._warned[url] = (last, count + 1) if now - last < 60 else (now, 0)
         if now - last < 60:
-            self._warned[url] = (last, count + 1)
             return
-        self._warned[url] = (now, 0)
         more = f" ({count} more failures since the last message)" if count else ""
         log.warning("alertmanager sink %s: %s did not accept alerts: %s%s", self.name, _member(url), why, more)
 

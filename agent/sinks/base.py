@@ -74,6 +74,7 @@ class BaseSink:
 
     TYPE: ClassVar[str] = ""
     Config: ClassVar[type[SinkConfig]] = SinkConfig
+    RESYNC_ON_START: ClassVar[bool] = False  # keeps state in memory: resend open incidents after a restart
 
     def __init__(self, config: SinkConfig, name: str) -> None:
         self.config = config

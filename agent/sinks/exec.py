@@ -18,7 +18,8 @@ variables: FIRSTWATCH_EVENT_ID (the idempotency key, the same on every redeliver
 FIRSTWATCH_KIND, FIRSTWATCH_SEVERITY, FIRSTWATCH_CHECK, FIRSTWATCH_TARGET, FIRSTWATCH_INCIDENT,
 FIRSTWATCH_SUMMARY (empty when the event has none; cut at 4096 characters). Exit 0 means delivered; exit 64 to 78
 (sysexits.h: bad usage, bad data, bad config) means the event can never be delivered and it is
-dropped; any other exit is retried, with the first line of stderr in the error. Only the first
+dropped; any other exit is retried, with the first line of stderr (or of stdout, when stderr is
+empty) in the error. Only the first
 64 KiB of stdout and of stderr are kept (the rest is read and discarded, so a chatty program
 never blocks); processes it leaves behind when it exits are killed.
 
@@ -80,9 +81,8 @@ def resolve_program(name: str, path: str) -> str:
 class ExecConfig(SinkConfig):
     model_config = ConfigDict(hide_input_in_errors=True)  # env values and arguments may be secrets
 
-    env: dict[str, str] = Field(
-        default={}, repr=False
-    )  # before command: validating command reads env (PATH may be set there)
+    # env before command: validating command reads env (PATH may be set there)
+    env: dict[str, str] = Field(default={}, repr=False)
     command: list[str]
     timeout: Seconds = 10.0
 
@@ -236,8 +236,10 @@ class ExecSink(BaseSink):
         raise self._fail(f"exit {code}" + self._stderr(proto), permanent=code in SYSEXITS)
 
     def _stderr(self, proto: _Collector) -> str:
-        """``: first line of stderr``, secrets redacted before it is cut to EXCERPT characters."""
+        """``: the first line of stderr`` (of stdout when stderr is empty), secrets redacted before
+        it is cut to EXCERPT characters."""
         text = proto.out[2].decode("utf-8", errors="replace").strip()
+        text = text or proto.out[1].decode("utf-8", errors="replace").strip()
         line = _CONTROL.sub("", text.split("\n", 1)[0]).strip()
         line = self._redact(line)[:EXCERPT]
         return f": {line}" if line else ""

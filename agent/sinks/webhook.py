@@ -53,6 +53,7 @@ BODY_CAP = 1024  # bytes of an answer ever read
 EXCERPT = 200  # characters of an error answer shown
 _RETRYABLE = frozenset({408, 429})
 _RESERVED = frozenset({"content-type", "content-length", "transfer-encoding", "idempotency-key"})
+_SCHEMES = frozenset({"basic", "bearer", "digest", "token"})  # auth scheme names are no secret
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _CONTROL = re.compile(r"(?:\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x1f\x7f-\x9f])+")  # incl. terminal colour codes
 
@@ -154,10 +155,12 @@ class WebhookConfig(SinkConfig):
 
 
 def _secrets(cfg: WebhookConfig) -> list[str]:
-    """Strings never to show: header values and their words, the URL's password and query values."""
+    """Strings never to show, even when a server echoes them: header values and their words (but
+    ``Bearer``), the URL's password, query values and long path segments (Slack-style tokens)."""
     url = URL(cfg.url)
     found = {*cfg.headers.values(), url.password or "", *url.query.values()}
-    found |= {word for value in cfg.headers.values() for word in value.split()}
+    found |= {word for value in cfg.headers.values() for word in value.split() if word.lower() not in _SCHEMES}
+    found |= {part for part in url.parts if len(part) >= 16}
     return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
 
 
