@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from agent.alerts import AlertBook, Change, Key, _flapping
 from agent.config import CheckSpec
@@ -108,8 +109,16 @@ class Recorder:
     def heartbeat(self) -> None:
         self.store.set_meta("last_alive", repr(time.time()))
 
-    def restore(self, specs: list[CheckSpec], tolerance: float, now: float | None = None) -> list[Change]:
-        """Load saved alert state for ``specs``; returns resolutions for orphaned incidents."""
+    def restore(
+        self,
+        specs: list[CheckSpec],
+        tolerance: float,
+        now: float | None = None,
+        mine: Callable[[str], bool] = lambda name: True,
+    ) -> list[Change]:
+        """Load saved alert state for the checks of ``specs`` that are ``mine`` (this agent's
+        shard); returns resolutions for incidents whose check, target or rule left the config.
+        State of other shards' checks (agents sharing a state directory) is left alone."""
         now = time.time() if now is None else now
         last = self.store.meta("last_alive")
         gap = now - float(last) if last else float("inf")
@@ -125,6 +134,8 @@ class Recorder:
             check, target, rule = json.loads(raw_key)
             key: Key = (check, target, rule)
             found = known.get(key)
+            if found is not None and not mine(check):
+                continue
             phase = data["state"]["phase"]
             if found is None:
                 if data.get("incident"):

@@ -54,6 +54,7 @@ class Runtime:
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.shard = shard
         self.on_result = on_result
         self.resources = SharedResources(cfg.agent_name)
         self.book = AlertBook(cfg.agent_name, cfg.labels)
@@ -78,7 +79,11 @@ class Runtime:
     async def start(self) -> None:
         self.outbox.prune(time.time() - 7 * 86400)
         self.dispatcher.start()
-        self.publish(self.recorder.restore([spec for spec, _ in self.checks], self.cfg.outage_tolerance))
+        shard = self.shard
+        restored = self.recorder.restore(
+            list(self.cfg.checks), self.cfg.outage_tolerance, mine=lambda name: in_shard(name, shard)
+        )
+        self.publish(restored)
         resync = [s.name for s in self.dispatcher.sinks if getattr(s, "RESYNC_ON_START", False)]
         if resync and self.recorder.remind(time.time(), resync=resync):
             self.dispatcher.wake()
