@@ -39,11 +39,8 @@ dns <= connect <= tls <= first_byte <= duration; after redirects they describe t
     json.PATH      1      the number (true/false: 1/0) at a ``values_from_json`` path, e.g.
                           ``json.queue.depth``; absent when the path holds no number
 
-How the phases are measured: ``dns`` and ``connect`` of plain http come from :data:`TRACE` (an
-``aiohttp.TraceConfig`` the shared session must carry): the end of the DNS lookup, and the end of
-connection creation. Over https, ``connect`` is the first step of the TLS handshake (it starts as
-soon as the TCP connection is up) and ``tls`` its last, both seen by the TLS object itself. With
-``ip_version``, firstwatch resolves the name itself, so that is where ``dns`` ends.
+How the phases are measured, and how ``ip_version`` resolves names: see :mod:`checks.http_phases`;
+``auth`` and its secret files: :mod:`checks.http_auth`.
 
 Failures: ``http_status`` (``HTTP 503 from 10.0.0.2:443``, redirect loops), ``body`` (too large, text
 or regex missing, undecodable, ``body is not JSON: ...``, ``json $.status is 'degraded', expected
@@ -78,44 +75,31 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import contextvars
 import datetime as dt
 import errno
 import functools
-import ipaddress
 import re
-import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from types import SimpleNamespace
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import aiohttp
-from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
+from aiohttp.client_middlewares import ClientMiddlewareType
 from aiohttp.http_exceptions import ContentEncodingError, ContentLengthError
 from cryptography import x509
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from yarl import URL
 
 from agent.units import parse_quantity
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
+from checks.http_auth import HttpAuth
 from checks.http_json import JsonAssertion, JsonRules, parse_body, value_name
+from checks.http_phases import PHASES, Phases, RecordingSSLObject, ip_version_of, pin_family
+from checks.http_phases import TRACE as TRACE  # re-exported: agent/probe_runner.py imports it from here
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 
 def _http_url(value: str) -> str:
@@ -158,100 +142,14 @@ def _regex(value: str) -> str:
     return value
 
 
-def _secret_file(path: object) -> object:
-    """The secret in the file at ``path``, read once at load, its trailing newline dropped."""
-    if path is None:
-        return None
-    if not isinstance(path, str):
-        raise ValueError("expected the path of a file holding the secret")
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode().rstrip("\r\n")
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {path!r}") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path!r} is not UTF-8 text") from None
-    if not text:
-        raise ValueError(f"{path!r} is empty")
-    return text
-
-
 def _value_path(path: str) -> str:
     value_name(path)  # raises ValueError for paths that cannot name a value
     return path
 
 
-def _ip_version(host: str | None) -> int | None:
-    """4 or 6 for an IP address literal, None for a name."""
-    try:
-        return ipaddress.ip_address(host or "").version
-    except ValueError:
-        return None
-
-
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Regex = Annotated[str, AfterValidator(_regex)]
 ByteCount = Annotated[int, BeforeValidator(lambda v: parse_quantity(v, "bytes") if isinstance(v, str) else v)]
-SecretFile = Annotated[SecretStr | None, BeforeValidator(_secret_file)]  # holds the file's content once loaded
-
-
-class BasicAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    username: str
-    password: SecretStr | None = None
-    password_file: SecretFile = None
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> BasicAuth:
-        if (self.password is None) == (self.password_file is None):
-            raise ValueError("basic auth needs one of password or password_file")
-        if ":" in self.username:
-            raise ValueError("basic auth: the username cannot contain ':'")
-        return self
-
-
-class BearerAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    token: SecretStr | None = None
-    token_file: SecretFile = None
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> BearerAuth:
-        secret = self.token or self.token_file
-        if (self.token is None) == (self.token_file is None) or secret is None:
-            raise ValueError("bearer auth needs one of token or token_file")
-        if any(c in secret.get_secret_value() for c in "\r\n"):
-            raise ValueError("the bearer token must be one line")  # never echo it
-        return self
-
-
-class HttpAuth(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    basic: BasicAuth | None = None
-    bearer: Annotated[BearerAuth | None, BeforeValidator(lambda v: {"token": v} if isinstance(v, str) else v)] = None
-
-    @model_validator(mode="after")
-    def _one_scheme(self) -> HttpAuth:
-        if (self.basic is None) == (self.bearer is None):
-            raise ValueError("auth needs exactly one of basic or bearer")
-        return self
-
-    def header(self) -> str:
-        """The value of the Authorization header."""
-        if self.basic is not None:
-            secret = self.basic.password or self.basic.password_file
-            assert secret is not None
-            pair = f"{self.basic.username}:{secret.get_secret_value()}".encode()
-            return "Basic " + base64.b64encode(pair).decode("ascii")
-        assert self.bearer is not None
-        token = self.bearer.token or self.bearer.token_file
-        assert token is not None
-        return "Bearer " + token.get_secret_value()
 
 
 class HttpExpect(BaseModel):
@@ -305,79 +203,10 @@ class HttpConfig(CheckConfig):
         if self.auth is not None and any(name.lower() == "authorization" for name in self.headers):
             raise ValueError("set auth or an Authorization header, not both")
         for url in (self.url, *(self.targets or ())):
-            version = _ip_version(URL(url).host) if url else None
+            version = ip_version_of(URL(url).host) if url else None
             if version is not None and self.ip_version != "any" and version != self.ip_version:
                 raise ValueError(f"{url!r} is an IPv{version} address but ip_version is {self.ip_version}")
         return self
-
-
-class _Phases:
-    """What the request of one probe learns as it goes: ``time.perf_counter()`` marks and certificates."""
-
-    dns: float | None
-    opened: float | None  # connection creation began (the name resolution is part of it)
-    connect: float | None
-    tls: float | None
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.certs: list[bytes] = []  # of every TLS handshake (redirects: several)
-        self.new_hop()
-
-    def new_hop(self) -> None:
-        self.dns = self.opened = self.connect = self.tls = None
-
-    def values(self, https: bool) -> dict[str, float]:
-        marks = {"dns": self.dns if self.dns is not None else self.opened, "connect": self.connect}
-        if https:
-            marks["tls"] = self.tls
-        return {name: mark - self.start for name, mark in marks.items() if mark is not None}
-
-
-# The phases of the probe running in this context. aiohttp releases (and closes) a connection once the whole
-# body has arrived, often before ``request`` returns: the response loses its certificate, so the TLS object
-# records it here as the handshake completes.
-_PHASES: contextvars.ContextVar[_Phases | None] = contextvars.ContextVar("_PHASES", default=None)
-
-
-class _RecordingSSLObject(ssl.SSLObject):
-    _began = False
-
-    def do_handshake(self) -> None:
-        phases = _PHASES.get()
-        if phases is not None and not self._began:
-            self._began = True
-            phases.connect = time.perf_counter()  # the first step comes as soon as TCP is connected
-        super().do_handshake()  # raises SSLWantReadError until the handshake is done
-        if phases is not None:
-            phases.tls = time.perf_counter()
-            if der := self.getpeercert(binary_form=True):
-                phases.certs.append(der)
-
-
-_Hook = Callable[[aiohttp.ClientSession, SimpleNamespace, object], Awaitable[None]]
-
-
-def _mark(attr: str, first: bool = False) -> _Hook:
-    async def hook(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
-        phases = ctx.trace_request_ctx  # None for requests that are not probes: ignored
-        if isinstance(phases, _Phases) and not (first and getattr(phases, attr) is not None):
-            setattr(phases, attr, time.perf_counter())
-
-    return hook
-
-
-async def _redirected(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
-    if isinstance(phases := ctx.trace_request_ctx, _Phases):
-        phases.new_hop()
-
-
-TRACE = aiohttp.TraceConfig()
-"""Times the phases of probes: the shared session is built with ``trace_configs=[checks.http.TRACE]``."""
-TRACE.on_connection_create_start.append(_mark("opened"))
-TRACE.on_dns_resolvehost_end.append(_mark("dns"))
-TRACE.on_connection_create_end.append(_mark("connect", first=True))  # https: set at TCP connect already
-TRACE.on_request_redirect.append(_redirected)
 
 
 def _hostport(host: str | None, port: int | None) -> str:
@@ -468,7 +297,7 @@ class HttpCheck(BaseCheck):
         if config.auth is not None:
             self._headers["Authorization"] = config.auth.header()
         self._middlewares: Sequence[ClientMiddlewareType] | None = (
-            None if config.ip_version == "any" else (self._pin_family,)
+            None if config.ip_version == "any" else (pin_family(config.ip_version),)
         )
 
     def __repr__(self) -> str:  # the headers may hold secrets
@@ -480,14 +309,14 @@ class HttpCheck(BaseCheck):
         ctx = ssl.create_default_context(cafile=self._cfg.ca_file)
         if not self._cfg.tls_verify:
             ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        ctx.sslobject_class = _RecordingSSLObject
+        ctx.sslobject_class = RecordingSSLObject
         return ctx
 
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
         cfg = self._cfg
         session: aiohttp.ClientSession = ctx.http_session()
-        phases = _Phases()
-        token = _PHASES.set(phases)
+        phases = Phases()
+        token = PHASES.set(phases)
         values: dict[str, float] = {}
         try:
             async with session.request(
@@ -513,34 +342,7 @@ class HttpCheck(BaseCheck):
             values.update(phases.values(URL(target).scheme == "https"))
             return _classify(exc, URL(target), values)
         finally:
-            _PHASES.reset(token)
-
-    async def _pin_family(self, req: aiohttp.ClientRequest, handler: ClientHandlerType) -> aiohttp.ClientResponse:
-        """A client middleware (so it runs for every hop of a redirect chain) connecting over
-        ``ip_version`` only: it resolves the name in that family and points the request at the
-        address. The Host header was set from the name when the request was built; SNI and the
-        certificate check keep the name through ``server_hostname``."""
-        version, host, phases = self._cfg.ip_version, req.url.raw_host or "", _PHASES.get()
-        assert version != "any"
-        if phases is not None:
-            phases.new_hop()
-        literal = _ip_version(host)
-        if literal is None:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(host, req.url.port, family=_FAMILY[version], type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                no_address = socket.gaierror(exc.errno, f"no IPv{version} address ({exc.strerror})")
-                raise aiohttp.ClientConnectorDNSError(req.connection_key, no_address) from exc
-            if phases is not None:
-                phases.dns = time.perf_counter()
-            if req.is_ssl() and req.server_hostname is None:
-                req.server_hostname = host.rstrip(".")
-            req.url = req.url.with_host(str(infos[0][4][0]))
-        elif literal != version:  # a redirect to an address of the other family
-            reason = OSError(errno.EAFNOSUPPORT, f"an IPv{literal} address, but ip_version is {version}")
-            raise aiohttp.ClientConnectorError(req.connection_key, reason)
-        return await handler(req)
+            PHASES.reset(token)
 
     async def _read(self, resp: aiohttp.ClientResponse, values: dict[str, float]) -> bytes | None:
         """The body (kept only if an expectation needs it), or None past ``max_body``. aiohttp

@@ -1,0 +1,140 @@
+"""Per-phase timing of ``type: http`` requests (``dns``, ``connect``, ``tls``), and the ``ip_version``
+pinning that resolves names itself.
+
+The phases count from the start of the request, like curl's ``-w`` times; after redirects they
+describe the last hop. ``dns`` and ``connect`` of plain http come from :data:`TRACE` (an
+``aiohttp.TraceConfig`` the shared session must carry): the end of the DNS lookup, and the end of
+connection creation. Over https, ``connect`` is the first step of the TLS handshake (it starts as
+soon as the TCP connection is up) and ``tls`` its last, both seen by the TLS object itself
+(:class:`RecordingSSLObject`, which also keeps the server certificates). With ``ip_version``,
+:func:`pin_family` resolves the name itself, so that is where ``dns`` ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import errno
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import Literal
+
+import aiohttp
+from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
+
+_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
+
+
+class Phases:
+    """What the request of one probe learns as it goes: ``time.perf_counter()`` marks and certificates."""
+
+    dns: float | None
+    opened: float | None  # connection creation began (the name resolution is part of it)
+    connect: float | None
+    tls: float | None
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.certs: list[bytes] = []  # of every TLS handshake (redirects: several)
+        self.new_hop()
+
+    def new_hop(self) -> None:
+        self.dns = self.opened = self.connect = self.tls = None
+
+    def values(self, https: bool) -> dict[str, float]:
+        marks = {"dns": self.dns if self.dns is not None else self.opened, "connect": self.connect}
+        if https:
+            marks["tls"] = self.tls
+        return {name: mark - self.start for name, mark in marks.items() if mark is not None}
+
+
+# The phases of the probe running in this context. aiohttp releases (and closes) a connection once the whole
+# body has arrived, often before ``request`` returns: the response loses its certificate, so the TLS object
+# records it here as the handshake completes.
+PHASES: contextvars.ContextVar[Phases | None] = contextvars.ContextVar("PHASES", default=None)
+
+
+class RecordingSSLObject(ssl.SSLObject):
+    """The ``sslobject_class`` of a check's TLS context: marks ``connect`` and ``tls`` of the probe in
+    :data:`PHASES` and records the server certificate."""
+
+    _began = False
+
+    def do_handshake(self) -> None:
+        phases = PHASES.get()
+        if phases is not None and not self._began:
+            self._began = True
+            phases.connect = time.perf_counter()  # the first step comes as soon as TCP is connected
+        super().do_handshake()  # raises SSLWantReadError until the handshake is done
+        if phases is not None:
+            phases.tls = time.perf_counter()
+            if der := self.getpeercert(binary_form=True):
+                phases.certs.append(der)
+
+
+_Hook = Callable[[aiohttp.ClientSession, SimpleNamespace, object], Awaitable[None]]
+
+
+def _mark(attr: str, first: bool = False) -> _Hook:
+    async def hook(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
+        phases = ctx.trace_request_ctx  # None for requests that are not probes: ignored
+        if isinstance(phases, Phases) and not (first and getattr(phases, attr) is not None):
+            setattr(phases, attr, time.perf_counter())
+
+    return hook
+
+
+async def _redirected(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
+    if isinstance(phases := ctx.trace_request_ctx, Phases):
+        phases.new_hop()
+
+
+TRACE = aiohttp.TraceConfig()
+"""Times the phases of probes: the shared session is built with ``trace_configs=[checks.http.TRACE]``."""
+TRACE.on_connection_create_start.append(_mark("opened"))
+TRACE.on_dns_resolvehost_end.append(_mark("dns"))
+TRACE.on_connection_create_end.append(_mark("connect", first=True))  # https: set at TCP connect already
+TRACE.on_request_redirect.append(_redirected)
+
+
+def ip_version_of(host: str | None) -> int | None:
+    """4 or 6 for an IP address literal, None for a name."""
+    try:
+        return ipaddress.ip_address(host or "").version
+    except ValueError:
+        return None
+
+
+def pin_family(version: Literal[4, 6]) -> ClientMiddlewareType:
+    """A client middleware (so it runs for every hop of a redirect chain) connecting over IPv``version``
+    only: it resolves the name in that family and points the request at the address. The Host header
+    was set from the name when the request was built; SNI and the certificate check keep the name
+    through ``server_hostname``."""
+
+    async def middleware(req: aiohttp.ClientRequest, handler: ClientHandlerType) -> aiohttp.ClientResponse:
+        host, phases = req.url.raw_host or "", PHASES.get()
+        if phases is not None:
+            phases.new_hop()
+        literal = ip_version_of(host)
+        if literal is None:
+            loop = asyncio.get_running_loop()
+            try:
+                infos = await loop.getaddrinfo(host, req.url.port, family=_FAMILY[version], type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                no_address = socket.gaierror(exc.errno, f"no IPv{version} address ({exc.strerror})")
+                raise aiohttp.ClientConnectorDNSError(req.connection_key, no_address) from exc
+            if phases is not None:
+                phases.dns = time.perf_counter()
+            if req.is_ssl() and req.server_hostname is None:
+                req.server_hostname = host.rstrip(".")
+            req.url = req.url.with_host(str(infos[0][4][0]))
+        elif literal != version:  # a redirect to an address of the other family
+            reason = OSError(errno.EAFNOSUPPORT, f"an IPv{literal} address, but ip_version is {version}")
+            raise aiohttp.ClientConnectorError(req.connection_key, reason)
+        return await handler(req)
+
+    return middleware
