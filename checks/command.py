@@ -49,17 +49,14 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import re
 import shutil
-import signal
-import subprocess
 from typing import Any, ClassVar
 
 from pydantic import ValidationInfo, field_validator
 
+from agent.subprocess_run import Completed, run_capped, signal_name
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 from checks.perfdata import parse_output
 
@@ -142,47 +139,6 @@ class CommandConfig(CheckConfig):
         return resolve_program(self.command[0], base_env(self.env)["PATH"])
 
 
-class _Collector(asyncio.SubprocessProtocol):
-    """Keeps the first STDOUT_CAP bytes of stdout (then closes the pipe) and STDERR_CAP of stderr."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.out = bytearray()
-        self.err = bytearray()
-        self.cut = False
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.finished: asyncio.Future[None] = loop.create_future()
-        self.transport: asyncio.SubprocessTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.SubprocessTransport)
-        self.transport = transport
-
-    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
-        if fd == 1 and not self.cut:
-            room = STDOUT_CAP - len(self.out)
-            self.out += data[:room]
-            if len(data) > room and self.transport is not None:
-                self.cut = True
-                pipe = self.transport.get_pipe_transport(1)
-                if pipe is not None:
-                    pipe.close()  # the plugin gets EPIPE/SIGPIPE instead of filling our memory
-        elif fd == 2:
-            self.err += data[: max(0, STDERR_CAP - len(self.err))]
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.finished.done():
-            self.finished.set_result(None)
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone
-        os.killpg(pgid, signal.SIGKILL)
-
-
 def describe(code: int, text: str, stderr: str) -> str:
     """The error text for a plugin that exited with ``code`` (negative: killed by a signal)."""
     shown = text or (f"no output; stderr: {stderr}" if stderr else "no output")
@@ -191,11 +147,7 @@ def describe(code: int, text: str, stderr: str) -> str:
     if code in _STATES:
         return shown if text else f"{_STATES[code]} (exit {code}): {shown}"
     if code < 0:
-        try:
-            how = f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            how = f"killed by signal {-code}"
-        return f"UNKNOWN ({how}): {shown}"
+        return f"UNKNOWN (killed by {signal_name(-code)}): {shown}"
     return f"UNKNOWN (exit {code}): {shown}"
 
 
@@ -217,48 +169,33 @@ class CommandCheck(BaseCheck):
         self._env = base_env(config.env)
 
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
-        loop = asyncio.get_running_loop()
         try:
-            transport, proto = await loop.subprocess_exec(
-                lambda: _Collector(loop),
-                *self._argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+            run = await run_capped(
+                self._argv,
                 env=self._env,
                 cwd=self._cfg.cwd,
-                start_new_session=True,  # its own process group, killed as a whole
+                stdin=None,
+                stdout_cap=STDOUT_CAP,
+                stderr_cap=STDERR_CAP,
+                close_stdout_at_cap=True,  # a flooding plugin gets SIGPIPE
             )
         except OSError as exc:
             return Observation(
                 ok=False, error_kind="command", error=f"cannot run {self._argv[0]}: {exc.strerror or exc}"
             )
-        pgid = transport.get_pid()
-        try:
-            await proto.exited
-            _kill_group(pgid)  # children it left behind would hold our pipes open
-            try:
-                async with asyncio.timeout(1.0):
-                    await proto.finished  # the rest of the output
-            except TimeoutError:
-                pass  # a process that left the group still holds a pipe: use what came
-        finally:
-            _kill_group(pgid)
-            if not proto.exited.done():
-                await asyncio.wait([proto.exited], timeout=2.0)  # reap the plugin
-            transport.close()
-        return self._observe(transport.get_returncode(), proto)
+        return self._observe(run)
 
-    def _observe(self, returncode: int | None, proto: _Collector) -> Observation:
+    def _observe(self, run: Completed) -> Observation:
+        returncode = run.returncode
         code = 128 + -returncode if returncode is not None and returncode < 0 else returncode or 0
         values: dict[str, float] = {"exit_code": float(code)}
-        output = parse_output(proto.out.decode("utf-8", errors="replace"))
+        output = parse_output(run.stdout.decode("utf-8", errors="replace"))
         for item in output.perfdata:
             values.setdefault(f"perf.{item.label}", item.base()[0])
         if returncode == 0:
             return Observation(ok=True, values=values)
-        stderr = proto.err.decode("utf-8", errors="replace").strip().split("\n", 1)[0].strip()
+        stderr = run.stderr.decode("utf-8", errors="replace").strip().split("\n", 1)[0].strip()
         error = describe(returncode if returncode is not None else 3, output.text, stderr)
-        if proto.cut:
+        if run.stdout_cut:
             error += f" (output cut at {STDOUT_CAP // 1024} KiB)"
         return Observation(ok=False, values=values, error_kind="command", error=error)

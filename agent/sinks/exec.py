@@ -36,18 +36,16 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
-import signal
-import subprocess
 from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from agent.events import Event
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
+from agent.subprocess_run import Completed, run_capped, signal_name
 from agent.units import Seconds, format_duration
 
 OUTPUT_CAP = 64 * 1024  # bytes kept of stdout and of stderr each
@@ -129,33 +127,6 @@ class ExecConfig(SinkConfig):
         return v
 
 
-class _Collector(asyncio.SubprocessProtocol):
-    """Keeps the first OUTPUT_CAP bytes of stdout and stderr, reading (and dropping) the rest."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.out = {1: bytearray(), 2: bytearray()}
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.finished: asyncio.Future[None] = loop.create_future()  # both output pipes closed
-
-    def pipe_data_received(self, fd: int, data: bytes | bytearray) -> None:
-        buf = self.out.get(fd)
-        if buf is not None and len(buf) < OUTPUT_CAP:
-            buf += data[: OUTPUT_CAP - len(buf)]
-
-    def process_exited(self) -> None:
-        if not self.exited.done():
-            self.exited.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.finished.done():
-            self.finished.set_result(None)
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
-        os.killpg(pgid, signal.SIGKILL)
-
-
 class ExecSink(BaseSink):
     TYPE = "exec"
     Config: ClassVar[type[SinkConfig]] = ExecConfig
@@ -194,59 +165,33 @@ class ExecSink(BaseSink):
         return {**self._env, **{f"FIRSTWATCH_{k}": (v or "").replace("\0", "")[:ENV_CAP] for k, v in fields.items()}}
 
     async def send(self, event: Event) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            transport, proto = await loop.subprocess_exec(
-                lambda: _Collector(loop),
-                *self._argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=self._event_env(event),
-                start_new_session=True,  # its own process group, killed as a whole
-            )
+            async with asyncio.timeout(self._cfg.timeout):
+                run = await run_capped(
+                    self._argv,
+                    env=self._event_env(event),
+                    stdin=(event.to_json() + "\n").encode(),
+                    stdout_cap=OUTPUT_CAP,
+                    stderr_cap=OUTPUT_CAP,
+                    close_stdout_at_cap=False,  # read and drop: a chatty program never blocks
+                )
+        except TimeoutError:  # before OSError: TimeoutError is one
+            raise self._fail(f"timed out after {format_duration(self._cfg.timeout)}") from None
         except OSError as exc:
             raise self._fail(f"cannot run {self._argv[0]}: {exc.strerror or exc}") from None
-        pgid = transport.get_pid()
-        try:
-            stdin = transport.get_pipe_transport(0)
-            assert isinstance(stdin, asyncio.WriteTransport)
-            stdin.write((event.to_json() + "\n").encode())  # buffered by the loop: never blocks
-            stdin.write_eof()
-            try:
-                async with asyncio.timeout(self._cfg.timeout):
-                    await proto.exited
-            except TimeoutError:
-                raise self._fail(f"timed out after {format_duration(self._cfg.timeout)}") from None
-            _kill_group(pgid)  # processes it left behind would hold the pipes open
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await proto.finished  # the rest of the output
-        finally:
-            _kill_group(pgid)
-            if not proto.exited.done():
-                await asyncio.wait([proto.exited], timeout=2.0)  # reap it
-            transport.close()
-        code = transport.get_returncode()
+        code = run.returncode
         if code == 0:
             return
         if code is None or code < 0:
-            how = f"killed by {_signal_name(-code)}" if code is not None else "did not exit"
-            raise self._fail(how + self._stderr(proto))
-        raise self._fail(f"exit {code}" + self._stderr(proto), permanent=code in SYSEXITS)
+            how = f"killed by {signal_name(-code)}" if code is not None else "did not exit"
+            raise self._fail(how + self._stderr(run))
+        raise self._fail(f"exit {code}" + self._stderr(run), permanent=code in SYSEXITS)
 
-    def _stderr(self, proto: _Collector) -> str:
+    def _stderr(self, run: Completed) -> str:
         """``: the first line of stderr`` (of stdout when stderr is empty), secrets redacted before
         it is cut to EXCERPT characters."""
-        text = proto.out[2].decode("utf-8", errors="replace").strip()
-        text = text or proto.out[1].decode("utf-8", errors="replace").strip()
+        text = run.stderr.decode("utf-8", errors="replace").strip()
+        text = text or run.stdout.decode("utf-8", errors="replace").strip()
         line = _CONTROL.sub("", text.split("\n", 1)[0]).strip()
         line = self._redact(line)[:EXCERPT]
         return f": {line}" if line else ""
-
-
-def _signal_name(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return f"signal {num}"
