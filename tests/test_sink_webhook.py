@@ -384,10 +384,9 @@ def test_config_errors(tmp_path: Path) -> None:
     assert config_error(url="ftp://pager.example.com/") == "invalid url: expected http:// or https://, got scheme 'ftp'"
     assert config_error(url="pager.example.com/hook") == "invalid url: expected http:// or https://, got scheme none"
     assert config_error(url="http:///hook") == "invalid url: no host"
-    assert (
-        config_error(url="http://x/", format="slack") == "unknown format 'slack' (expected one of: json, cloudevents)"
+    assert config_error(url="http://x/", format="xml") == (
+        "unknown format 'xml' (expected one of: json, cloudevents, slack, pagerduty)"
     )
-    assert config_error(url="http://x/", format="xml") == "unknown format 'xml' (expected one of: json, cloudevents)"
     assert config_error(url="http://x/", timeout="0") == "timeout must be greater than 0"
     assert config_error(url="http://x/", ca_file=str(tmp_path / "none.pem")).startswith("no such file")
     (tmp_path / "junk.pem").write_text("not a certificate")

@@ -1,4 +1,4 @@
-"""``type: webhook``: each event POSTed to ``url``, as JSON or as a CloudEvent.
+"""``type: webhook``: each event POSTed to ``url``: as JSON, a CloudEvent, a Slack message or a PagerDuty event.
 
 Options (besides the routing keys every sink has):
 
@@ -8,7 +8,14 @@ Options (besides the routing keys every sink has):
                 values are treated as secrets: never logged, never in an error message.
     format      ``json`` (default): the event itself is the body (``application/json``);
                 ``cloudevents``: a CloudEvents 1.0 structured-mode envelope
-                (``application/cloudevents+json``) with the event as ``data``.
+                (``application/cloudevents+json``) with the event as ``data``;
+                ``slack``: a Slack incoming-webhook message (severity, summary, check, target,
+                rule, since, and for resolutions how long it lasted);
+                ``pagerduty``: a PagerDuty Events API v2 event (trigger, then resolve with the
+                same ``dedup_key``: the alert's fingerprint). See agent/sinks/webhook_formats.py.
+    link        the status page URL, linked from slack messages and pagerduty alerts
+    routing_key (pagerduty, required there) the integration key of an Events API v2
+                integration: a secret, e.g. ``"${PAGERDUTY_ROUTING_KEY}"``; never shown
     timeout     a total deadline for connecting, sending and reading the answer (default 10s)
     tls_verify  verify the server's certificate (default true)
     ca_file     a PEM bundle of CAs to trust instead of the system store; must exist
@@ -28,25 +35,36 @@ Example::
         headers: {Authorization: "Bearer ${PAGER_TOKEN}"}
         format: cloudevents
         min_severity: critical
+      - type: webhook
+        name: slack
+        url: "${SLACK_WEBHOOK_URL}"
+        format: slack
+        link: https://status.example.com/
+        min_severity: major
+      - type: webhook
+        name: pagerduty
+        url: https://events.pagerduty.com/v2/enqueue
+        format: pagerduty
+        routing_key: "${PAGERDUTY_ROUTING_KEY}"
+        min_severity: critical
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import ssl
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import aiohttp
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 from yarl import URL
 
 from agent import __version__
 from agent.events import Event
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
+from agent.sinks.webhook_formats import FORMATS, OPTIONS_OF, FormatOptions
 from agent.units import Seconds, format_duration
 
 BODY_CAP = 1024  # bytes of an answer ever read
@@ -56,32 +74,6 @@ _RESERVED = frozenset({"content-type", "content-length", "transfer-encoding", "i
 _SCHEMES = frozenset({"basic", "bearer", "digest", "token"})  # auth scheme names are no secret
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _CONTROL = re.compile(r"(?:\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x1f\x7f-\x9f])+")  # incl. terminal colour codes
-
-
-def render_json(event: Event) -> tuple[str, bytes]:
-    return "application/json", event.to_json().encode()
-
-
-def render_cloudevents(event: Event) -> tuple[str, bytes]:
-    envelope: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": event.id,
-        "source": f"firstwatch/{event.agent}",
-        "type": f"io.firstwatch.event.{event.kind}",
-        "time": event.to_dict()["time"],
-    }
-    if event.check:  # optional in CloudEvents, but never empty when present
-        envelope["subject"] = event.check
-    envelope["datacontenttype"] = "application/json"
-    envelope["data"] = event.to_dict()
-    body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
-    return "application/cloudevents+json", body.encode()
-
-
-FORMATS: dict[str, Callable[[Event], tuple[str, bytes]]] = {
-    "json": render_json,
-    "cloudevents": render_cloudevents,
-}
 
 
 def _ca_file(value: str) -> str:
@@ -100,6 +92,8 @@ class WebhookConfig(SinkConfig):
     url: str = Field(repr=False)  # may hold a token
     headers: dict[str, str] = Field(default={}, repr=False)
     format: str = "json"
+    link: str | None = None  # the status page (slack, pagerduty)
+    routing_key: SecretStr | None = Field(default=None, repr=False)  # pagerduty's integration key
     timeout: Seconds = 10.0
     tls_verify: bool = True
     ca_file: str | None = None
@@ -141,6 +135,33 @@ class WebhookConfig(SinkConfig):
             raise ValueError(f"unknown format {v!r} (expected one of: {', '.join(FORMATS)})")
         return v
 
+    @field_validator("link")
+    @classmethod
+    def _check_link(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not re.match(r"https?://[^\s/|<>]+[^\s|<>]*\Z", v):
+            raise ValueError("link must be an http:// or https:// URL without spaces, '|', '<' or '>'")
+        return v
+
+    @field_validator("routing_key")
+    @classmethod
+    def _check_routing_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not re.fullmatch(r"[!-~]{32}", v.get_secret_value()):  # never echo it
+            raise ValueError("routing_key must be the 32-character integration key of an Events API v2 integration")
+        return v
+
+    @model_validator(mode="after")
+    def _format_options(self) -> WebhookConfig:
+        if self.format == "pagerduty" and self.routing_key is None:
+            raise ValueError('format pagerduty needs routing_key (e.g. routing_key: "${PAGERDUTY_ROUTING_KEY}")')
+        used = OPTIONS_OF.get(self.format, frozenset())
+        for option in ("link", "routing_key"):
+            if getattr(self, option) is not None and option not in used:
+                which = " or ".join(f for f, opts in OPTIONS_OF.items() if option in opts)
+                raise ValueError(f"{option} is used only with format {which}, not {self.format}")
+        return self
+
     @field_validator("timeout")
     @classmethod
     def _check_timeout(cls, v: float) -> float:
@@ -159,6 +180,8 @@ def _secrets(cfg: WebhookConfig) -> list[str]:
     ``Bearer``), the URL's password, query values and long path segments (Slack-style tokens)."""
     url = URL(cfg.url)
     found = {*cfg.headers.values(), url.password or "", *url.query.values()}
+    if cfg.routing_key is not None:
+        found.add(cfg.routing_key.get_secret_value())
     found |= {word for value in cfg.headers.values() for word in value.split() if word.lower() not in _SCHEMES}
     found |= {part for part in url.parts if len(part) >= 16}
     return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
@@ -175,6 +198,8 @@ class WebhookSink(BaseSink):
         url = URL(config.url)
         self._host = f"{url.host}:{url.port}" if url.explicit_port is not None else str(url.host)
         self._render = FORMATS[config.format]
+        key = config.routing_key.get_secret_value() if config.routing_key is not None else None
+        self._options = FormatOptions(link=config.link, routing_key=key)
         self._secrets = _secrets(config)
         self._session: aiohttp.ClientSession | None = None
 
@@ -208,7 +233,7 @@ class WebhookSink(BaseSink):
         return cls(f"webhook {self.name}: {self._redact(reason)}")
 
     async def send(self, event: Event) -> None:
-        content_type, body = self._render(event)
+        content_type, body = self._render(event, self._options)
         headers = {**self._cfg.headers, "Content-Type": content_type, "Idempotency-Key": event.id}
         session = self._get_session()
         try:
