@@ -24,6 +24,7 @@ from agent.rules import Rule, compile_rule
 from agent.sinks import SINKS
 from agent.sinks.base import Sink
 from agent.status_client import parse_listen
+from agent.telemetry import TelemetryConfig
 from agent.units import Seconds
 from agent.yaml_source import ConfigError, Issue, Path, Source, load_yaml
 from checks import CHECKS
@@ -35,9 +36,7 @@ _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DEFAULT_ALERTS: list[dict[str, Any]] = [{"when": "down", "severity": "critical"}]
 
 # Contract keys whose features land in later releases: a clear message instead of "unknown option".
-PLANNED: dict[str, str] = {
-    "telemetry": "'telemetry' (OTLP export, Prometheus endpoint) is not supported yet in this version",
-}
+PLANNED: dict[str, str] = {}
 
 
 def _check_labels(value: dict[str, str]) -> dict[str, str]:
@@ -83,6 +82,7 @@ class TopLevel(BaseModel):
     defaults: dict[str, Any] = {}
     checks: list[dict[str, Any]] = []
     sinks: list[dict[str, Any]] | None = None
+    telemetry: TelemetryConfig = TelemetryConfig()
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,7 @@ class AgentConfig:
     outage_tolerance: float
     heartbeat: HeartbeatConfig | None
     listen: str
+    telemetry: TelemetryConfig
     checks: tuple[CheckSpec, ...]
     sinks: tuple[SinkSpec, ...]
 
@@ -170,6 +171,7 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
         outage_tolerance=top.agent.outage_tolerance,
         heartbeat=top.agent.heartbeat,
         listen=top.agent.listen,
+        telemetry=top.telemetry,
         checks=tuple(checks),
         sinks=tuple(sinks),
     )

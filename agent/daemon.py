@@ -20,10 +20,12 @@ import time
 from typing import Any
 
 from agent import __version__
+from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, load_config
 from agent.runtime import Runtime
 from agent.store import Store, StoreError
 from agent.systemd_notify import Notifier
+from agent.telemetry import Telemetry
 from agent.yaml_source import ConfigError
 
 log = logging.getLogger("firstwatch")
@@ -38,10 +40,17 @@ class Agent:
         self.cfg = cfg
         self.store = store
         self.shard = shard
-        self.runtime = Runtime(cfg, store, shard)
+        self.telemetry_cfg = cfg.telemetry  # fixed for the process: a reload does not rebuild exporters
+        self.telemetry = Telemetry(cfg.telemetry, cfg.agent_name, cfg.labels, __version__)
+        cw = cfg.telemetry.cloudwatch
+        self.emf = EmfWriter(cw, cfg.agent_name, cfg.labels) if cw is not None else None
+        self.runtime = self._runtime(cfg)
         self.notifier = Notifier()
         self.started_at = time.time()
         self.reloads = {"success": 0, "failure": 0}
+
+    def _runtime(self, cfg: AgentConfig) -> Runtime:
+        return Runtime(cfg, self.store, self.shard, telemetry=self.telemetry, emf=self.emf)
 
     # --- status endpoint --------------------------------------------------------------------
 
@@ -52,7 +61,9 @@ class Agent:
         return self.runtime.healthy()
 
     def metrics(self) -> tuple[bytes, str] | None:
-        return None
+        if not self.telemetry_cfg.prometheus:
+            return None
+        return self.telemetry.prometheus_text()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -64,6 +75,8 @@ class Agent:
 
     async def serve(self, signals: asyncio.Queue[str]) -> None:
         await self.runtime.start()
+        if self.emf is not None:
+            await self.emf.start()
         self.notifier.notify("READY=1", f"STATUS={self._status()}")
         log.info(
             "firstwatch %s started: agent %s, %d checks, %d sinks, state in %s",
@@ -102,6 +115,9 @@ class Agent:
             await asyncio.gather(*side, return_exceptions=True)
             runs = self.runtime.scheduler.stats.runs if self.runtime.scheduler else 0
             await self.runtime.stop(timeout=3.0)
+            if self.emf is not None:
+                await self.emf.close()
+            await asyncio.to_thread(self.telemetry.shutdown, 2.0)
             log.info("stopped after %d runs", runs)
             self.notifier.close()
 
@@ -111,9 +127,10 @@ class Agent:
             cfg = load_config(self.path)
             if cfg.state_dir != self.cfg.state_dir or cfg.listen != self.cfg.listen:
                 raise ConfigError([])  # reported below with its own message
-            new = Runtime(cfg, self.store, self.shard)
+            new = self._runtime(cfg)
         except ConfigError as exc:
             self.reloads["failure"] += 1
+            self.telemetry.config_reload(False)
             if exc.issues:
                 for issue in exc.issues:
                     log.error("reload: %s", issue)
@@ -126,15 +143,20 @@ class Agent:
             return
         except Exception as exc:  # building the new runtime failed: keep the old one
             self.reloads["failure"] += 1
+            self.telemetry.config_reload(False)
             log.exception("reload: building the new configuration failed")
             self.runtime.agent_event("major", f"config reload failed, still running the previous config: {exc}")
             self.notifier.notify("READY=1", f"STATUS=reload failed; {self._status()}")
             return
         old = self.runtime
         await old.stop(timeout=2.0)  # saves every alert's state for the new runtime to restore
+        if cfg.telemetry != self.telemetry_cfg:
+            log.warning("reload: telemetry settings changed; they take effect at the next restart")
         self.runtime, self.cfg = new, cfg
         await new.start()
         self.reloads["success"] += 1
+        self.telemetry.config_reload(True)
+        self.telemetry.retain_checks([spec.config.name for spec, _ in new.checks])
         log.info("reloaded %s: %d checks, %d sinks", self.path, len(new.checks), len(new.dispatcher.sinks))
         self.notifier.notify("READY=1", f"STATUS={self._status()}")
 

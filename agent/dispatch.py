@@ -40,6 +40,7 @@ class Dispatcher:
         *,
         on_delivered: Callable[[str, Event], None] | None = None,
         on_agent_event: AgentEvent | None = None,
+        on_dropped: Callable[[str, int], None] | None = None,
         backoff: float = 0.5,
         max_backoff: float = 300.0,
         deadline: float = 60.0,
@@ -48,6 +49,7 @@ class Dispatcher:
         self.outbox = outbox
         self.on_delivered = on_delivered
         self.on_agent_event = on_agent_event
+        self.on_dropped = on_dropped
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.deadline = deadline
@@ -127,6 +129,8 @@ class Dispatcher:
 
     def _dropped(self, sink: str, event: Event, why: str, count: int = 1) -> None:
         self.dropped[sink] += count
+        if self.on_dropped is not None:
+            self.on_dropped(sink, count)
         log.error("sink %s: %d event(s) dropped (%s)", sink, count, why)
         now = time.time()
         if now - self._last_drop_report.get(sink, 0.0) > 600 and event.kind != "agent":

@@ -13,11 +13,13 @@ import logging
 import sqlite3
 import time
 import zlib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent import __version__
 from agent.alerts import AlertBook, Change
+from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, CheckSpec
 from agent.dispatch import Dispatcher
 from agent.events import Event, iso_time
@@ -28,12 +30,11 @@ from agent.recorder import Recorder
 from agent.scheduler import Job, Scheduler
 from agent.severity import SEVERITIES, rank, worst
 from agent.store import Store
+from agent.telemetry import Telemetry
 from agent.units import format_duration
 from checks.base import Check, Result
 
 log = logging.getLogger("firstwatch")
-
-ResultHook = Callable[[CheckSpec, Check, Result], None]
 
 
 def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
@@ -50,18 +51,30 @@ class Runtime:
         cfg: AgentConfig,
         store: Store,
         shard: tuple[int, int] | None = None,
-        on_result: ResultHook | None = None,
+        telemetry: Telemetry | None = None,
+        emf: EmfWriter | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.shard = shard
-        self.on_result = on_result
+        self.telemetry = telemetry
+        self.emf = emf
+        self._active: Counter[tuple[str, str, str]] = Counter()  # firing alerts per (check, target, severity)
+        self._severity_of: dict[tuple[str, str, str], str] = {}  # (check, target, rule) -> severity firing
         self.resources = SharedResources(cfg.agent_name)
         self.book = AlertBook(cfg.agent_name, cfg.labels)
         sinks = [s.build() for s in cfg.sinks]
         self.outbox = Outbox(store, sinks)
         self.recorder = Recorder(store, self.book, self.outbox)
-        self.dispatcher = Dispatcher(sinks, self.outbox, on_delivered=self._delivered, on_agent_event=self.agent_event)
+        self.dispatcher = Dispatcher(
+            sinks,
+            self.outbox,
+            on_delivered=self._delivered,
+            on_agent_event=self.agent_event,
+            on_dropped=telemetry.event_dropped if telemetry else None,
+        )
+        if telemetry is not None:
+            telemetry.observe_outbox(lambda: dict(self.outbox.pending))
         self.checks = [(spec, spec.build()) for spec in cfg.checks if in_shard(spec.config.name, shard)]
         self.scheduler: Scheduler | None = None
         self.last: dict[tuple[str, str], Result] = {}
@@ -84,10 +97,14 @@ class Runtime:
             list(self.cfg.checks), self.cfg.outage_tolerance, mine=lambda name: in_shard(name, shard)
         )
         self.publish(restored)
+        self._restore_active()
         resync = [s.name for s in self.dispatcher.sinks if getattr(s, "RESYNC_ON_START", False)]
         if resync and self.recorder.remind(time.time(), resync=resync):
             self.dispatcher.wake()
-        self.scheduler = Scheduler(self.jobs())
+        tel = self.telemetry
+        self.scheduler = Scheduler(
+            self.jobs(), on_run=tel.scheduler_run if tel else None, on_missed=tel.scheduler_missed if tel else None
+        )
         self._tasks = [
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
@@ -119,8 +136,10 @@ class Runtime:
                 else:
                     took = format_duration(result.duration_s)
                     log.warning("%s %s: down (%s) in %s", result.check, target, result.error, took)
-            if self.on_result is not None:
-                self.on_result(spec, check, result)
+            if self.telemetry is not None:
+                self.telemetry.record_result(result, check.VALUES)
+            if self.emf is not None:
+                self.emf.record(result, check.VALUES)
             self.publish(self.book.observe(spec, result))
 
         return run
@@ -155,7 +174,38 @@ class Runtime:
             if change.event is not None:
                 event = change.event
                 log.info("event %s %s: %s", event.kind, event.severity, event.summary)
+                self._track_active(change)
         self.dispatcher.wake()
+
+    def _restore_active(self) -> None:
+        """Alerts still firing after a restart or reload show as active right away."""
+        if self.telemetry is None:
+            return
+        sizes = {spec.config.name: len(spec.config.targets or []) for spec in self.cfg.checks}
+        for (check, target, rule), alert in self.book.firing():
+            shown = f"{sizes.get(check, 0)} targets" if target == "*" else target
+            severity = alert.severity or "minor"
+            self._severity_of[(check, shown, rule)] = severity
+            self._active[(check, shown, severity)] += 1
+            self.telemetry.set_alert_active(check, shown, severity, True)
+
+    def _track_active(self, change: Change) -> None:
+        """``firstwatch.alert.active`` per (check, target, severity): 1 while any rule fires there."""
+        if self.telemetry is None or change.kind not in ("firing", "changed", "resolved"):
+            return
+        key = (change.check, change.target, change.rule)
+        old = self._severity_of.pop(key, None)
+        touched = set()
+        if old is not None:
+            self._active[(change.check, change.target, old)] -= 1
+            touched.add(old)
+        if change.kind != "resolved" and change.severity:
+            self._severity_of[key] = change.severity
+            self._active[(change.check, change.target, change.severity)] += 1
+            touched.add(change.severity)
+        for severity in touched:
+            count = self._active[(change.check, change.target, severity)]
+            self.telemetry.set_alert_active(change.check, change.target, severity, count > 0)
 
     def agent_event(self, severity: str, summary: str, only: str | None = None) -> None:
         """The agent's own news, as an ``agent`` event to every sink that takes it (or ``only``)."""
@@ -171,6 +221,8 @@ class Runtime:
         self.dispatcher.wake()
 
     def _delivered(self, sink: str, event: Event) -> None:
+        if self.telemetry is not None:
+            self.telemetry.event_sent(sink)
         try:
             self.recorder.delivered(sink, event)
         except sqlite3.Error as exc:

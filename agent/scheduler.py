@@ -55,7 +55,11 @@ class Scheduler:
         *,
         clock: Callable[[], float] | None = None,
         first_window: float = 5.0,
+        on_run: Callable[[float], None] | None = None,
+        on_missed: Callable[[int], None] | None = None,
     ) -> None:
+        self.on_run = on_run
+        self.on_missed = on_missed
         self.jobs = jobs
         self.clock = clock or asyncio.get_running_loop().time
         self.first_window = first_window
@@ -95,7 +99,7 @@ class Scheduler:
                     nxt = self._next_slot(job, due + job.interval / 2)
                     if nxt <= now:  # fell behind by more than an interval: skip, don't burst
                         skipped = self._next_slot(job, now)
-                        self.stats.missed += round((skipped - nxt) / job.interval)
+                        self._missed(round((skipped - nxt) / job.interval))
                         nxt = skipped if skipped > now else skipped + job.interval
                     heapq.heappush(heap, (nxt, seq, job))
                 await asyncio.sleep(0)
@@ -105,6 +109,11 @@ class Scheduler:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _missed(self, n: int) -> None:
+        self.stats.missed += n
+        if self.on_missed is not None and n:
+            self.on_missed(n)
+
     def behind(self) -> float:
         """How late the most overdue job is, in seconds (0 when on schedule)."""
         if not self._heap:
@@ -113,11 +122,13 @@ class Scheduler:
 
     def _start(self, job: Job, due: float, now: float) -> None:
         if job.running:
-            self.stats.missed += 1
+            self._missed(1)
             log.warning("%s: previous run still going when the next was due; run skipped", job.name)
             return
         self.stats.runs += 1
         self.stats.lags.append(now - due)
+        if self.on_run is not None:
+            self.on_run(now - due)
         self.stats.last_progress = now
         job.running = True
         task = asyncio.ensure_future(self._guarded(job))

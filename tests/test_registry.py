@@ -60,3 +60,13 @@ def test_error_kinds_are_documented_where_defined() -> None:
 
     for kind in ERROR_KINDS:
         assert f"    {kind} " in (checks.base.__doc__ or "")
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_example_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = {"API_TOKEN": "t", "API_SYNTHETIC_PASSWORD": "p", "SMTP_PASSWORD": "p"}
+    secrets |= {"SLACK_WEBHOOK_URL": "https://hooks.slack.example/services/T0/B0/x"}
+    secrets |= {"PAGERDUTY_ROUTING_KEY": "r" * 32, "PAGERDUTY_BACKUP_ROUTING_KEY": "b" * 32}
+    for key, value in secrets.items():
+        monkeypatch.setenv(key, value)
+    load_config(str(path))
