@@ -30,7 +30,7 @@ class SharedResources:
         if self._http is None:
             import aiohttp  # imported on first use: tcp- or host-only configs never pay for it
 
-            from checks.http import TRACE  # per-phase timings (dns, connect, tls, first byte)
+            from checks.http_phases import TRACE  # per-phase timings (dns, connect, tls, first byte)
 
             connector = aiohttp.TCPConnector(
                 force_close=True,  # a fresh connection per probe, as a user's browser would see

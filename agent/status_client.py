@@ -6,8 +6,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import urllib.error
-import urllib.request
 from typing import Any
 
 EXAMPLE = "e.g. 127.0.0.1:9464 or [::1]:9464"
@@ -51,6 +49,9 @@ class StatusUnavailable(Exception):
 
 def fetch_status(listen: str, timeout: float = 5.0) -> dict[str, Any]:
     """GET /status from the agent listening on ``listen`` (a wildcard address is asked on loopback)."""
+    import urllib.error  # here, not at the top: loading a config (parse_listen) never needs urllib
+    import urllib.request
+
     host, port = parse_listen(listen)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/status"

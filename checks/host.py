@@ -56,7 +56,6 @@ import threading
 import time
 from typing import Any, ClassVar
 
-import psutil
 from pydantic import field_validator
 
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
@@ -115,6 +114,8 @@ class HostCheck(BaseCheck):
     def __init__(self, config: CheckConfig) -> None:
         if not isinstance(config, HostConfig):
             raise TypeError(f"expected HostConfig, got {type(config).__name__}")
+        import psutil  # imported when the check is built: loading a config never pays for it
+
         super().__init__(config)
         self._cfg = config  # typed view; `config` stays CheckConfig to satisfy the Check protocol
         self._cpu_lock = threading.Lock()
@@ -141,6 +142,8 @@ class HostCheck(BaseCheck):
 
     def _collect(self) -> Observation:
         """Runs in a worker thread: every call here may touch /proc or the filesystems."""
+        import psutil
+
         values: dict[str, float] = {"cpu": self._cpu_percent()}
         values["memory"] = float(psutil.virtual_memory().percent)
         values["swap"] = float(psutil.swap_memory().percent)
@@ -173,6 +176,8 @@ class HostCheck(BaseCheck):
     def _cpu_percent(self) -> float:
         """Utilization since this instance last measured (psutil.cpu_percent(interval=None)
         semantics, but private, so two host checks never disturb each other)."""
+        import psutil
+
         with self._cpu_lock:
             then, prev = self._cpu_prev
             waited = time.monotonic() - then
@@ -189,6 +194,8 @@ class HostCheck(BaseCheck):
 
 def _is_mount(path: str) -> bool:
     """True if ``path`` is a mount point; the mount table catches bind mounts ismount misses."""
+    import psutil
+
     if os.path.ismount(path):
         return True
     real = os.path.realpath(path)

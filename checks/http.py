@@ -40,7 +40,8 @@ dns <= connect <= tls <= first_byte <= duration; after redirects they describe t
                           ``json.queue.depth``; absent when the path holds no number
 
 How the phases are measured, and how ``ip_version`` resolves names: see :mod:`checks.http_phases`;
-``auth`` and its secret files: :mod:`checks.http_auth`.
+``auth`` and its secret files: :mod:`checks.http_auth`. This module holds the options and the values;
+the probe itself (aiohttp) is :mod:`checks.http_probe`, imported on the first probe.
 
 Failures: ``http_status`` (``HTTP 503 from 10.0.0.2:443``, redirect loops), ``body`` (too large, text
 or regex missing, undecodable, ``body is not JSON: ...``, ``json $.status is 'degraded', expected
@@ -75,34 +76,39 @@ Example::
 
 from __future__ import annotations
 
-import datetime as dt
-import errno
-import functools
+import ipaddress
 import re
 import ssl
-import time
-from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-import aiohttp
-from aiohttp.client_middlewares import ClientMiddlewareType
-from aiohttp.http_exceptions import ContentEncodingError, ContentLengthError
-from cryptography import x509
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
-from yarl import URL
 
 from agent.units import parse_quantity
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 from checks.http_auth import HttpAuth
-from checks.http_json import JsonAssertion, JsonRules, parse_body, value_name
-from checks.http_phases import PHASES, Phases, RecordingSSLObject, ip_version_of, pin_family
-from checks.http_phases import TRACE as TRACE  # re-exported: agent/probe_runner.py imports it from here
+from checks.http_json import JsonAssertion, value_name
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
+def ip_version_of(host: str | None) -> int | None:
+    """4 or 6 for an IP address literal, None for a name."""
+    try:
+        return ipaddress.ip_address(host or "").version
+    except ValueError:
+        return None
+
+
+def _host_of(url: str) -> str | None:
+    from yarl import URL  # a config without http checks never pays for yarl
+
+    return URL(url).host
+
+
 def _http_url(value: str) -> str:
+    from yarl import URL
+
     url = URL(value)  # its ValueError (say, a bad IPv6 literal) is a config error too
     if url.scheme not in ("http", "https"):
         raise ValueError(f"invalid URL {value!r}: scheme must be http or https")
@@ -203,7 +209,7 @@ class HttpConfig(CheckConfig):
         if self.auth is not None and any(name.lower() == "authorization" for name in self.headers):
             raise ValueError("set auth or an Authorization header, not both")
         for url in (self.url, *(self.targets or ())):
-            version = ip_version_of(URL(url).host) if url else None
+            version = ip_version_of(_host_of(url)) if url else None
             if version is not None and self.ip_version != "any" and version != self.ip_version:
                 raise ValueError(f"{url!r} is an IPv{version} address but ip_version is {self.ip_version}")
         return self
@@ -212,61 +218,6 @@ class HttpConfig(CheckConfig):
 def _hostport(host: str | None, port: int | None) -> str:
     host = host or "?"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _size(n: int) -> str:
-    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
-    return f"{n} bytes"
-
-
-def _days_left(der: bytes) -> float | None:
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError:
-        return None
-    return (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).total_seconds() / 86400
-
-
-def _fail(kind: str, error: str, values: dict[str, float]) -> Observation:
-    return Observation(ok=False, values=values, error_kind=kind, error=error)
-
-
-def _classify(exc: BaseException, url: URL, values: dict[str, float]) -> Observation:
-    """Map a client error to an error kind; texts name host:port and reasons, never header values."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        where, os_error = _hostport(exc.host, exc.port), exc.os_error
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-            reason = getattr(exc.certificate_error, "verify_message", None) or str(exc.certificate_error)
-            return _fail("tls", f"certificate verify failed: {reason} ({where})", values)
-        if isinstance(exc, aiohttp.ClientSSLError):
-            reason = getattr(os_error, "reason", None) or os_error.strerror or str(os_error)
-            return _fail("tls", f"TLS handshake with {where} failed: {reason}", values)
-        if isinstance(exc, aiohttp.ClientConnectorDNSError):
-            return _fail("dns", f"cannot resolve {exc.host}: {os_error.strerror or os_error}", values)
-        if isinstance(os_error, ConnectionRefusedError) or os_error.errno == errno.ECONNREFUSED:
-            return _fail("refused", f"connection refused by {where}", values)
-        return _fail("connection", f"cannot connect to {where}: {os_error.strerror or os_error}", values)
-    where = _hostport(url.host, url.port)
-    if isinstance(exc, aiohttp.TooManyRedirects | aiohttp.RedirectClientError):
-        what = "too many redirects" if isinstance(exc, aiohttp.TooManyRedirects) else "bad redirect"
-        return _fail("http_status", f"{what} from {where}", values)
-    cause = exc.__cause__
-    if isinstance(exc, aiohttp.ClientPayloadError) or isinstance(cause, ContentEncodingError):
-        if isinstance(cause, ContentLengthError) or "not enough data" in str(exc).lower():
-            return _fail("reset", f"connection to {where} closed mid-body", values)
-        reason = getattr(cause, "message", None) or str(exc)
-        return _fail("body", f"body from {where} could not be decoded: {reason}", values)
-    if isinstance(exc, aiohttp.ClientResponseError):  # unparsable status line or headers
-        detail = type(cause).__name__ if cause is not None else exc.message
-        return _fail("connection", f"malformed HTTP response from {where} ({detail})", values)
-    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError) or (
-        isinstance(exc, OSError) and exc.errno == errno.ECONNRESET
-    ):
-        return _fail("reset", f"{where} closed or reset the connection mid-response", values)
-    reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
-    return _fail("connection", f"request to {where} failed: {reason}", values)
 
 
 class HttpCheck(BaseCheck):
@@ -289,106 +240,14 @@ class HttpCheck(BaseCheck):
         assert isinstance(config, HttpConfig)
         super().__init__(config)
         self._cfg = config  # typed view; `config` stays CheckConfig to satisfy the Check protocol
-        expect = config.expect
-        self._body_regex = re.compile(expect.body_regex) if expect.body_regex is not None else None
-        self._header_regexes = {name: re.compile(rx) for name, rx in expect.headers.items()}
-        self._json = JsonRules(expect.json_, config.values_from_json)
-        self._headers = dict(config.headers)
-        if config.auth is not None:
-            self._headers["Authorization"] = config.auth.header()
-        self._middlewares: Sequence[ClientMiddlewareType] | None = (
-            None if config.ip_version == "any" else (pin_family(config.ip_version),)
-        )
+        # aiohttp is imported here, when the check is built, not when a config loads; and before
+        # any probe starts, so importing it never stalls the event loop under a running probe.
+        from checks.http_probe import HttpProbe
+
+        self._impl = HttpProbe(config)
 
     def __repr__(self) -> str:  # the headers may hold secrets
         return f"<HttpCheck {self._cfg.name!r}>"
 
-    @functools.cached_property
-    def ssl_context(self) -> ssl.SSLContext:
-        """The check's TLS settings, built on first use (loading the CA store takes a while)."""
-        ctx = ssl.create_default_context(cafile=self._cfg.ca_file)
-        if not self._cfg.tls_verify:
-            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-        ctx.sslobject_class = RecordingSSLObject
-        return ctx
-
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
-        cfg = self._cfg
-        session: aiohttp.ClientSession = ctx.http_session()
-        phases = Phases()
-        token = PHASES.set(phases)
-        values: dict[str, float] = {}
-        try:
-            async with session.request(
-                cfg.method,
-                target,
-                headers=self._headers,
-                data=cfg.body.encode() if cfg.body is not None else None,
-                allow_redirects=cfg.follow_redirects,
-                ssl=self.ssl_context,
-                trace_request_ctx=phases,
-                middlewares=self._middlewares,
-            ) as resp:
-                values["first_byte"] = time.perf_counter() - phases.start
-                https = resp.url.scheme == "https"
-                values.update(phases.values(https), status=resp.status)
-                if phases.certs and https and (days := _days_left(phases.certs[-1])) is not None:
-                    values["tls.days_left"] = days
-                body = await self._read(resp, values)
-                return self._judge(resp, body, values)
-        except TimeoutError:
-            raise  # the runner maps its deadline (aiohttp's own timeouts are off)
-        except (aiohttp.ClientError, OSError) as exc:
-            values.update(phases.values(URL(target).scheme == "https"))
-            return _classify(exc, URL(target), values)
-        finally:
-            PHASES.reset(token)
-
-    async def _read(self, resp: aiohttp.ClientResponse, values: dict[str, float]) -> bytes | None:
-        """The body (kept only if an expectation needs it), or None past ``max_body``. aiohttp
-        inflates gzip/deflate in bounded steps, so a bomb costs no more memory than a flood."""
-        keep = self._cfg.expect.body_contains is not None or self._body_regex is not None or bool(self._json)
-        body, size = bytearray(), 0
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-            if size > self._cfg.max_body:
-                resp.close()  # drop the connection: draining a flood would never end
-                return None
-            if keep:
-                body += chunk
-        values["body_bytes"] = size
-        return bytes(body)
-
-    def _judge(self, resp: aiohttp.ClientResponse, body: bytes | None, values: dict[str, float]) -> Observation:
-        expect, status = self._cfg.expect, resp.status
-        doc: Any = None
-        not_json: str | None = None
-        if self._json and body is not None:  # values first: a failing answer still feeds the graphs
-            try:
-                doc = parse_body(body)
-            except ValueError as exc:
-                not_json = str(exc)
-            else:
-                values.update(self._json.values(doc))
-        if status not in expect.status and f"{status // 100}xx" not in expect.status:
-            return _fail("http_status", f"HTTP {status} from {_hostport(resp.url.host, resp.url.port)}", values)
-        if body is None:
-            return _fail("body", f"body larger than max_body ({_size(self._cfg.max_body)})", values)
-        for name, rx in self._header_regexes.items():
-            found = resp.headers.getall(name, [])
-            if not found:
-                return _fail("expect", f"header {name!r} missing", values)
-            if not any(rx.search(v) for v in found):
-                return _fail("expect", f"header {name!r} does not match /{rx.pattern}/", values)
-        if expect.body_contains is not None or self._body_regex is not None:
-            try:
-                text = body.decode(resp.charset or "utf-8", errors="replace")
-            except LookupError:  # an unknown charset name
-                text = body.decode("utf-8", errors="replace")
-            if expect.body_contains is not None and expect.body_contains not in text:
-                return _fail("body", f"body does not contain {expect.body_contains!r}", values)
-            if self._body_regex is not None and not self._body_regex.search(text):
-                return _fail("body", f"body does not match /{self._body_regex.pattern}/", values)
-        if self._json and (problem := not_json or self._json.failure(doc)) is not None:
-            return _fail("body", problem, values)
-        return Observation(ok=True, values=values)
+        return await self._impl.probe(target, ctx)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import errno
-import ipaddress
 import socket
 import ssl
 import time
@@ -25,6 +24,8 @@ from typing import Literal
 
 import aiohttp
 from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
+
+from checks.http import ip_version_of
 
 _FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 
@@ -94,19 +95,11 @@ async def _redirected(session: aiohttp.ClientSession, ctx: SimpleNamespace, para
 
 
 TRACE = aiohttp.TraceConfig()
-"""Times the phases of probes: the shared session is built with ``trace_configs=[checks.http.TRACE]``."""
+"""Times the phases of probes: the shared session is built with ``trace_configs=[checks.http_phases.TRACE]``."""
 TRACE.on_connection_create_start.append(_mark("opened"))
 TRACE.on_dns_resolvehost_end.append(_mark("dns"))
 TRACE.on_connection_create_end.append(_mark("connect", first=True))  # https: set at TCP connect already
 TRACE.on_request_redirect.append(_redirected)
-
-
-def ip_version_of(host: str | None) -> int | None:
-    """4 or 6 for an IP address literal, None for a name."""
-    try:
-        return ipaddress.ip_address(host or "").version
-    except ValueError:
-        return None
 
 
 def pin_family(version: Literal[4, 6]) -> ClientMiddlewareType:

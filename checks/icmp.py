@@ -45,16 +45,19 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import importlib
 import ipaddress
 import re
 import socket
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import icmplib
 from pydantic import Field, field_validator, model_validator
 
 from agent.units import Seconds, format_duration
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
+
+if TYPE_CHECKING:
+    import icmplib
 
 _LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")
 NO_ICMP = (
@@ -156,6 +159,7 @@ class IcmpCheck(BaseCheck):
             raise TypeError(f"expected IcmpConfig, got {type(config).__name__}")
         super().__init__(config)
         self._cfg = config  # typed view; `config` stays CheckConfig to satisfy the Check protocol
+        importlib.import_module("icmplib")  # when the check is built, not when a config loads
         try:
             self._privileged = icmp_privileged()
         except ValueError:
@@ -168,6 +172,8 @@ class IcmpCheck(BaseCheck):
         return max(0.05, budget / cfg.count)
 
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
+        import icmplib  # loaded by __init__ already
+
         try:
             address = await resolve(target)
         except socket.gaierror as exc:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import psutil
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 _LABEL = re.compile(r"[A-Za-z0-9_.:@/-]+\Z")
@@ -110,6 +109,8 @@ class ProcessTable:
     def scan(self) -> tuple[dict[str, float], list[str]]:
         """``process[LABEL].count/.rss/.cpu`` values (no ``cpu`` on the first scan: it has nothing
         to compare with) and problems worth failing the observation for (an unknown user)."""
+        import psutil  # loaded by HostCheck.__init__ already; never when a config loads
+
         problems: list[str] = []
         uids: dict[str, int | None] = {}
         for entry in self._entries:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import importlib
 import os
 import re
 import socket
@@ -56,7 +57,6 @@ import ssl
 import time
 from typing import Any, ClassVar, Literal
 
-from cryptography import x509
 from pydantic import field_validator, model_validator
 
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
@@ -216,6 +216,8 @@ def _presented_chain(obj: ssl.SSLObject) -> list[bytes]:
 
 def _validity(chain: list[bytes]) -> tuple[dt.datetime | None, dt.datetime | None]:
     """The earliest notAfter and the latest notBefore in ``chain``."""
+    from cryptography import x509  # loaded by TlsCheck.__init__ already
+
     certs = []
     for der in chain:
         with contextlib.suppress(ValueError):  # OpenSSL took it, but cryptography is stricter
@@ -244,6 +246,9 @@ class TlsCheck(BaseCheck):
             raise TypeError(f"expected TlsConfig, got {type(config).__name__}")
         super().__init__(config)
         self._cfg = config  # typed view; `config` stays CheckConfig to satisfy the Check protocol
+        # cryptography reads the certificate dates. It is loaded here, when the check is built, not
+        # when a config loads; and before any probe starts, so it never stalls a running probe.
+        importlib.import_module("cryptography.x509")
         self._verified = self._context(verify=config.tls_verify)
         self._unverified = self._context(verify=False) if config.tls_verify else self._verified
 

@@ -253,7 +253,7 @@ def test_long_answer_lists_are_truncated() -> None:
     check = make(query="www.test", expect={"answer": "^nope$"})
     response = dns.message.make_response(dns.message.make_query("www.test", "A"))
     response.answer.append(dns.rrset.from_text("www.test.", 60, "IN", "A", *[f"10.0.{i}.{i}" for i in range(60)]))
-    obs = check._judge(dns.rcode.NOERROR, response)
+    obs = check._impl.judge(dns.rcode.NOERROR, response)
     assert obs.error is not None and obs.error.endswith("...")
     assert len(obs.error) == len("no answer matches /^nope$/; got: ") + 200
 

@@ -27,21 +27,23 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
 from pydantic import Field, field_validator, model_validator
-from yarl import URL
 
 from agent.events import Event, iso_time
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
 from agent.units import Seconds, format_duration
+
+if TYPE_CHECKING:  # aiohttp and yarl are imported where the sink posts or parses a url, never at load
+    import aiohttp
 
 log = logging.getLogger("firstwatch.alertmanager")
 
@@ -152,6 +154,8 @@ class AlertBook:
 
 
 def _member(url: str) -> str:
+    from yarl import URL
+
     u = URL(url)
     host = f"[{u.host}]" if u.host and ":" in u.host else u.host
     return f"{host}:{u.port}"
@@ -173,6 +177,8 @@ class AlertmanagerConfig(SinkConfig):
     @field_validator("url", "urls")
     @classmethod
     def _urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        from yarl import URL  # a config without this sink never pays for yarl
+
         urls = [value] if isinstance(value, str) else value or []
         if value is not None and not urls:
             raise ValueError("urls must list at least one Alertmanager")
@@ -214,6 +220,7 @@ class AlertmanagerSink(BaseSink):
         self._cfg = config
         self.book = AlertBook(dict(config.labels), config.resolved_for)
         self._headers = {"Content-Type": "application/json", **config.headers}
+        importlib.import_module("aiohttp")  # when the sink is built, not when a config loads nor under a send
         self._session: aiohttp.ClientSession | None = None
         self._resender: asyncio.Task[None] | None = None
         self._warned: dict[str, tuple[float, int]] = {}  # member -> (last logged, failures since)
@@ -241,6 +248,8 @@ class AlertmanagerSink(BaseSink):
                 log.exception("alertmanager sink %s: re-sending alerts failed", self.name)
 
     async def _post(self, alerts: list[dict[str, Any]]) -> None:
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._cfg.timeout))
         body = json.dumps(alerts).encode()
@@ -262,6 +271,8 @@ class AlertmanagerSink(BaseSink):
 
     async def _post_one(self, session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int | None, str] | None:
         """None when accepted, else (HTTP status or None, why)."""
+        import aiohttp
+
         try:
             async with (
                 asyncio.timeout(self._cfg.timeout),

@@ -47,16 +47,14 @@ import asyncio
 import base64
 import contextlib
 import functools
+import importlib
 import re
-import smtplib
 import socket
 import ssl
 import textwrap
 from collections import OrderedDict
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import formataddr, formatdate, parseaddr
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -64,6 +62,12 @@ from agent.events import Event
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
 from agent.sinks.webhook import _ca_file
 from agent.units import Seconds, format_duration
+
+if TYPE_CHECKING:  # the email package and smtplib are imported where a mail is built or sent, never at load
+    import smtplib
+    from email.message import EmailMessage
+
+    from agent.sinks.email_smtp import SmtpClient
 
 SUBJECT_MAX = 120
 WIDTH = 60  # body lines: readable on a phone without sideways scrolling
@@ -87,6 +91,8 @@ def _secret_file(path: object) -> object:
 
 
 def _address(value: str, what: str) -> str:
+    from email.utils import formataddr, parseaddr
+
     name, addr = parseaddr(value)
     if _CONTROL.search(value) or not _ADDRESS.match(addr):
         raise ValueError(f"invalid {what} address {value!r}: expected name@example.com")
@@ -213,6 +219,9 @@ def body(event: Event) -> str:
 
 def build_message(cfg: EmailConfig, event: Event) -> EmailMessage:
     """The mail; its Message-ID is the incident's thread root for the incident's one firing event."""
+    from email.message import EmailMessage
+    from email.utils import formatdate, parseaddr
+
     domain = parseaddr(cfg.from_)[1].rpartition("@")[2]
     root = f"<incident-{event.incident}@{domain}>" if event.incident else None
     own = root if event.kind == "firing" else f"<{event.id}@{domain}>"
@@ -233,32 +242,6 @@ def build_message(cfg: EmailConfig, event: Event) -> EmailMessage:
 # --- the send ----------------------------------------------------------------------------------
 
 
-class _Client(smtplib.SMTP):
-    """smtplib.SMTP that speaks implicit TLS when asked and can be aborted from another thread."""
-
-    def __init__(self, host: str, timeout: float, implicit_tls: ssl.SSLContext | None) -> None:
-        super().__init__(timeout=timeout, local_hostname="")  # connects later; the EHLO name too
-        self._host = host  # the name STARTTLS and implicit TLS verify the certificate against
-        self._implicit_tls = implicit_tls
-        self.aborted = False
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        sock = socket.create_connection((host, port), timeout, self.source_address)
-        self.sock = sock  # abort() can now interrupt the TLS handshake too
-        if self.aborted:
-            sock.close()
-            raise TimeoutError("aborted")
-        if self._implicit_tls is not None:
-            return self._implicit_tls.wrap_socket(sock, server_hostname=self._host)
-        return sock
-
-    def abort(self) -> None:
-        self.aborted = True
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)  # unblocks the thread's recv/send at once
-
-
 class EmailSink(BaseSink):
     TYPE = "email"
     Config: ClassVar[type[SinkConfig]] = EmailConfig
@@ -273,6 +256,8 @@ class EmailSink(BaseSink):
         forms = {f"\0{user}\0{secret}", f"{user}\0{secret}", f"{secret}"}  # AUTH PLAIN and LOGIN send base64
         b64 = {base64.b64encode(f.encode()).decode() for f in forms}
         self._secrets = sorted({secret, *b64}, key=len, reverse=True) if secret else []
+        for module in ("agent.sinks.email_smtp", "email.message"):  # when the sink is built, not when a config loads
+            importlib.import_module(module)
 
     def __repr__(self) -> str:  # the config holds the password
         return f"<EmailSink {self.name!r} to {self._server}>"
@@ -300,7 +285,9 @@ class EmailSink(BaseSink):
     async def send(self, event: Event) -> None:
         to = self._remaining.get(event.id) or list(self._cfg.to)
         msg = build_message(self._cfg, event)
-        client = _Client(self._cfg.host, self._cfg.timeout, self._ssl if self._cfg.tls else None)
+        from agent.sinks.email_smtp import SmtpClient
+
+        client = SmtpClient(self._cfg.host, self._cfg.timeout, self._ssl if self._cfg.tls else None)
         job = asyncio.ensure_future(asyncio.to_thread(self._deliver, client, msg, to))
         try:
             async with asyncio.timeout(self._cfg.timeout):
@@ -324,8 +311,11 @@ class EmailSink(BaseSink):
             self._remaining.popitem(last=False)
         raise self._fail(reason)
 
-    def _deliver(self, client: _Client, msg: EmailMessage, to: list[str]) -> dict[str, tuple[int, bytes]]:
+    def _deliver(self, client: SmtpClient, msg: EmailMessage, to: list[str]) -> dict[str, tuple[int, bytes]]:
         """In a worker thread: one SMTP session. Returns the refused recipients (the rest got it)."""
+        import smtplib
+        from email.utils import parseaddr
+
         cfg = self._cfg
         try:
             client.local_hostname = _fqdn()  # may ask DNS: here in the thread, not in the event loop
@@ -358,6 +348,8 @@ class EmailSink(BaseSink):
 
     def _describe(self, exc: smtplib.SMTPException | OSError) -> str:
         """A short reason from the exception's type, never its whole text."""
+        import smtplib
+
         server = self._server
         if isinstance(exc, ssl.SSLCertVerificationError):
             return f"TLS with {server} failed: certificate verify failed: {exc.verify_message or 'rejected'}"

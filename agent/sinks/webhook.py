@@ -52,20 +52,22 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import re
 import ssl
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
-from yarl import URL
 
 from agent import __version__
 from agent.events import Event
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
 from agent.sinks.webhook_formats import FORMATS, OPTIONS_OF, FormatOptions
 from agent.units import Seconds, format_duration
+
+if TYPE_CHECKING:  # aiohttp and yarl are imported where a sink sends or parses its url, never at load
+    import aiohttp
 
 BODY_CAP = 1024  # bytes of an answer ever read
 EXCERPT = 200  # characters of an error answer shown
@@ -101,6 +103,8 @@ class WebhookConfig(SinkConfig):
     @field_validator("url")
     @classmethod
     def _check_url(cls, v: str) -> str:
+        from yarl import URL
+
         try:
             url = URL(v)
         except (ValueError, TypeError):
@@ -178,6 +182,8 @@ class WebhookConfig(SinkConfig):
 def _secrets(cfg: WebhookConfig) -> list[str]:
     """Strings never to show, even when a server echoes them: header values and their words (but
     ``Bearer``), the URL's password, query values and long path segments (Slack-style tokens)."""
+    from yarl import URL
+
     url = URL(cfg.url)
     found = {*cfg.headers.values(), url.password or "", *url.query.values()}
     if cfg.routing_key is not None:
@@ -192,6 +198,8 @@ class WebhookSink(BaseSink):
     Config: ClassVar[type[SinkConfig]] = WebhookConfig
 
     def __init__(self, config: SinkConfig, name: str) -> None:
+        from yarl import URL
+
         super().__init__(config, name)
         assert isinstance(config, WebhookConfig)
         self._cfg = config
@@ -201,6 +209,7 @@ class WebhookSink(BaseSink):
         key = config.routing_key.get_secret_value() if config.routing_key is not None else None
         self._options = FormatOptions(link=config.link, routing_key=key)
         self._secrets = _secrets(config)
+        importlib.import_module("aiohttp")  # when the sink is built, not when a config loads nor under a send
         self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:  # the config holds secrets
@@ -215,6 +224,8 @@ class WebhookSink(BaseSink):
         return ctx
 
     def _get_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl()),
@@ -233,6 +244,8 @@ class WebhookSink(BaseSink):
         return cls(f"webhook {self.name}: {self._redact(reason)}")
 
     async def send(self, event: Event) -> None:
+        import aiohttp
+
         content_type, body = self._render(event, self._options)
         headers = {**self._cfg.headers, "Content-Type": content_type, "Idempotency-Key": event.id}
         session = self._get_session()
@@ -265,6 +278,8 @@ class WebhookSink(BaseSink):
 
     def _describe(self, exc: aiohttp.ClientError) -> str:
         """A short reason, built from the exception's type, never its text (which may hold the URL)."""
+        import aiohttp
+
         host = self._host
         if isinstance(exc, aiohttp.ClientConnectorDNSError):
             return f"cannot resolve {host}"
