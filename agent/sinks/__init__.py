@@ -11,10 +11,20 @@ from agent.sinks.digest import DigestSink
 from agent.sinks.email import EmailSink
 from agent.sinks.exec import ExecSink
 from agent.sinks.file import FileSink
+from agent.sinks.otlp import OtlpSink
 from agent.sinks.stdout import StdoutSink
 from agent.sinks.webhook import WebhookSink
 
-_ALL: tuple[type[Sink], ...] = (StdoutSink, FileSink, DigestSink, WebhookSink, AlertmanagerSink, ExecSink, EmailSink)
+_ALL: tuple[type[Sink], ...] = (
+    StdoutSink,
+    FileSink,
+    DigestSink,
+    WebhookSink,
+    AlertmanagerSink,
+    ExecSink,
+    EmailSink,
+    OtlpSink,
+)
 SINKS: dict[str, type[Sink]] = {cls.TYPE: cls for cls in _ALL}
 
 __all__ = ["SINKS"]
