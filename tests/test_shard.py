@@ -46,12 +46,28 @@ async def test_three_agents_run_every_check_exactly_once(tmp_path: Path, fleet: 
                 stderr=asyncio.subprocess.PIPE,
             )
         )
-    await asyncio.sleep(2.5)
-    seen: list[set[str]] = []
+    logs = ["", "", ""]
+
+    async def follow(i: int, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        async for line in proc.stderr:
+            logs[i] += line.decode()
+
+    readers = [asyncio.create_task(follow(i, p)) for i, p in enumerate(procs)]
+
+    def seen() -> list[set[str]]:
+        return [set(re.findall(r"(web-\d+) http://\S+: up", log)) for log in logs]
+
+    deadline = asyncio.get_running_loop().time() + 30  # a cold start on a busy machine can be slow
+    while len(set().union(*seen())) < 30 and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)  # several more runs each: an overlap would show up now
     for p in procs:
         p.send_signal(signal.SIGTERM)
-        _, err = await asyncio.wait_for(p.communicate(), 15)
-        seen.append(set(re.findall(r"(web-\d+) http://\S+: up", err.decode())))
-    assert all(seen), "every shard ran some checks"
-    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])  # no overlap
-    assert set().union(*seen) == {f"web-{i}" for i in range(30)}  # no gap
+    for p in procs:
+        await asyncio.wait_for(p.wait(), 15)
+    await asyncio.gather(*readers)
+    seen_by = seen()
+    assert all(seen_by), "every shard ran some checks"
+    assert not (seen_by[0] & seen_by[1] or seen_by[0] & seen_by[2] or seen_by[1] & seen_by[2])  # no overlap
+    assert set().union(*seen_by) == {f"web-{i}" for i in range(30)}  # no gap
