@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 log = logging.getLogger("firstwatch.scheduler")
 
+FIRST_RUNS_PER_S = 500
+
 
 @dataclass
 class Job:
@@ -75,11 +77,12 @@ class Scheduler:
         return base + k * job.interval
 
     def plan(self, start: float) -> None:
-        """Place every job's first run (called by :meth:`run`; public for tests)."""
+        """Place every job's first run (called by :meth:`run`; public for tests). The first runs
+        are spread over ``first_window`` seconds, widened so that at most FIRST_RUNS_PER_S start
+        each second: 10,000 checks start over 20 s instead of bursting 2,000 a second."""
         self._anchor = start
-        self._heap = [
-            (start + job.phase * min(job.interval, self.first_window), i, job) for i, job in enumerate(self.jobs)
-        ]
+        window = max(self.first_window, len(self.jobs) / FIRST_RUNS_PER_S)
+        self._heap = [(start + job.phase * min(job.interval, window), i, job) for i, job in enumerate(self.jobs)]
         heapq.heapify(self._heap)
 
     async def run(self) -> None:
