@@ -97,6 +97,7 @@ class AlertBook:
         grouped = bool(cfg.impact) and bool(cfg.targets)
         flapping = _flapping(cfg.flapping)
         now = result.started_at
+        slack = min(cfg.interval / 10, 1.0)  # run start times jitter by milliseconds
         for rule in spec.rules:
             key = (result.check, result.target, rule.text)
             alert = self.alerts.get(key)
@@ -124,7 +125,7 @@ class AlertBook:
                 if alert.flap.flapping:
                     holds = True  # held: one incident while it flaps, not one page per flip
             before = alert.state
-            alert.state, transition = step(before, holds, now, rule.for_s, rule.recover_for_s)
+            alert.state, transition = step(before, holds, now, rule.for_s, rule.recover_for_s, slack)
             if transition is None:
                 continue
             self.dirty.add(key)

@@ -39,9 +39,10 @@ INACTIVE = AlertState()
 
 
 def step(
-    state: AlertState, holds: bool | None, now: float, for_s: float, recover_for_s: float
+    state: AlertState, holds: bool | None, now: float, for_s: float, recover_for_s: float, slack: float = 0.0
 ) -> tuple[AlertState, Transition | None]:
-    """Advance ``state`` by one run's verdict at time ``now``."""
+    """Advance ``state`` by one run's verdict at time ``now``. ``slack`` absorbs scheduling
+    jitter: with ``for: 3s`` and runs every second, the run at 2.998 s counts as 3 s."""
     if holds is None:
         return state, None
     if state.phase == "inactive":
@@ -54,13 +55,13 @@ def step(
         assert state.since is not None
         if not holds:
             return INACTIVE, "reset"
-        if now - state.since >= for_s:
+        if now - state.since >= for_s - slack:
             return AlertState("firing", since=state.since, fired_at=now), "firing"
         return state, None
     # firing
     if holds:
         return (replace(state, clear_since=None), None) if state.clear_since is not None else (state, None)
     clear_since = state.clear_since if state.clear_since is not None else now
-    if now - clear_since >= recover_for_s:
+    if now - clear_since >= recover_for_s - slack:
         return INACTIVE, "resolved"
     return replace(state, clear_since=clear_since), None

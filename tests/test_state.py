@@ -119,3 +119,14 @@ def test_a_condition_that_always_holds_fires_once_exactly_when_for_has_passed(ga
     times = [sum(gaps[: i + 1]) for i in range(len(gaps))]
     expected = [t for t in times if start is not None and t - start >= 60.0][:1]
     assert fired == pytest.approx(expected)
+
+
+def test_scheduling_jitter_does_not_cost_an_extra_interval() -> None:
+    runs = [(0.003, True), (1.001, True), (2.0, True), (2.999, True)]  # for: 3s, runs every second
+    assert run(runs, 3.0) == []  # without slack the run at 2.999 s is 4 ms short
+    state = INACTIVE
+    fired = []
+    for now, holds in runs:
+        state, tr = step(state, holds, now, 3.0, 0.0, slack=0.1)
+        fired += [now] if tr == "firing" else []
+    assert fired == [2.999]
