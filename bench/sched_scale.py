@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -125,6 +126,18 @@ async def run_worker(args: argparse.Namespace) -> dict[str, object]:
             return js
 
         rt.jobs = jobs  # type: ignore[method-assign]
+        gc_pauses: list[tuple[int, float]] = []  # (generation, seconds) of every collection while running
+        gc_started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                gc_started[0] = time.perf_counter()
+            else:
+                gc_pauses.append((info["generation"], time.perf_counter() - gc_started[0]))
+
+        gc.callbacks.append(on_gc)
+        if args.gc_freeze:  # what the agent could do once its config is loaded
+            gc.freeze()
         cpu0 = cpu_seconds(pid)
         await rt.start()
         assert rt.scheduler is not None
@@ -144,6 +157,12 @@ async def run_worker(args: argparse.Namespace) -> dict[str, object]:
         out["cpu_total_s"] = cpu_b - cpu0
         out["steady_core_pct"] = 100 * (cpu_b - cpu_a) / (tb - ta)
         out["steady_us_per_run"] = 1e6 * (cpu_b - cpu_a) / max(1, stats.runs - runs_a)
+        gc.callbacks.remove(on_gc)
+        full = [d for g, d in gc_pauses if g == 2]
+        out["gc_full_n"] = len(full)
+        out["gc_full_max_ms"] = 1e3 * max(full, default=0.0)
+        out["gc_full_total_ms"] = 1e3 * sum(full)
+        out["gc_max_ms"] = 1e3 * max((d for _, d in gc_pauses), default=0.0)
         out["down_results"] = sum(1 for r in rt.last.values() if not r.ok)
         out["results"] = len(rt.last)
         for name, data in (("sched", sched_lags), ("start", start_lags)):
@@ -178,6 +197,7 @@ def main() -> None:
     ap.add_argument("--scenario", action="append", help="NxINTERVAL:DURATION, e.g. 10000x60:130 (repeatable)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--checks-type", choices=["tcp", "http"], default="tcp")
+    ap.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the Runtime is built (an experiment)")
     ap.add_argument("--tree", help="import agent/ and checks/ from this directory (a patched copy) instead")
     ap.add_argument("--json", help="write every measurement here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -208,7 +228,9 @@ def main() -> None:
                 argv = [
                     PYTHON, os.path.abspath(__file__), "--worker", "--checks", str(n), "--interval", str(interval),
                     "--duration", str(dur), "--ports", ",".join(map(str, ports)), "--checks-type", args.checks_type,
-                ] + (["--tree", os.path.abspath(args.tree)] if args.tree else [])  # fmt: skip
+                ] + (["--tree", os.path.abspath(args.tree)] if args.tree else []) + (
+                    ["--gc-freeze"] if args.gc_freeze else []
+                )  # fmt: skip
                 t = time.monotonic()
                 proc = subprocess.run(argv, capture_output=True, text=True, timeout=dur + 300, cwd=args.tree or REPO)
                 if proc.returncode != 0:
@@ -267,6 +289,10 @@ def report(results: dict[str, list[dict[str, float]]]) -> None:
             ["CPU, steady state, % of a core", col(ms, "steady_core_pct", "{:.1f}")],
             ["CPU per run, steady state, us", col(ms, "steady_us_per_run", "{:.0f}")],
             ["CPU total (build excluded), s", col(ms, "cpu_total_s", "{:.1f}")],
+            ["full (gen 2) GC collections while running", col(ms, "gc_full_n", "{:.0f}")],
+            ["longest full GC pause, ms", col(ms, "gc_full_max_ms", "{:.0f}")],
+            ["all full GC pauses, ms", col(ms, "gc_full_total_ms", "{:.0f}")],
+            ["longest GC pause (any generation), ms", col(ms, "gc_max_ms", "{:.0f}")],
         ]
         print(table(["measure", "value"], rows))
 
