@@ -298,10 +298,13 @@ class AlertBook:
         return [(k, a) for k, a in self.alerts.items() if a.incident is not None]
 
 
+_DEFAULT_FLAPPING = FlappingConfig()
+
+
 def _flapping(value: FlappingConfig | bool) -> FlappingConfig | None:
     if value is False:
         return None
-    return value if isinstance(value, FlappingConfig) else FlappingConfig()
+    return value if isinstance(value, FlappingConfig) else _DEFAULT_FLAPPING
 
 
 def _prefix(spec: CheckSpec, target: str) -> str:

@@ -170,12 +170,15 @@ class Runtime:
                 "state database write failed; %d event(s) not queued: %s", sum(bool(c.event) for c in changes), exc
             )
             return
+        queued = False
         for change in changes:
             if change.event is not None:
                 event = change.event
                 log.info("event %s %s: %s", event.kind, event.severity, event.summary)
                 self._track_active(change)
-        self.dispatcher.wake()
+                queued = True
+        if queued:  # most runs change nothing: don't wake every sink worker for them
+            self.dispatcher.wake()
 
     def _restore_active(self) -> None:
         """Alerts still firing after a restart or reload show as active right away."""
