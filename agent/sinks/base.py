@@ -31,6 +31,13 @@ class PermanentDeliveryError(DeliveryError):
     """Delivery failed in a way retrying cannot fix (the target rejected the event itself)."""
 
 
+def positive_timeout(value: float) -> float:
+    """The shared check of a sink's ``timeout`` (use with ``field_validator("timeout")``)."""
+    if value <= 0:
+        raise ValueError("timeout must be greater than 0")
+    return value
+
+
 class SinkConfig(BaseModel):
     """Keys every sink has."""
 

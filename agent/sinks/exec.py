@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from agent.events import Event
-from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
+from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
 from agent.subprocess_run import Completed, run_capped, signal_name
 from agent.units import Seconds, format_duration
 
@@ -119,12 +119,7 @@ class ExecConfig(SinkConfig):
         resolve_program(v[0], base_env(info.data.get("env") or {})["PATH"])
         return v
 
-    @field_validator("timeout")
-    @classmethod
-    def _check_timeout(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("timeout must be greater than 0")
-        return v
+    _check_timeout = field_validator("timeout")(positive_timeout)
 
 
 class ExecSink(BaseSink):

@@ -62,7 +62,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from agent import __version__
 from agent.events import Event
-from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
+from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
 from agent.sinks.webhook_formats import FORMATS, OPTIONS_OF, FormatOptions
 from agent.units import Seconds, format_duration
 
@@ -166,12 +166,7 @@ class WebhookConfig(SinkConfig):
                 raise ValueError(f"{option} is used only with format {which}, not {self.format}")
         return self
 
-    @field_validator("timeout")
-    @classmethod
-    def _check_timeout(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("timeout must be greater than 0")
-        return v
+    _check_timeout = field_validator("timeout")(positive_timeout)
 
     @field_validator("ca_file")
     @classmethod
