@@ -1,0 +1,30 @@
+"""Text from the outside world (plugin output, HTTP bodies, human notes) made safe to print.
+
+A terminal or a log line must show what was said, never obey it: raw escape sequences can
+repaint a terminal, and a newline inside a note could forge a line of the timeline. Every
+terminal and log output passes untrusted text through :func:`printable` (one copy, used by the
+CLI, the report, the timeline and the logging formatter).
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls but tab, DEL, C1 controls, and the Unicode line/paragraph separators and bidi
+# overrides that can reorder or break what a reader sees
+_UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    ch = m.group()
+    if ch == "\n":
+        return "\\n"
+    if ch == "\r":
+        return "\\r"
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\n``, ``\\x1b``); tabs kept."""
+    return _UNSAFE.sub(_escape, text)
