@@ -45,6 +45,7 @@ class Alert:
     first_error: str | None = None  # the explanation when the condition first held
     last_text: str | None = None  # the latest explanation while the condition holds
     lower_seen: str | None = None  # a group: the lower severity its last round judged
+    hold: float | None = None  # a group: since when it waits for members whose for: is about to end
     flap: FlapDetector | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +80,8 @@ class Change:
     severity: str | None = None
     event: Event | None = None
     opened: dict[str, Any] | None = None  # the incident row, when this change opens one
+    max_severity: str | None = None  # a change: the worst severity the incident reached
+    headline: str | None = None  # a change: the incident's summary from now on
 
 
 @dataclass
@@ -89,14 +92,30 @@ class AlertBook:
     alerts: dict[Key, Alert] = field(default_factory=dict)
     dirty: set[Key] = field(default_factory=set)
     rounds: dict[tuple[str, str], tuple[float, set[str]]] = field(default_factory=dict)
+    # wall time minus the clock the state machine runs on: 0 when results' wall times are the
+    # clock (tests); the daemon passes monotonic times to observe() and the real offset here
+    clock_offset: Callable[[], float] = lambda: 0.0
+    _offset: float | None = None
 
-    def observe(self, spec: CheckSpec, result: Result) -> list[Change]:
-        """Judge ``result`` against every rule of ``spec``; return what changed."""
+    @property
+    def offset(self) -> float:
+        return self._offset if self._offset is not None else self.clock_offset()
+
+    def wall(self, t: float) -> float:
+        """A time on the state machine's clock as wall time (for events and the timeline)."""
+        return t + self.offset
+
+    def observe(self, spec: CheckSpec, result: Result, mono: float | None = None) -> list[Change]:
+        """Judge ``result`` against every rule of ``spec``; return what changed. ``mono`` is the
+        monotonic time the run started: ``for:`` and ``recover_for:`` are measured on it, so a
+        clock step neither fires a pending rule early nor delays it (wall time is for display)."""
         changes: list[Change] = []
         cfg = spec.config
         grouped = bool(cfg.impact) and bool(cfg.targets)
         flapping = _flapping(cfg.flapping)
-        now = result.started_at
+        now = result.started_at if mono is None else mono
+        wall = result.started_at
+        self._offset = wall - now
         slack = min(cfg.interval / 10, 1.0)  # run start times jitter by milliseconds
         for rule in spec.rules:
             key = (result.check, result.target, rule.text)
@@ -108,7 +127,7 @@ class AlertBook:
             fp = fingerprint(self.agent_name, result.check, result.target, rule.text)
 
             def change(kind: str, text: str, **kw: Any) -> Change:
-                return Change(kind, now, result.check, result.target, rule.text, fp, text, **kw)  # noqa: B023
+                return Change(kind, wall, result.check, result.target, rule.text, fp, text, **kw)  # noqa: B023
 
             if holds:
                 alert.last_text = verdict.explanation
@@ -157,8 +176,11 @@ class AlertBook:
 
     def _update_group(self, spec: CheckSpec, rule: Rule, member: str, now: float) -> list[Change]:
         """Judge the group once per round: when every member has reported since the last
-        judgement (or an interval has passed), so members whose ``for:`` ends a few seconds
-        apart raise one incident at the right severity, not a firing and two changes."""
+        judgement (or an interval has passed). Only members that are firing (that held their
+        ``for:``) count toward the share, so a blip of two members never pages at the severity
+        of two. Members whose ``for:`` ends by their next run are waited for, up to about one
+        interval, so an outage of all members is one page at the right severity, not a minor
+        page followed by changes."""
         cfg = spec.config
         targets = cfg.targets or []
         round_start, seen = self.rounds.setdefault((cfg.name, rule.text), (now, set()))
@@ -166,35 +188,42 @@ class AlertBook:
         if len(seen) < len(set(targets)) and now - round_start < cfg.interval:
             return []
         self.rounds[(cfg.name, rule.text)] = (now, set())
-        members = [self.alerts.get((cfg.name, t, rule.text)) for t in targets]
+        members = [(t, self.alerts.get((cfg.name, t, rule.text))) for t in targets]
         key = (cfg.name, "*", rule.text)
         group = self.alerts.setdefault(key, Alert())
-        # members firing, plus those whose for: ends by their next run (the same outage, a few
-        # seconds behind): they count toward the share so that an outage of all members is one
-        # critical page, not a minor one followed by changes
-        due = now - rule.for_s + cfg.interval
-        firing = [
-            m
-            for m in members
-            if m is not None
-            and (m.state.phase == "firing" or (m.state.phase == "pending" and (m.state.since or now) <= due))
-        ]
-        if not any(m.state.phase == "firing" for m in firing) and group.incident is None:
-            firing = []
+        firing = [(t, m) for t, m in members if m is not None and m.state.phase == "firing"]
+        due = now - rule.for_s + cfg.interval * 1.1
+        imminent = any(
+            m is not None and m.state.phase == "pending" and (m.state.since or now) <= due for _, m in members
+        )
         fp = fingerprint(self.agent_name, cfg.name, "*", rule.text)
         levels = [lvl.severity for lvl in cfg.impact or [] if len(firing) / len(targets) >= lvl.share - 1e-9]
         severity = worst([rule.severity, *levels]) if firing else None
         target = f"{len(targets)} targets"
+        affected = [t for t, _ in firing]
         share = f"{len(firing)} of {len(targets)} targets"
-        example = next((m.last_text for m in firing if m.last_text), rule.when)
+        if 0 < len(firing) < len(targets):  # which ones, when not all
+            share += f" ({_members(affected)})"
+        example = next((m.last_text for _, m in firing if m.last_text), rule.when)
+        headline = f"{cfg.name}: {share}: {example}" + (
+            f" for {format_duration(rule.for_s)}" if rule.for_s else ""
+        )
+        rising = firing and (group.incident is None or rank(severity) > rank(group.severity))
+        if rising and imminent:  # more members are about to fire: wait (a little) for them
+            if group.hold is None:
+                group.hold = now
+            if now - group.hold < cfg.interval * 1.5:
+                return []
+        group.hold = None
         if firing and group.incident is None:
             self.dirty.add(key)
-            since = min(m.state.since or now for m in firing)
+            since = min(m.state.since or now for _, m in firing)
             group.state = AlertState("firing", since=since, fired_at=now)
             group.incident, group.severity, group.max_severity = self.new_id(), severity, severity
-            group.first_error = firing[0].first_error
-            text = f"{cfg.name}: {share}: {example}" + (f" for {format_duration(rule.for_s)}" if rule.for_s else "")
-            return [self._incident_change("firing", spec, target, rule, group, fp, now, text, len(firing))]
+            group.first_error = firing[0][1].first_error
+            return [
+                self._incident_change("firing", spec, target, rule, group, fp, now, headline, len(firing), affected)
+            ]
         if firing and severity != group.severity:
             if rank(severity) < rank(group.severity) and group.lower_seen != severity:
                 # escalate at once, de-escalate only when two rounds in a row agree: members
@@ -206,7 +235,9 @@ class AlertBook:
             old, group.severity = group.severity, severity
             group.max_severity = worst([group.max_severity, severity])
             text = f"{cfg.name}: now {share}: {example} ({old} -> {severity})"
-            return [self._incident_change("changed", spec, target, rule, group, fp, now, text, len(firing))]
+            change = self._incident_change("changed", spec, target, rule, group, fp, now, text, len(firing), affected)
+            change.max_severity, change.headline = group.max_severity, headline
+            return [change]
         group.lower_seen = None
         if not firing and group.incident is not None:
             self.dirty.add(key)
@@ -244,16 +275,19 @@ class AlertBook:
         now: float,
         summary: str,
         value: float | None,
+        affected: list[str] | None = None,
         started: float | None = None,
     ) -> Change:
         started = started if started is not None else alert.state.since
+        wall_started = self.wall(started) if started is not None else None
+        at = self.wall(now)
         severity = alert.severity or rule.severity
         event = Event(
             kind=kind,
             severity=severity,
             summary=summary,
             agent=self.agent_name,
-            time=now,
+            time=at,
             incident=alert.incident,
             fingerprint=fp,
             check=spec.config.name,
@@ -261,8 +295,9 @@ class AlertBook:
             type=spec.config.type,
             rule=rule.text,
             value=value,
-            started_at=started,
+            started_at=wall_started,
             labels={**self.labels, **spec.config.labels},
+            affected=affected,
         )
         opened = None
         if kind == "firing":
@@ -275,27 +310,37 @@ class AlertBook:
                 "severity": severity,
                 "summary": summary,
                 "first_error": alert.first_error,
-                "started_at": started if started is not None else now,
-                "fired_at": now,
+                "started_at": wall_started if wall_started is not None else at,
+                "fired_at": at,
             }
         return Change(
-            kind, now, spec.config.name, target, rule.text, fp, summary, alert.incident, severity, event, opened
+            kind, at, spec.config.name, target, rule.text, fp, summary, alert.incident, severity, event, opened
         )
 
     # --- persistence ----------------------------------------------------------------------------
 
     def snapshot(self, key: Key) -> dict[str, Any] | None:
-        """The stored form of ``key``'s alert, or None when there is nothing worth keeping."""
+        """The stored form of ``key``'s alert, or None when there is nothing worth keeping.
+        Times are stored as wall times (the monotonic clock restarts with the machine)."""
         alert = self.alerts.get(key)
         if alert is None or (alert.state.phase == "inactive" and not (alert.flap and alert.flap.history)):
             return None
-        return alert.to_dict()
+        return _shift(alert.to_dict(), self.offset)
 
     def restore(self, key: Key, data: dict[str, Any], flapping: FlappingConfig | None) -> None:
-        self.alerts[key] = Alert.from_dict(data, flapping)
+        self.alerts[key] = Alert.from_dict(_shift(data, -self.offset), flapping)
 
     def firing(self) -> list[tuple[Key, Alert]]:
         return [(k, a) for k, a in self.alerts.items() if a.incident is not None]
+
+
+def _shift(d: dict[str, Any], by: float) -> dict[str, Any]:
+    """A stored alert with its times moved by ``by`` seconds (clock <-> wall)."""
+    state = {k: (v + by if k != "phase" and isinstance(v, int | float) else v) for k, v in d["state"].items()}
+    out = {**d, "state": state}
+    if isinstance(d.get("hold"), int | float):
+        out["hold"] = d["hold"] + by
+    return out
 
 
 _DEFAULT_FLAPPING = FlappingConfig()
@@ -305,6 +350,12 @@ def _flapping(value: FlappingConfig | bool) -> FlappingConfig | None:
     if value is False:
         return None
     return value if isinstance(value, FlappingConfig) else _DEFAULT_FLAPPING
+
+
+def _members(names: list[str], shown: int = 3) -> str:
+    """The failing members, for a summary: at most ``shown`` named, then how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _prefix(spec: CheckSpec, target: str) -> str:

@@ -22,8 +22,10 @@ from typing import Any
 from agent import __version__
 from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, load_config
+from agent.events import Event
 from agent.runtime import Runtime
-from agent.store import Store, StoreError
+from agent.store import StateLock, Store, StoreError, open_checked
+from agent.store_writer import StoreWriter, Trouble
 from agent.systemd_notify import Notifier
 from agent.telemetry import Telemetry
 from agent.yaml_source import ConfigError
@@ -35,11 +37,16 @@ EX_CANTCREAT = 73
 
 
 class Agent:
-    def __init__(self, path: str, cfg: AgentConfig, store: Store, shard: tuple[int, int] | None) -> None:
+    def __init__(
+        self, path: str, cfg: AgentConfig, store: Store, shard: tuple[int, int] | None, set_aside: str | None = None
+    ) -> None:
         self.path = path
         self.cfg = cfg
         self.store = store
         self.shard = shard
+        self.set_aside = set_aside  # why a corrupt database was replaced at start, if it was
+        self.problems: dict[str, Event] = {}
+        self.writer = StoreWriter(store, on_trouble=self._store_trouble, on_recovered=self._store_recovered)
         self.telemetry_cfg = cfg.telemetry  # fixed for the process: a reload does not rebuild exporters
         self.telemetry = Telemetry(cfg.telemetry, cfg.agent_name, cfg.labels, __version__)
         cw = cfg.telemetry.cloudwatch
@@ -50,12 +57,22 @@ class Agent:
         self.reloads = {"success": 0, "failure": 0}
 
     def _runtime(self, cfg: AgentConfig) -> Runtime:
-        return Runtime(cfg, self.store, self.shard, telemetry=self.telemetry, emf=self.emf)
+        return Runtime(
+            cfg, self.store, self.writer, self.shard, telemetry=self.telemetry, emf=self.emf, problems=self.problems
+        )
+
+    def _store_trouble(self, trouble: Trouble) -> None:
+        self.runtime.store_trouble(trouble)
+        self.notifier.notify(f"STATUS={self._status()}")
+
+    def _store_recovered(self, trouble: Trouble) -> None:
+        self.runtime.store_recovered(trouble)
+        self.notifier.notify(f"STATUS={self._status()}")
 
     # --- status endpoint --------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        return self.runtime.snapshot(self.started_at)
+    async def snapshot(self) -> dict[str, Any]:
+        return await self.runtime.snapshot(self.started_at)
 
     def healthy(self) -> tuple[bool, str]:
         return self.runtime.healthy()
@@ -71,10 +88,16 @@ class Agent:
         rt = self.runtime
         targets = sum(len(c.targets()) for _, c in rt.checks)
         firing = len(rt.book.firing())
-        return f"watching {targets} targets of {len(rt.checks)} checks; {firing} alerts firing"
+        status = f"watching {targets} targets of {len(rt.checks)} checks; {firing} alerts firing"
+        if self.writer.trouble is not None:
+            status = f"STATE DATABASE NOT WRITABLE ({self.writer.trouble.error}); {status}"
+        return status
 
     async def serve(self, signals: asyncio.Queue[str]) -> None:
         await self.runtime.start()
+        if self.set_aside is not None:
+            log.error("%s", self.set_aside)
+            self.runtime.agent_event("major", self.set_aside)
         if self.emf is not None:
             await self.emf.start()
         self.notifier.notify("READY=1", f"STATUS={self._status()}")
@@ -94,7 +117,8 @@ class Agent:
                 http = await start_http(self.cfg.listen, self)
             except OSError as exc:  # the agent still probes and alerts; say why the page is missing
                 log.error("cannot serve the status endpoint on %s: %s", self.cfg.listen, exc)
-                self.runtime.agent_event("medium", f"status endpoint not available on {self.cfg.listen}: {exc}")
+                summary = f"status endpoint not available on {self.cfg.listen}: {exc}"
+                self.runtime.problem("status_endpoint", self.cfg.listen, "medium", summary)
         side = [asyncio.create_task(self._watchdog(), name="watchdog")]
         if self.cfg.heartbeat is not None:
             side.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
@@ -115,6 +139,7 @@ class Agent:
             await asyncio.gather(*side, return_exceptions=True)
             runs = self.runtime.scheduler.stats.runs if self.runtime.scheduler else 0
             await self.runtime.stop(timeout=3.0)
+            await self.writer.close(timeout=2.0)
             if self.emf is not None:
                 await self.emf.close()
             await asyncio.to_thread(self.telemetry.shutdown, 2.0)
@@ -138,22 +163,25 @@ class Agent:
             else:
                 why = "agent.state_dir and agent.listen cannot change on reload; restart the agent for that"
                 log.error("reload: %s", why)
-            self.runtime.agent_event("major", f"config reload failed, still running the previous config: {why}")
+            summary = f"config reload failed, still running the previous config: {why}"
+            self.runtime.problem("config_reload", self.path, "major", summary)
             self.notifier.notify("READY=1", f"STATUS=reload failed; {self._status()}")
             return
         except Exception as exc:  # building the new runtime failed: keep the old one
             self.reloads["failure"] += 1
             self.telemetry.config_reload(False)
             log.exception("reload: building the new configuration failed")
-            self.runtime.agent_event("major", f"config reload failed, still running the previous config: {exc}")
+            summary = f"config reload failed, still running the previous config: {exc}"
+            self.runtime.problem("config_reload", self.path, "major", summary)
             self.notifier.notify("READY=1", f"STATUS=reload failed; {self._status()}")
             return
         old = self.runtime
-        await old.stop(timeout=2.0)  # saves every alert's state for the new runtime to restore
+        await old.stop(timeout=2.0)  # the new runtime takes its alert state and schedule in memory
         if cfg.telemetry != self.telemetry_cfg:
             log.warning("reload: telemetry settings changed; they take effect at the next restart")
         self.runtime, self.cfg = new, cfg
-        await new.start()
+        await new.start(previous=old)
+        new.problem("config_reload", self.path, "major", f"config reloaded from {self.path}", cleared=True)
         self.reloads["success"] += 1
         self.telemetry.config_reload(True)
         self.telemetry.retain_checks([spec.config.name for spec, _ in new.checks])
@@ -170,7 +198,7 @@ class Agent:
             return
         every = usec / 1e6 / 3
         while True:
-            ok, why = self.runtime.healthy(slack=max(5.0, 2 * every))
+            ok, why = self.runtime.healthy(slack=max(5.0, 2 * every), store=False)
             if ok:
                 self.notifier.notify("WATCHDOG=1", f"STATUS={self._status()}")
             else:
@@ -198,10 +226,15 @@ def run(config_path: str, shard: tuple[int, int] | None) -> int:
             print(issue, file=sys.stderr)
         print(f"firstwatch: {len(exc.issues)} config error(s); not starting", file=sys.stderr)
         return EX_CONFIG
+    lock = StateLock(cfg.state_dir, shard)
     try:
-        store = Store(cfg.state_dir)
-    except StoreError as exc:
+        lock.acquire()
+        owner = f"{shard[0]}/{shard[1]}" if shard else ""
+        # the daemon's calls run on a database thread and are retried: wait briefly for a lock
+        store, set_aside = open_checked(cfg.state_dir, owner=owner, busy_timeout=2.0)
+    except (StoreError, OSError) as exc:
         print(f"firstwatch: {exc}", file=sys.stderr)
+        lock.release()
         return EX_CANTCREAT
 
     async def main() -> None:
@@ -209,10 +242,11 @@ def run(config_path: str, shard: tuple[int, int] | None) -> int:
         signals: asyncio.Queue[str] = asyncio.Queue()
         for sig, what in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT"), (signal.SIGHUP, "reload")):
             loop.add_signal_handler(sig, signals.put_nowait, what)
-        await Agent(config_path, cfg, store, shard).serve(signals)
+        await Agent(config_path, cfg, store, shard, set_aside).serve(signals)
 
     try:
         asyncio.run(main())
     finally:
         store.close()
+        lock.release()
     return 0

@@ -21,7 +21,8 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from agent.events import Event
 from agent.outbox import Outbox, Row
@@ -30,6 +31,8 @@ from agent.sinks.base import PermanentDeliveryError, Sink
 log = logging.getLogger("firstwatch.dispatch")
 
 AgentEvent = Callable[[str, str], None]  # (severity, summary)
+T = TypeVar("T")
+DbRunner = Callable[..., Awaitable[Any]]  # StoreWriter.call: runs a function on the database thread
 
 
 class Dispatcher:
@@ -41,6 +44,8 @@ class Dispatcher:
         on_delivered: Callable[[str, Event], None] | None = None,
         on_agent_event: AgentEvent | None = None,
         on_dropped: Callable[[str, int], None] | None = None,
+        on_problem: Callable[[str, str, str, str, bool], None] | None = None,
+        db: DbRunner | None = None,
         backoff: float = 0.5,
         max_backoff: float = 300.0,
         deadline: float = 60.0,
@@ -50,6 +55,8 @@ class Dispatcher:
         self.on_delivered = on_delivered
         self.on_agent_event = on_agent_event
         self.on_dropped = on_dropped
+        self.on_problem = on_problem  # (problem, subject, severity, summary, cleared)
+        self._db_runner = db
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.deadline = deadline
@@ -59,7 +66,15 @@ class Dispatcher:
         self._wake = {s.name: asyncio.Event() for s in sinks}
         self._workers: list[asyncio.Task[None]] = []
         self._last_drop_report: dict[str, float] = {}
+        self._drop_log: dict[str, tuple[float, int]] = {}  # sink -> (last logged, drops since)
         self._reported_overflow: Counter[str] = Counter()
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Outbox reads and writes: on the database thread in the daemon, inline in tests."""
+        if self._db_runner is None:
+            return fn(*args)
+        result: T = await self._db_runner(fn, *args)
+        return result
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work(s), name=f"sink:{s.name}") for s in self.sinks]
@@ -82,18 +97,29 @@ class Dispatcher:
 
     async def _work(self, sink: Sink) -> None:
         while True:
-            now = time.time()
-            row = self.outbox.head(sink.name, now)
-            if row is None:
-                await self._sleep(sink.name, self.outbox.next_wake(sink.name))
-                continue
-            if row.retry_at > now:
-                await asyncio.sleep(row.retry_at - now)
-                continue
-            if sink.config.delay and not self.outbox.escalation_allowed(row):
-                self.outbox.finish(row, "skipped", "incident resolved or acknowledged before the delay")
-                continue
-            await self._deliver(sink, row)
+            try:
+                await self._step(sink)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is locked, full or failing: rows wait, retry
+                log.error("sink %s: cannot read the outbox: %s; retrying", sink.name, exc)
+                await asyncio.sleep(1.0)
+
+    async def _step(self, sink: Sink) -> None:
+        now = time.time()
+        row = await self._db(self.outbox.head, sink.name, now)
+        if row is None:
+            await self._sleep(sink.name, await self._db(self.outbox.next_wake, sink.name))
+            return
+        # a retry is never further away than the longest backoff: a clock stepped back by an
+        # hour must not hold a sink's queue for an hour
+        if now < row.retry_at < now + self.max_backoff * 1.5:
+            await self._sleep(sink.name, row.retry_at)
+            return
+        if sink.config.delay and not await self._db(self.outbox.escalation_allowed, row):
+            await self._db(self.outbox.finish, row, "skipped", "incident resolved or acknowledged before the delay")
+            return
+        await self._deliver(sink, row)
 
     async def _deliver(self, sink: Sink, row: Row) -> None:
         event = row.event()
@@ -103,7 +129,7 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except PermanentDeliveryError as exc:
-            self.outbox.finish(row, "dropped", str(exc))
+            await self._db(self.outbox.finish, row, "dropped", str(exc))
             self._dropped(sink.name, event, str(exc))
             return
         except Exception as exc:  # DeliveryError, a timeout, or a sink bug: retry, never lose it
@@ -111,19 +137,21 @@ class Dispatcher:
             if isinstance(exc, TimeoutError):
                 reason = f"no answer within {self.deadline:g}s"
             delay = min(self.max_backoff, self.backoff * 2 ** min(row.attempts, 20)) * random.uniform(0.8, 1.2)
-            self.outbox.retry_later(row, time.time() + delay, reason)
+            await self._db(self.outbox.retry_later, row, time.time() + delay, reason)
             if sink.name not in self.failing:
                 self.failing[sink.name] = time.time()
                 log.error("sink %s failing: %s (retrying, events are kept)", sink.name, reason)
-                self._agent_event("major", f"sink {sink.name} is failing: {reason}; events are kept and retried")
+                summary = f"sink {sink.name} is failing: {reason}; events are kept and retried"
+                self._problem("sink_failing", sink.name, "major", summary)
             return
-        self.outbox.finish(row, "delivered")
+        await self._db(self.outbox.finish, row, "delivered")
         self.sent[sink.name] += 1
         if sink.name in self.failing:
             since = self.failing.pop(sink.name)
             waiting = self.outbox.pending[sink.name]
             log.warning("sink %s recovered after %.0fs", sink.name, time.time() - since)
-            self._agent_event("minor", f"sink {sink.name} recovered after {time.time() - since:.0f}s; {waiting} queued")
+            summary = f"sink {sink.name} recovered after {time.time() - since:.0f}s; {waiting} queued"
+            self._problem("sink_failing", sink.name, "major", summary, cleared=True)
         if self.on_delivered is not None:
             self.on_delivered(sink.name, event)
 
@@ -131,8 +159,14 @@ class Dispatcher:
         self.dropped[sink] += count
         if self.on_dropped is not None:
             self.on_dropped(sink, count)
-        log.error("sink %s: %d event(s) dropped (%s)", sink, count, why)
         now = time.time()
+        last, since = self._drop_log.get(sink, (-1e18, 0))
+        if now - last >= 60:  # one line a minute per sink, however many drop: a flood must not fill the disk
+            self._drop_log[sink] = (now, 0)
+            more = f"; {since} more dropped since the last message" if since else ""
+            log.error("sink %s: %d event(s) dropped (%s)%s", sink, count, why, more)
+        else:
+            self._drop_log[sink] = (last, since + count)
         if now - self._last_drop_report.get(sink, 0.0) > 600 and event.kind != "agent":
             self._last_drop_report[sink] = now
             self._agent_event("major", f"sink {sink} dropped events ({why}); {self.dropped[sink]} dropped so far")
@@ -148,15 +182,31 @@ class Dispatcher:
         if self.on_agent_event is not None:
             self.on_agent_event(severity, summary)
 
+    def _problem(self, problem: str, subject: str, severity: str, summary: str, *, cleared: bool = False) -> None:
+        """A problem of the agent's own that has an end (a sink failing): raised once, and
+        resolved when it clears, so Alertmanager and pagers can close it."""
+        if self.on_problem is not None:
+            self.on_problem(problem, subject, severity, summary, cleared)
+        else:
+            self._agent_event("minor" if cleared else severity, summary)
+
     async def close(self, timeout: float = 5.0) -> None:
         """Give workers ``timeout`` to finish what is due, then stop them and close sinks. What
         is not delivered stays in the outbox for the next start."""
         deadline = time.time() + timeout
-        while time.time() < deadline and any(  # noqa: ASYNC110 - a bounded drain poll at shutdown
-            (row := self.outbox.head(s.name, time.time())) is not None and row.retry_at <= time.time()
-            for s in self.sinks
-        ):
-            await asyncio.sleep(0.02)
+
+        async def due() -> bool:
+            for s in self.sinks:
+                row = await self._db(self.outbox.head, s.name, time.time())
+                if row is not None and row.retry_at <= time.time():
+                    return True
+            return False
+
+        try:
+            while time.time() < deadline and await due():  # noqa: ASYNC110 - a bounded drain poll at shutdown
+                await asyncio.sleep(0.02)
+        except Exception as exc:  # the database fails: what is not delivered stays for the next start
+            log.error("shutdown: cannot read the outbox: %s", exc)
         for w in self._workers:
             w.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)

@@ -59,9 +59,10 @@ class Event:
     value: float | None = None
     started_at: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    affected: list[str] | None = None  # a group's failing members (absent on the wire otherwise)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "id": self.id,
             "time": iso_time(self.time),
             "kind": self.kind,
@@ -78,6 +79,9 @@ class Event:
             "agent": self.agent,
             "labels": dict(self.labels),
         }
+        if self.affected is not None:
+            d["affected"] = list(self.affected)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
@@ -98,6 +102,7 @@ class Event:
             value=d.get("value"),
             started_at=parse_iso(d["started_at"]) if d.get("started_at") else None,
             labels=dict(d.get("labels") or {}),
+            affected=list(d["affected"]) if d.get("affected") is not None else None,
         )
 
     def to_json(self) -> str:

@@ -47,7 +47,7 @@ SECURITY_HEADERS = {
 class StatusSource(Protocol):
     """What the daemon gives the endpoint. All three are called on the event loop: keep them quick."""
 
-    def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> dict[str, Any]:
         """The status document (see ``status_page`` for its fields)."""
         ...
 
@@ -108,7 +108,7 @@ def make_app(source: StatusSource) -> web.Application:
         return _text(200, "ok") if ok else _text(503, reason or "unhealthy")
 
     async def status(_: web.Request) -> web.StreamResponse:
-        body = status_json(source.snapshot())
+        body = status_json(await source.snapshot())
         return web.Response(text=body + "\n", content_type="application/json", charset="utf-8")
 
     async def metrics(_: web.Request) -> web.StreamResponse:
@@ -119,7 +119,7 @@ def make_app(source: StatusSource) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def page(_: web.Request) -> web.StreamResponse:
-        html = status_page.render(source.snapshot())
+        html = status_page.render(await source.snapshot())
         return web.Response(text=html, content_type="text/html", charset="utf-8")
 
     routes: dict[str, Handler] = {"/healthz": healthz, "/status": status, "/metrics": metrics, "/": page}

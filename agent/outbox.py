@@ -45,18 +45,31 @@ class Outbox:
         self.store = store
         self.sinks = {s.name: s for s in sinks}
         self.max_pending = max_pending
+        self.owner = store.owner  # the shard that queued a row delivers it
         self.overflow: Counter[str] = Counter()  # rows dropped past the bound, per sink (read by the dispatcher)
-        self.pending = Counter(
-            dict(store.db.execute("SELECT sink, COUNT(*) FROM outbox WHERE state = 'pending' GROUP BY sink").fetchall())
-        )
+        self.pending: Counter[str] = Counter()
+        self._stale = True  # counted on first use, on the database thread, and again after a rollback
 
-    def enqueue(self, event: Event, only: str | None = None) -> list[str]:
-        """Add ``event`` for every sink that accepts it (or just ``only``); call inside a
-        transaction. Returns the sinks it was queued for."""
+    def mark_stale(self) -> None:
+        """A transaction that enqueued or finished rows was rolled back: count again."""
+        self._stale = True
+
+    def _sync(self) -> None:
+        if self._stale:
+            rows = self.store.db.execute(
+                "SELECT sink, COUNT(*) FROM outbox WHERE state = 'pending' AND owner = ? GROUP BY sink", (self.owner,)
+            ).fetchall()
+            self.pending = Counter(dict(rows))
+            self._stale = False
+
+    def enqueue(self, event: Event, only: str | None = None, skip: frozenset[str] = frozenset()) -> list[str]:
+        """Add ``event`` for every sink that accepts it (or just ``only``; never those in
+        ``skip``); call inside a transaction. Returns the sinks it was queued for."""
+        self._sync()
         queued = []
         body = event.to_json()
         for name, sink in self.sinks.items():
-            if only is not None and name != only:
+            if (only is not None and name != only) or name in skip:
                 continue
             if not sink.config.accepts(event) and not self._follow_up(name, sink, event):
                 continue
@@ -65,9 +78,9 @@ class Outbox:
             if self.pending[name] >= self.max_pending:
                 self._drop_oldest(name)
             self.store.db.execute(
-                "INSERT INTO outbox (sink, event_id, incident, kind, body, created, not_before, retry_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, event.id, event.incident, event.kind, body, time.time(), not_before, 0.0),
+                "INSERT INTO outbox (sink, event_id, incident, kind, body, created, not_before, retry_at, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, event.id, event.incident, event.kind, body, time.time(), not_before, 0.0, self.owner),
             )
             self.pending[name] += 1
             queued.append(name)
@@ -91,8 +104,8 @@ class Outbox:
     def _drop_oldest(self, sink: str) -> None:
         self.store.db.execute(
             "UPDATE outbox SET state = 'dropped', last_error = 'outbox full', done_at = ? WHERE seq ="
-            " (SELECT seq FROM outbox WHERE sink = ? AND state = 'pending' ORDER BY seq LIMIT 1)",
-            (time.time(), sink),
+            " (SELECT seq FROM outbox WHERE sink = ? AND owner = ? AND state = 'pending' ORDER BY seq LIMIT 1)",
+            (time.time(), sink, self.owner),
         )
         self.pending[sink] -= 1
         self.overflow[sink] += 1
@@ -101,19 +114,21 @@ class Outbox:
         """The next row to deliver: the oldest pending one that is not waiting on a ``delay``."""
         row = self.store.db.execute(
             "SELECT seq, sink, event_id, incident, kind, body, created, not_before, retry_at, attempts FROM outbox"
-            " WHERE sink = ? AND state = 'pending' AND not_before <= ? ORDER BY seq LIMIT 1",
-            (sink, now),
+            " WHERE sink = ? AND owner = ? AND state = 'pending' AND not_before <= ? ORDER BY seq LIMIT 1",
+            (sink, self.owner, now),
         ).fetchone()
         return Row(*row) if row else None
 
     def next_wake(self, sink: str) -> float | None:
         row = self.store.db.execute(
-            "SELECT MIN(MAX(not_before, retry_at)) FROM outbox WHERE sink = ? AND state = 'pending'", (sink,)
+            "SELECT MIN(MAX(not_before, retry_at)) FROM outbox WHERE sink = ? AND owner = ? AND state = 'pending'",
+            (sink, self.owner),
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
     def finish(self, row: Row, state: str, error: str | None = None) -> None:
         """Mark ``row`` delivered, skipped or dropped."""
+        self._sync()
         self.store.db.execute(
             "UPDATE outbox SET state = ?, last_error = ?, done_at = ?, attempts = attempts + ? WHERE seq = ?",
             (state, error, time.time(), 1 if state != "skipped" else 0, row.seq),
@@ -164,11 +179,11 @@ class Outbox:
     def _reminders(self, name: str, now: float, every: float, *, unacked_only: bool) -> list[tuple[str, Event]]:
         rows = self.store.db.execute(
             "SELECT o.incident, MAX(o.created), o.body FROM outbox o JOIN incidents i ON i.id = o.incident"
-            " WHERE o.sink = ? AND o.kind IN ('firing', 'changed', 'reminder') AND o.state IN"
+            " WHERE o.sink = ? AND o.owner = ? AND o.kind IN ('firing', 'changed', 'reminder') AND o.state IN"
             " ('pending', 'delivered') AND i.resolved_at IS NULL"
             + (" AND i.acked_at IS NULL" if unacked_only else "")
             + " GROUP BY o.incident",
-            (name,),
+            (name, self.owner),
         ).fetchall()
         out = []
         for _incident, last, body in rows:

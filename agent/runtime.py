@@ -9,8 +9,8 @@ watchdog ask: a status snapshot and whether the scheduler is making progress.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import sqlite3
 import time
 import zlib
 from collections import Counter
@@ -22,14 +22,17 @@ from agent.alerts import AlertBook, Change
 from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, CheckSpec
 from agent.dispatch import Dispatcher
-from agent.events import Event, iso_time
+from agent.events import Event, fingerprint, iso_time
 from agent.outbox import Outbox
 from agent.output import describe_values
 from agent.probe_runner import SharedResources, run_probe
 from agent.recorder import Recorder
+from agent.safe_text import printable
 from agent.scheduler import Job, Scheduler
 from agent.severity import SEVERITIES, rank, worst
-from agent.store import Store
+from agent.sinks.base import Sink
+from agent.store import Entry, Store
+from agent.store_writer import StoreWriter, Trouble
 from agent.telemetry import Telemetry
 from agent.units import format_duration
 from checks.base import Check, Result
@@ -50,20 +53,30 @@ class Runtime:
         self,
         cfg: AgentConfig,
         store: Store,
+        writer: StoreWriter,
         shard: tuple[int, int] | None = None,
         telemetry: Telemetry | None = None,
         emf: EmfWriter | None = None,
+        problems: dict[str, Event] | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
+        self.writer = writer
         self.shard = shard
         self.telemetry = telemetry
         self.emf = emf
+        # the agent's own open problems (fingerprint -> the event that raised it); shared by the
+        # runtimes of one process, so a problem raised before a reload is resolved after it
+        self.problems: dict[str, Event] = problems if problems is not None else {}
         self._active: Counter[tuple[str, str, str]] = Counter()  # firing alerts per (check, target, severity)
         self._severity_of: dict[tuple[str, str, str], str] = {}  # (check, target, rule) -> severity firing
         self.resources = SharedResources(cfg.agent_name)
-        self.book = AlertBook(cfg.agent_name, cfg.labels)
+        self.book = AlertBook(cfg.agent_name, cfg.labels, clock_offset=lambda: time.time() - time.monotonic())
         sinks = [s.build() for s in cfg.sinks]
+        agent_url = f"http://{cfg.listen}/" if cfg.listen else None
+        for sink in sinks:
+            if hasattr(sink, "agent_url"):
+                sink.agent_url = agent_url  # links from alerts back to this agent's status page
         self.outbox = Outbox(store, sinks)
         self.recorder = Recorder(store, self.book, self.outbox)
         self.dispatcher = Dispatcher(
@@ -72,6 +85,8 @@ class Runtime:
             on_delivered=self._delivered,
             on_agent_event=self.agent_event,
             on_dropped=telemetry.event_dropped if telemetry else None,
+            on_problem=self.problem,
+            db=writer.call,
         )
         if telemetry is not None:
             telemetry.observe_outbox(lambda: dict(self.outbox.pending))
@@ -79,6 +94,7 @@ class Runtime:
         self.scheduler: Scheduler | None = None
         self.last: dict[tuple[str, str], Result] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._direct: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -89,21 +105,41 @@ class Runtime:
             for target in check.targets()
         ]
 
-    async def start(self) -> None:
-        self.outbox.prune(time.time() - 7 * 86400)
-        self.dispatcher.start()
+    async def start(self, previous: Runtime | None = None) -> None:
+        """Start probing and delivering. ``previous`` (a reload) hands over its alert state and
+        its schedule in memory; otherwise both come from the store (a restart)."""
+        self.writer.on_rollback = self.outbox.mark_stale
         shard = self.shard
-        restored = self.recorder.restore(
-            list(self.cfg.checks), self.cfg.outage_tolerance, mine=lambda name: in_shard(name, shard)
+        if previous is not None:
+            saved = {k: d for k in previous.book.alerts if (d := previous.book.snapshot(k)) is not None}
+            keyed = {json.dumps(list(k)): d for k, d in saved.items()}
+            gap = 0.0
+        else:
+            try:
+                await self.writer.call(self.outbox.prune, time.time() - 7 * 86400)
+            except Exception as exc:
+                log.error("state database: cannot prune old outbox rows: %s", exc)
+            keyed, gap = await self.writer.call(self.recorder.saved_state)
+        orphans, forget = self.recorder.restore(
+            list(self.cfg.checks), keyed, gap, self.cfg.outage_tolerance, mine=lambda name: in_shard(name, shard)
         )
-        self.publish(restored)
+        if forget:
+            self.writer.submit(self.recorder.forget_write(forget))
+        self.publish(orphans)
         self._restore_active()
+        for event in self.problems.values():
+            if event.rule == "sink_failing" and event.target in {s.name for s in self.dispatcher.sinks}:
+                self.dispatcher.failing.setdefault(event.target, event.time)
+        self.dispatcher.start()
         resync = [s.name for s in self.dispatcher.sinks if getattr(s, "RESYNC_ON_START", False)]
-        if resync and self.recorder.remind(time.time(), resync=resync):
-            self.dispatcher.wake()
+        if resync and previous is None:
+            self._remind(resync)
         tel = self.telemetry
         self.scheduler = Scheduler(
-            self.jobs(), on_run=tel.scheduler_run if tel else None, on_missed=tel.scheduler_missed if tel else None
+            self.jobs(),
+            on_run=tel.scheduler_run if tel else None,
+            on_missed=tel.scheduler_missed if tel else None,
+            previous=previous.scheduler if previous is not None else None,
         )
         self._tasks = [
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
@@ -116,6 +152,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.flush_state()
+        await self.writer.drain(min(timeout, 2.0))
         await self.dispatcher.close(timeout=timeout)
         await self.resources.close()
 
@@ -126,6 +163,7 @@ class Runtime:
 
     def _runner(self, spec: CheckSpec, check: Check, target: str) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
+            mono = time.monotonic()
             result = await run_probe(check, target, self.resources)
             key = (result.check, target)
             before = self.last.get(key)
@@ -140,45 +178,52 @@ class Runtime:
                 self.telemetry.record_result(result, check.VALUES)
             if self.emf is not None:
                 self.emf.record(result, check.VALUES)
-            self.publish(self.book.observe(spec, result))
+            self.publish(self.book.observe(spec, result, mono))
 
         return run
 
     async def _housekeeping(self, every: float = 1.0) -> None:
         """Reminders due (sinks with ``repeat``), the liveness mark for restarts, old outbox rows."""
         ticks = 0
+        repeats = any(s.config.repeat for s in self.dispatcher.sinks)
         while True:
             await asyncio.sleep(every)
             ticks += 1
-            try:
-                if self.recorder.remind(time.time()):
-                    self.dispatcher.wake()
-                if ticks % 10 == 0:
-                    self.recorder.heartbeat()
-                if ticks % 3600 == 0:
-                    self.outbox.prune(time.time() - 7 * 86400)
-            except sqlite3.Error as exc:
-                log.error("state database write failed: %s", exc)
+            if repeats and not self.writer.trouble:
+                self._remind(None)
+            if ticks % 10 == 0:
+                self.writer.submit(_alive)
+            if ticks % 3600 == 0:
+                try:
+                    await self.writer.call(self.outbox.prune, time.time() - 7 * 86400)
+                except Exception as exc:
+                    log.error("state database: cannot prune old outbox rows: %s", exc)
+
+    def _remind(self, resync: list[str] | None) -> None:
+        counted: list[int] = []
+
+        def after() -> None:
+            if counted and counted[-1]:
+                self.dispatcher.wake()
+
+        self.writer.submit(self.recorder.remind_write(time.time(), resync, counted), after)
 
     # --- events -------------------------------------------------------------------------------
 
     def publish(self, changes: list[Change]) -> None:
-        try:
-            self.recorder.record(changes)
-        except sqlite3.Error as exc:  # the events could not be made durable: say so loudly
-            log.error(
-                "state database write failed; %d event(s) not queued: %s", sum(bool(c.event) for c in changes), exc
-            )
-            return
+        """Record ``changes`` and queue their events: durable first (the store writer commits
+        them in order, retrying while the database cannot be written), then delivered."""
         queued = False
         for change in changes:
             if change.event is not None:
                 event = change.event
-                log.info("event %s %s: %s", event.kind, event.severity, event.summary)
+                log.info("event %s %s: %s", event.kind, event.severity, printable(event.summary))
                 self._track_active(change)
                 queued = True
-        if queued:  # most runs change nothing: don't wake every sink worker for them
-            self.dispatcher.wake()
+        write = self.recorder.persist(changes)
+        if write is not None:
+            # most runs change nothing: don't wake every sink worker for them
+            self.writer.submit(write, self.dispatcher.wake if queued else None)
 
     def _restore_active(self) -> None:
         """Alerts still firing after a restart or reload show as active right away."""
@@ -217,24 +262,85 @@ class Runtime:
         )
         if only is None:
             log.warning("agent event %s: %s", severity, summary)
-        try:
-            self.recorder.agent_event(event, only=only)
-        except sqlite3.Error as exc:
-            log.error("state database write failed: %s", exc)
-        self.dispatcher.wake()
+        self.writer.submit(self.recorder.agent_event(event, only=only), self.dispatcher.wake)
+
+    def problem(self, problem: str, subject: str, severity: str, summary: str, cleared: bool = False) -> None:
+        """A problem of the agent's own with an identity (``problem`` about ``subject``: a sink
+        failing, the state database, a reload): an ``agent`` event when it starts, and a
+        ``resolved`` event with the same fingerprint when it clears, so Alertmanager and pagers
+        close it. Raising an open problem again, or clearing one that is not open, does nothing."""
+        fp = fingerprint(self.cfg.agent_name, "agent", subject, problem)
+        raised = self.problems.get(fp)
+        if cleared:
+            if raised is None:
+                return
+            del self.problems[fp]
+            log.warning("agent problem cleared: %s", summary)
+            event = Event(
+                kind="resolved", severity=raised.severity, summary=summary, agent=self.cfg.agent_name,
+                fingerprint=fp, target=subject, type="agent", rule=problem, started_at=raised.time,
+                labels=self.cfg.labels,
+            )  # fmt: skip
+        else:
+            if raised is not None:
+                return
+            event = Event(
+                kind="agent", severity=severity, summary=summary, agent=self.cfg.agent_name, fingerprint=fp,
+                target=subject, type="agent", rule=problem, labels=self.cfg.labels,
+            )  # fmt: skip
+            self.problems[fp] = event
+            log.warning("agent event %s: %s", severity, summary)
+        self.writer.submit(self.recorder.agent_event(event), self.dispatcher.wake)
+
+    def store_trouble(self, trouble: Trouble) -> None:
+        """The state database cannot be written: tell the sinks that need no database now (the
+        outbox cannot take the news), and the others once it can."""
+        summary = (
+            f"state database cannot be written: {trouble.error}; {trouble.waiting} change(s) kept in memory and"
+            " retried; probing goes on"
+        )
+        fp = fingerprint(self.cfg.agent_name, "agent", "state", "store_write")
+        event = Event(
+            kind="agent", severity="critical", summary=summary, agent=self.cfg.agent_name, fingerprint=fp,
+            target="state", type="agent", rule="store_write", labels=self.cfg.labels,
+        )  # fmt: skip
+        self.problems[fp] = event
+        for sink in self.dispatcher.sinks:
+            if sink.DIRECT and sink.config.accepts(event):
+                task = asyncio.create_task(_send_direct(sink, event), name=f"direct:{sink.name}")
+                self._direct.add(task)
+                task.add_done_callback(self._direct.discard)
+
+    def store_recovered(self, trouble: Trouble) -> None:
+        fp = fingerprint(self.cfg.agent_name, "agent", "state", "store_write")
+        raised = self.problems.get(fp)
+        if raised is None:
+            return
+        direct = frozenset(s.name for s in self.dispatcher.sinks if s.DIRECT)
+        self.writer.submit(self.recorder.agent_event(raised, skip=direct))  # the others hear it now
+        took = time.monotonic() - trouble.since_mono
+        summary = f"state database writable again after {format_duration(took)}; {trouble.waiting} write(s) committed"
+        self.problem("store_write", "state", "critical", summary, cleared=True)
 
     def _delivered(self, sink: str, event: Event) -> None:
         if self.telemetry is not None:
             self.telemetry.event_sent(sink)
-        try:
-            self.recorder.delivered(sink, event)
-        except sqlite3.Error as exc:
-            log.error("state database write failed: %s", exc)
+        write = self.recorder.delivered(sink, event)
+        if write is not None:
+            self.writer.submit(write)
 
     # --- what the endpoint and the watchdog ask ---------------------------------------------------
 
-    def healthy(self, slack: float = 30.0) -> tuple[bool, str]:
-        """Progress, not just liveness: the scheduler task runs and is not behind its schedule."""
+    def healthy(self, slack: float = 30.0, *, store: bool = True) -> tuple[bool, str]:
+        """Progress, not just liveness: the scheduler task runs and is not behind its schedule,
+        and (with ``store``) the state database can be written. The watchdog asks without
+        ``store``: a restart would lose the changes waiting in memory, and fix nothing."""
+        trouble = self.writer.trouble
+        if store and trouble is not None:
+            return False, (
+                f"state database cannot be written since {iso_time(trouble.since)}: {trouble.error};"
+                f" {self.writer.waiting} write(s) waiting"
+            )
         if self.scheduler is None or not self._tasks:
             return False, "not started"
         if self._tasks[0].done():
@@ -244,8 +350,9 @@ class Runtime:
             return False, f"scheduler is {behind:.0f}s behind"
         return True, "ok"
 
-    def snapshot(self, started_at: float) -> dict[str, Any]:
-        open_incidents = self.store.incidents(open_only=True)
+    async def snapshot(self, started_at: float) -> dict[str, Any]:
+        open_incidents = await self.writer.call(lambda: self.store.incidents(open_only=True))
+        timelines = await self.writer.call(self._timelines, [inc["id"] for inc in open_incidents])
         members: dict[str, list[dict[str, Any]]] = {}
         firing: dict[tuple[str, str], list[dict[str, str]]] = {}
         for (name, member, rule), alert in self.book.firing():
@@ -283,7 +390,7 @@ class Runtime:
         for inc in sorted(open_incidents, key=lambda i: (-rank(i["severity"]), i["fired_at"])):
             timeline = [
                 {"time": iso_time(e.time), "kind": e.kind, "text": e.text, "author": e.author}
-                for e in self.store.entries(incident=inc["id"])
+                for e in timelines[inc["id"]]
                 if e.kind != "delivered"
             ]
             incidents.append(
@@ -321,3 +428,18 @@ class Runtime:
             "checks": checks,
             "severities": list(SEVERITIES),
         }
+
+    def _timelines(self, incidents: list[str]) -> dict[str, list[Entry]]:
+        return {inc: self.store.entries(incident=inc) for inc in incidents}
+
+
+def _alive(store: Store) -> None:
+    store.set_meta("last_alive", repr(time.time()))
+
+
+async def _send_direct(sink: Sink, event: Event) -> None:
+    try:
+        async with asyncio.timeout(10):
+            await sink.send(event)
+    except Exception as exc:
+        log.error("sink %s: cannot deliver the agent's news directly: %s", sink.name, exc)

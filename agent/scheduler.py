@@ -59,8 +59,10 @@ class Scheduler:
         first_window: float = 5.0,
         on_run: Callable[[float], None] | None = None,
         on_missed: Callable[[int], None] | None = None,
+        previous: Scheduler | None = None,
     ) -> None:
         self.on_run = on_run
+        self.previous = previous
         self.on_missed = on_missed
         self.jobs = jobs
         self.clock = clock or asyncio.get_running_loop().time
@@ -82,7 +84,17 @@ class Scheduler:
         each second: 10,000 checks start over 20 s instead of bursting 2,000 a second."""
         self._anchor = start
         window = max(self.first_window, len(self.jobs) / FIRST_RUNS_PER_S)
-        self._heap = [(start + job.phase * min(job.interval, window), i, job) for i, job in enumerate(self.jobs)]
+        kept: dict[str, tuple[float, float]] = {}
+        if self.previous is not None:  # a reload: a job whose schedule did not change keeps its slots
+            self._anchor = self.previous._anchor
+            kept = {job.name: (due, job.interval) for due, _, job in self.previous._heap}
+            self.previous = None  # not kept alive
+        self._heap = []
+        for i, job in enumerate(self.jobs):
+            due, interval = kept.get(job.name, (0.0, 0.0))
+            if interval != job.interval:
+                due = start + job.phase * min(job.interval, window)
+            self._heap.append((due, i, job))
         heapq.heapify(self._heap)
 
     async def run(self) -> None:
@@ -147,3 +159,4 @@ class Scheduler:
             log.exception("%s: run failed (a firstwatch bug)", job.name)
         finally:
             job.running = False
+

@@ -9,6 +9,8 @@ no network port can change state. WAL mode lets the CLI read and write while the
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sqlite3
@@ -107,34 +109,116 @@ class Entry:
         }
 
 
+DB_NAME = "firstwatch.db"
+
+
 class StoreError(Exception):
-    """A problem with the state database, with a message fit for users."""
+    """A problem with the state database, with a message fit for users. ``corrupt``: the file is
+    damaged (not a lock, a permission or a full disk)."""
+
+    def __init__(self, message: str, *, corrupt: bool = False) -> None:
+        super().__init__(message)
+        self.corrupt = corrupt
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """A damaged file, as opposed to a lock, a full disk or a permission (which pass)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return False
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Columns added since the first schema (a database from an older version keeps working)."""
+    cols = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    if "owner" not in cols:  # the shard that queued a row delivers it (agents may share a state dir)
+        db.execute("ALTER TABLE outbox ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+
+
+def set_aside(state_dir: str, why: str) -> str:
+    """Move a damaged database (and its WAL and shared-memory files) out of the way; returns the
+    new name. The next open starts a fresh one; the old file is kept for forensics."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    base = os.path.join(state_dir, DB_NAME)
+    dest = f"{base}.corrupt-{stamp}"
+    n = 1
+    while os.path.exists(dest):
+        n += 1
+        dest = f"{base}.corrupt-{stamp}-{n}"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(base + suffix):
+            os.replace(base + suffix, dest + suffix)
+    with open(dest + ".why", "w", encoding="utf-8") as f:
+        f.write(why + "\n")
+    return dest
+
+
+def open_checked(state_dir: str, *, owner: str = "", busy_timeout: float = 10.0) -> tuple[Store, str | None]:
+    """Open the daemon's database, checking it first. A corrupt file is set aside and a fresh one
+    opened; returns the store and, in that case, a sentence saying what happened."""
+    why: str | None
+    try:
+        store = Store(state_dir, owner=owner, busy_timeout=busy_timeout)
+        why = store.check()
+        if why is None:
+            return store, None
+        store.close()
+    except StoreError as exc:
+        if not exc.corrupt:
+            raise
+        why = str(exc).split(": ", 1)[-1]
+    moved = set_aside(state_dir, why)
+    store = Store(state_dir, owner=owner, busy_timeout=busy_timeout)
+    return store, (
+        f"the state database was corrupt ({why}); it was set aside as {moved} and a fresh one started:"
+        " open incidents and pending timers from before are not restored"
+    )
 
 
 class Store:
-    def __init__(self, state_dir: str) -> None:
-        self.path = os.path.join(state_dir, "firstwatch.db")
+    """The database, opened by the daemon (``owner`` is its shard, ``""`` when unsharded) or by
+    the CLI. ``busy_timeout`` bounds how long one call waits for another process's lock: the
+    daemon calls from its database thread (``agent.store_writer``) and retries, the CLI waits."""
+
+    def __init__(self, state_dir: str, *, owner: str = "", busy_timeout: float = 10.0) -> None:
+        self.state_dir = state_dir
+        self.path = os.path.join(state_dir, DB_NAME)
+        self.owner = owner
         try:
             os.makedirs(state_dir, mode=0o700, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            _migrate(self.db)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open state database {self.path}: {exc}") from None
+            corrupt = isinstance(exc, sqlite3.DatabaseError) and is_corruption(exc)
+            raise StoreError(f"cannot open state database {self.path}: {exc}", corrupt=corrupt) from None
+
+    def check(self) -> str | None:
+        """None when SQLite's quick check finds the file sound, else what it found."""
+        try:
+            rows = [r[0] for r in self.db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return None if rows == ["ok"] else "; ".join(str(r) for r in rows)
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; on any failure (inside it, or at COMMIT: a full disk, a lock)
+        everything is rolled back and the error raised, so a caller can retry the whole of it."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already (I/O errors)
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     # --- timeline -------------------------------------------------------------------------
 
@@ -193,9 +277,11 @@ class Store:
             row,
         )
 
-    def set_severity(self, incident: str, severity: str, max_severity: str) -> None:
+    def set_severity(self, incident: str, severity: str, max_severity: str, summary: str | None = None) -> None:
+        """A changed incident: its severity, the worst it reached, and what it is now."""
         self.db.execute(
-            "UPDATE incidents SET severity = ?, max_severity = ? WHERE id = ?", (severity, max_severity, incident)
+            "UPDATE incidents SET severity = ?, max_severity = ?, summary = COALESCE(?, summary) WHERE id = ?",
+            (severity, max_severity, summary, incident),
         )
 
     def resolve_incident(self, incident: str, when: float) -> None:
@@ -258,3 +344,44 @@ class Store:
 
 def _like_prefix(ref: str) -> str:
     return ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class StateLock:
+    """One agent per state directory and shard: two daemons on the same outbox would deliver each
+    other's events. An unsharded agent locks the directory exclusively; sharded agents share it
+    and each locks its own shard. Locks are ``flock``: they end with the process, even a killed one."""
+
+    def __init__(self, state_dir: str, shard: tuple[int, int] | None = None) -> None:
+        self.state_dir = state_dir
+        self.shard = shard
+        self._fds: list[int] = []
+
+    def acquire(self) -> None:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        what = f"shard {self.shard[0]}/{self.shard[1]}" if self.shard else "all checks"
+        self._take("firstwatch.lock", exclusive=self.shard is None, what=what)
+        if self.shard is not None:
+            self._take(f"firstwatch-shard-{self.shard[0]}-of-{self.shard[1]}.lock", exclusive=True, what=what)
+        os.ftruncate(self._fds[-1], 0)
+        os.write(self._fds[-1], f"{os.getpid()}\n".encode())
+
+    def _take(self, name: str, *, exclusive: bool, what: str) -> None:
+        path = os.path.join(self.state_dir, name)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            self.release()
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise StoreError(
+                f"another firstwatch agent{who} is already running on {self.state_dir} ({what} needs it alone);"
+                " give each agent its own agent.state_dir, or distinct --shard K/N"
+            ) from None
+        self._fds.append(fd)
+
+    def release(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []

@@ -21,9 +21,15 @@ class Fleet:
         self.status = 200
         self.runners: list[web.AppRunner] = []
         self.ports: list[int] = []
+        self.hits = 0
+        self.then: tuple[int, int] | None = None  # (after N requests, switch to this status)
 
     async def handle(self, request: web.Request) -> web.Response:
-        return web.Response(status=self.status, text="Add to cart" if self.status == 200 else "oops")
+        status = self.status
+        self.hits += 1
+        if self.then is not None and self.hits >= self.then[0]:
+            self.status, self.then = self.then[1], None
+        return web.Response(status=status, text="Add to cart" if status == 200 else "oops")
 
     async def start(self, n: int = 3) -> None:
         for _ in range(n):

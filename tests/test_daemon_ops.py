@@ -76,9 +76,12 @@ async def test_reload_adds_checks_keeps_incidents_and_survives_a_typo(tmp_path: 
         # the incident still resolves under the running config, with its id
         config(tmp_path, tcp_check("db", fleet.ports[0]) + tcp_check("web", fleet.ports[0]))
         agent.send_signal(signal.SIGHUP)
-        evs = await wait_for_events(events, lambda e: any(x["kind"] == "resolved" for x in e))
-        (resolved,) = [e for e in evs if e["kind"] == "resolved"]
+        evs = await wait_for_events(events, lambda e: any(x["kind"] == "resolved" and x["incident"] for x in e))
+        (resolved,) = [e for e in evs if e["kind"] == "resolved" and e["type"] != "agent"]
         assert resolved["incident"] == incident
+        # the failed reload was an agent problem with an identity: the good reload resolves it
+        (cleared,) = [e for e in evs if e["kind"] == "resolved" and e["type"] == "agent"]
+        assert cleared["fingerprint"] == failed["fingerprint"] and cleared["rule"] == "config_reload"
     finally:
         err = await stop(agent)
     assert "reload: " in err and "reloaded" in err and "Traceback" not in err

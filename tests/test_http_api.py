@@ -55,7 +55,7 @@ class Source:
         self.metrics_on = False
         self.broken = False
 
-    def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> dict[str, Any]:
         if self.broken:
             raise RuntimeError("SECRET-INTERNALS: the state lock is poisoned")
         return SNAPSHOT

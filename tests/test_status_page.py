@@ -227,7 +227,7 @@ def test_text_view_for_firstwatch_status() -> None:
 
 
 class Story:
-    def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> dict[str, Any]:
         return story_snapshot(time.time())
 
     def healthy(self) -> tuple[bool, str]:

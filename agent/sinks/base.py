@@ -66,6 +66,7 @@ class Sink(Protocol):
 
     TYPE: ClassVar[str]
     Config: ClassVar[type[SinkConfig]]
+    DIRECT: ClassVar[bool]
     name: str
     config: SinkConfig
 
@@ -82,6 +83,9 @@ class BaseSink:
     TYPE: ClassVar[str] = ""
     Config: ClassVar[type[SinkConfig]] = SinkConfig
     RESYNC_ON_START: ClassVar[bool] = False  # keeps state in memory: resend open incidents after a restart
+    # needs neither the network nor the state database: gets the agent's "cannot write state"
+    # news straight away, while the outbox cannot be written
+    DIRECT: ClassVar[bool] = False
 
     def __init__(self, config: SinkConfig, name: str) -> None:
         self.config = config

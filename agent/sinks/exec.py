@@ -124,6 +124,7 @@ class ExecConfig(SinkConfig):
 
 class ExecSink(BaseSink):
     TYPE = "exec"
+    DIRECT = True
     Config: ClassVar[type[SinkConfig]] = ExecConfig
 
     def __init__(self, config: SinkConfig, name: str) -> None:

@@ -29,6 +29,7 @@ class FileSinkConfig(SinkConfig):
 
 class FileSink(BaseSink):
     TYPE = "file"
+    DIRECT = True
     Config: ClassVar[type[SinkConfig]] = FileSinkConfig
 
     def __init__(self, config: SinkConfig, name: str) -> None:

@@ -16,6 +16,7 @@ from agent.sinks.base import BaseSink, SinkConfig
 
 class StdoutSink(BaseSink):
     TYPE = "stdout"
+    DIRECT = True
     Config = SinkConfig
 
     async def send(self, event: Event) -> None:
