@@ -6,12 +6,15 @@ each gets every alert, the cluster deduplicates notifications), ``timeout`` (per
 being re-sent, 15m), ``headers`` (e.g. basic auth; never logged), ``labels`` (static, added).
 
 Labels: ``alertname`` (the check), ``severity``, ``check``, ``target``, ``agent``, the event's
-labels (``team.name`` -> ``team_name``) and ``labels``; annotations ``summary``, ``rule`` and
-``incident``. A firing alert's ``endsAt`` is pushed ``max(4 * resend, 5m)`` ahead at each send, so
-Alertmanager resolves it itself if the agent dies. A severity change resolves the alert with the
-old ``severity`` label and fires the new one. ``agent`` events become ``firstwatch_agent`` alerts
-(heartbeats: ``firstwatch_heartbeat``) that resolve ``resolved_for`` after the last repeat. A
-send succeeds when one member accepts it. The alerts live in memory: after a restart, only those
+labels (``team.name`` -> ``team_name``) and ``labels``; annotations ``summary``, ``rule``,
+``incident`` and, for a group, ``affected`` (the failing members); ``generatorURL`` is the
+agent's status page when ``agent.listen`` is set. A firing alert's ``endsAt`` is pushed
+``max(4 * resend, 5m)`` ahead at each send, so Alertmanager resolves it itself if the agent dies.
+A severity change resolves the alert with the old ``severity`` label and fires the new one.
+``agent`` events become ``firstwatch_agent`` alerts (heartbeats: ``firstwatch_heartbeat``). An
+agent problem with an identity (a sink failing, the state database, a reload: label ``problem``,
+``target`` the sink, ``state`` or the config) fires until the agent resolves it; other agent news
+resolves ``resolved_for`` after the last repeat. A send succeeds when one member accepts it. The alerts live in memory: after a restart, only those
 that a new event names are re-sent; Alertmanager ends the others at their ``endsAt``.
 
 Example::
@@ -70,8 +73,10 @@ def alert_labels(event: Event, extra: dict[str, str]) -> dict[str, str]:
     labels = {label_name(k): v for k, v in event.labels.items() if k}
     labels.update(extra)
     alertname = event.check or AGENT_ALERT
-    if event.kind == "agent":
+    if event.kind == "agent" or event.type == "agent":
         alertname = HEARTBEAT_ALERT if event.summary.startswith("heartbeat") else AGENT_ALERT
+        if event.rule:  # an agent problem with an identity: its own alert, resolved when it clears
+            labels["problem"] = event.rule
     core = {"alertname": alertname, "severity": event.severity, "check": event.check, "target": event.target}
     labels.update({k: v for k, v in core.items() if v is not None})
     labels["agent"] = event.agent
@@ -86,6 +91,7 @@ class _Alert:
     starts_at: float
     ends_at: float | None  # None while firing: pushed ahead at every send
     updated: float
+    link: str | None = None  # generatorURL: the agent's status page
 
     @property
     def key(self) -> LabelKey:
@@ -97,15 +103,17 @@ class _Alert:
     def wire(self, now: float, ahead: float) -> dict[str, Any]:
         ends = max(self.ends_at if self.ends_at is not None else now + ahead, self.starts_at)
         times = {"startsAt": iso_time(self.starts_at), "endsAt": iso_time(ends)}
-        return {"labels": self.labels, "annotations": self.annotations, **times}
+        link = {"generatorURL": self.link} if self.link else {}
+        return {"labels": self.labels, "annotations": self.annotations, **times, **link}
 
 
 class AlertBook:
     """Active and recently resolved alerts (no I/O): what to send now and what to re-send."""
 
-    def __init__(self, extra_labels: dict[str, str], resolved_for: float) -> None:
+    def __init__(self, extra_labels: dict[str, str], resolved_for: float, link: str | None = None) -> None:
         self.extra = extra_labels
         self.resolved_for = resolved_for
+        self.link = link
         self.alerts: dict[tuple[str, LabelKey], _Alert] = {}
 
     def update(self, event: Event, now: float) -> set[LabelKey]:
@@ -113,8 +121,10 @@ class AlertBook:
         labels = alert_labels(event, self.extra)
         ident = event.fingerprint or repr(sorted((k, v) for k, v in labels.items() if k != "severity"))
         notes = {"summary": event.summary, "rule": event.rule, "incident": event.incident}
+        if event.affected:  # a group: which members fail
+            notes["affected"] = ", ".join(event.affected)
         starts = event.started_at if event.started_at is not None else event.time
-        new = _Alert(ident, labels, {k: v for k, v in notes.items() if v}, starts, None, now)
+        new = _Alert(ident, labels, {k: v for k, v in notes.items() if v}, starts, None, now, self.link)
         touched: set[LabelKey] = set()
         if event.kind == "resolved":
             mine = [a for a in self.alerts.values() if a.ident == ident and a.active(now)]
@@ -129,7 +139,7 @@ class AlertBook:
             if a.ident == ident and a.key != new.key and a.active(now):
                 a.ends_at, a.updated = now, now
                 touched.add(a.key)
-        if event.kind == "agent":
+        if event.kind == "agent" and not event.rule:  # news without an end: shown for a while
             new.ends_at = event.time + self.resolved_for
         self.alerts[(ident, new.key)] = new
         touched.add(new.key)
@@ -219,6 +229,7 @@ class AlertmanagerSink(BaseSink):
         assert isinstance(config, AlertmanagerConfig)
         self._cfg = config
         self.book = AlertBook(dict(config.labels), config.resolved_for)
+        self.agent_url: str | None = None  # set by the runtime: the status page, as generatorURL
         self._headers = {"Content-Type": "application/json", **config.headers}
         importlib.import_module("aiohttp")  # when the sink is built, not when a config loads nor under a send
         self._session: aiohttp.ClientSession | None = None
@@ -227,6 +238,7 @@ class AlertmanagerSink(BaseSink):
 
     async def send(self, event: Event) -> None:
         now = time.time()
+        self.book.link = self.agent_url
         keys = self.book.update(event, now)
         if self._resender is None:
             self._resender = asyncio.create_task(self._resend(), name=f"alertmanager:{self.name}")
