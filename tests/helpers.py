@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,3 +84,73 @@ async def start_agent(config: str) -> asyncio.subprocess.Process:
         sys.executable, "-m", "agent", "run", "-c", config,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+
+
+class Daemon:
+    """A daemon subprocess whose log is collected as it runs."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.log = ""
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            self.log += line.decode(errors="replace")
+
+    async def wait_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if m := re.search(pattern, self.log):
+                return m
+            if self.proc.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {pattern!r} in the log:\n{self.log[-3000:]}")
+
+    async def port(self) -> int:
+        return int((await self.wait_log(r"status endpoint on 127\.0\.0\.1:(\d+)")).group(1))
+
+    async def stop(self) -> str:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(self.proc.wait(), 20)
+        await self._reader
+        return self.log
+
+
+async def start_daemon(config: Path, *args: str) -> Daemon:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "run", "-c", str(config), *args,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    return Daemon(proc)
+
+
+class Switch:
+    """TCP servers on 127.0.0.1 that the test takes down and brings back, counting connections."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.ports: list[int] = []
+        self.hits: list[int] = [0] * n
+        self.servers: list[asyncio.Server | None] = [None] * n
+
+    async def up(self, i: int) -> None:
+        def accepted(_r: asyncio.StreamReader, w: asyncio.StreamWriter, i: int = i) -> None:
+            self.hits[i] += 1
+            w.close()
+
+        port = self.ports[i] if len(self.ports) > i else 0
+        server = await asyncio.start_server(accepted, "127.0.0.1", port, reuse_address=True)
+        if len(self.ports) <= i:
+            self.ports.append(server.sockets[0].getsockname()[1])
+        self.servers[i] = server
+
+    async def down(self, i: int) -> None:
+        server = self.servers[i]
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+            self.servers[i] = None

@@ -19,77 +19,7 @@ import aiohttp
 import pytest
 
 from agent.store import Store, open_checked
-from tests.helpers import read_events, wait_for_events
-
-
-class Agent:
-    """A daemon subprocess whose log is collected as it runs."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.log = ""
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        async for line in self.proc.stderr:
-            self.log += line.decode(errors="replace")
-
-    async def wait_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if m := re.search(pattern, self.log):
-                return m
-            if self.proc.returncode is not None:
-                break
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} in the log:\n{self.log[-3000:]}")
-
-    async def port(self) -> int:
-        return int((await self.wait_log(r"status endpoint on 127\.0\.0\.1:(\d+)")).group(1))
-
-    async def stop(self) -> str:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(self.proc.wait(), 20)
-        await self._reader
-        return self.log
-
-
-async def start(config: Path, *args: str) -> Agent:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", "run", "-c", str(config), *args,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    return Agent(proc)
-
-
-class Switch:
-    """TCP servers on 127.0.0.1 that the test takes down and brings back, counting connections."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.ports: list[int] = []
-        self.hits: list[int] = [0] * n
-        self.servers: list[asyncio.Server | None] = [None] * n
-
-    async def up(self, i: int) -> None:
-        def accepted(_r: asyncio.StreamReader, w: asyncio.StreamWriter, i: int = i) -> None:
-            self.hits[i] += 1
-            w.close()
-
-        port = self.ports[i] if len(self.ports) > i else 0
-        server = await asyncio.start_server(accepted, "127.0.0.1", port, reuse_address=True)
-        if len(self.ports) <= i:
-            self.ports.append(server.sockets[0].getsockname()[1])
-        self.servers[i] = server
-
-    async def down(self, i: int) -> None:
-        server = self.servers[i]
-        if server is not None:
-            server.close()
-            await server.wait_closed()
-            self.servers[i] = None
+from tests.helpers import Switch, read_events, start_daemon, wait_for_events
 
 
 @pytest.fixture
@@ -177,7 +107,7 @@ async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
 async def test_a_full_disk_loses_no_page_and_says_so_loudly(tmp_path: Path, small_disk: Path, switch: Switch) -> None:
     events = tmp_path / "events.jsonl"  # the file sink lives on another disk
     cfg = write_config(tmp_path / "c.yaml", small_disk / "state", events, switch.ports)
-    agent = await start(cfg)
+    agent = await start_daemon(cfg)
     try:
         port = await agent.port()
         await agent.wait_log(r"svc-7 127\.0\.0\.1:\d+: up")
@@ -224,7 +154,7 @@ async def test_state_changes_that_never_committed_are_judged_again_after_a_resta
     restarted agent sees the outage afresh and pages for it (no resolution for an unsent firing)."""
     events = tmp_path / "events.jsonl"
     cfg = write_config(tmp_path / "c.yaml", small_disk / "state", events, switch.ports[:1])
-    agent = await start(cfg)
+    agent = await start_daemon(cfg)
     await agent.wait_log(r"svc-0 127\.0\.0\.1:\d+: up")
     filler = fill(small_disk)
     await switch.down(0)
@@ -232,7 +162,7 @@ async def test_state_changes_that_never_committed_are_judged_again_after_a_resta
     agent.proc.send_signal(signal.SIGKILL)
     await agent.stop()
     filler.unlink()
-    agent = await start(cfg)
+    agent = await start_daemon(cfg)
     try:
         evs = await wait_for_events(events, lambda e: any(x["kind"] == "firing" for x in e))
         assert [e["check"] for e in evs if e["kind"] == "firing"] == ["svc-0"]
@@ -248,7 +178,7 @@ async def test_a_locked_database_delays_writes_never_probes(tmp_path: Path, swit
     events = tmp_path / "events.jsonl"
     state = tmp_path / "state"
     cfg = write_config(tmp_path / "c.yaml", state, events, switch.ports[:4])
-    agent = await start(cfg)
+    agent = await start_daemon(cfg)
     try:
         port = await agent.port()
         await agent.wait_log(r"svc-3 127\.0\.0\.1:\d+: up")
@@ -311,7 +241,7 @@ async def test_a_corrupt_database_does_not_stop_monitoring(tmp_path: Path, switc
     (state / "firstwatch.db").write_bytes(b"this is not SQLite" * 500)
     events = tmp_path / "events.jsonl"
     cfg = write_config(tmp_path / "c.yaml", state, events, switch.ports[:1])
-    agent = await start(cfg)
+    agent = await start_daemon(cfg)
     try:
         m = await agent.wait_log(r"set aside as (\S+firstwatch\.db\.corrupt-\S+) and a fresh one started")
         assert Path(m.group(1)).exists()
@@ -328,25 +258,25 @@ async def test_a_corrupt_database_does_not_stop_monitoring(tmp_path: Path, switc
 
 async def test_a_second_agent_on_the_same_state_dir_is_refused(tmp_path: Path, switch: Switch) -> None:
     cfg = write_config(tmp_path / "c.yaml", tmp_path / "state", tmp_path / "events.jsonl", switch.ports[:1])
-    first = await start(cfg)
+    first = await start_daemon(cfg)
     try:
         await first.wait_log(r"svc-0 127\.0\.0\.1:\d+: up")
-        second = await start(cfg)
+        second = await start_daemon(cfg)
         assert await asyncio.wait_for(second.proc.wait(), 10) == 73
         log = await second.stop()
         assert "another firstwatch agent (pid " in log and "already running on" in log
         assert "Traceback" not in log
         # distinct shards may share the directory; the same shard twice may not
-        one = await start(cfg, "--shard", "1/2")
+        one = await start_daemon(cfg, "--shard", "1/2")
         assert await asyncio.wait_for(one.proc.wait(), 10) == 73  # the unsharded agent holds it whole
         await one.stop()
     finally:
         await first.stop()
-    shards = [await start(cfg, "--shard", f"{k}/2") for k in (1, 2)]
+    shards = [await start_daemon(cfg, "--shard", f"{k}/2") for k in (1, 2)]
     try:
         for a in shards:
             await a.wait_log(r"started: agent faults")
-        again = await start(cfg, "--shard", "2/2")
+        again = await start_daemon(cfg, "--shard", "2/2")
         assert await asyncio.wait_for(again.proc.wait(), 10) == 73
         assert "shard 2/2" in await again.stop()
     finally:
