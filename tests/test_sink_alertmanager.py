@@ -204,6 +204,38 @@ def test_agent_trouble_fires_until_resolved_for_after_the_last_repeat() -> None:
     assert {x["labels"]["alertname"] for x in book.wire(None, now, 300)} == {"firstwatch_agent", "firstwatch_heartbeat"}
 
 
+def problem(kind: str, sink: str, t: float, severity: str = "major") -> Event:
+    """An agent problem with an identity, as the runtime raises and resolves it."""
+    summary = f"sink {sink} is failing" if kind == "agent" else f"sink {sink} recovered"
+    return Event(
+        kind=kind, severity=severity, summary=summary, agent="web-01", time=t, fingerprint=f"fp-{sink}",
+        target=sink, type="agent", rule="sink_failing",
+    )  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_each_agent_problem_is_its_own_alert_and_fires_until_it_clears() -> None:
+    book = AlertBook({}, resolved_for=600, link="http://127.0.0.1:9464/")
+    now = 1_800_000_000.0
+    book.update(problem("agent", "pager", now), now)
+    book.update(problem("agent", "mail", now), now)
+    wire = book.wire(None, now + 3600, 300)  # an hour later, both still fire: they have not cleared
+    assert sorted(a["labels"]["target"] for a in wire) == ["mail", "pager"]
+    for a in wire:
+        assert a["labels"]["alertname"] == "firstwatch_agent" and a["labels"]["problem"] == "sink_failing"
+        assert a["endsAt"] == iso_time(now + 3600 + 300) and a["generatorURL"] == "http://127.0.0.1:9464/"
+    book.update(problem("resolved", "pager", now + 3700), now + 3700)
+    ends = {a["labels"]["target"]: a["endsAt"] for a in book.wire(None, now + 3700, 300)}
+    assert ends == {"pager": iso_time(now + 3700), "mail": iso_time(now + 3700 + 300)}
+
+
+def test_a_group_alert_names_its_failing_members() -> None:
+    book = AlertBook({}, resolved_for=600)
+    now = 1_800_000_000.0
+    book.update(event(target="3 targets", affected=["https://10.0.0.1/", "https://10.0.0.3/"]), now)
+    (a,) = book.wire(None, now, 300)
+    assert a["annotations"]["affected"] == "https://10.0.0.1/, https://10.0.0.3/"
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -269,6 +301,23 @@ async def test_resolved_event_resolves_the_alert(
     first, last = receiver.received[0], receiver.received[-1]
     assert first["status"] == "firing" and first["alerts"][0]["labels"]["check"] == "shop-home"
     assert last["status"] == "resolved" and abs(epoch(last["alerts"][0]["endsAt"]) - resolved_at) < 0.001
+
+
+async def test_an_agent_problem_resolves_in_a_real_alertmanager(
+    alertmanagers: Callable[..., Alertmanager],
+) -> None:
+    am = alertmanagers()
+    s = sink(url=am.url)
+    s.agent_url = "http://127.0.0.1:9464/"
+    try:
+        await s.send(problem("agent", "pager", time.time()))
+        (alert,) = await until(lambda: am.alerts())
+        assert alert["labels"]["problem"] == "sink_failing" and alert["labels"]["target"] == "pager"
+        assert alert["generatorURL"] == "http://127.0.0.1:9464/"
+        await s.send(problem("resolved", "pager", time.time()))
+        assert await until(lambda: not am.alerts())
+    finally:
+        await s.close()
 
 
 async def test_changed_severity_replaces_the_alert(alertmanagers: Callable[..., Alertmanager]) -> None:
