@@ -14,8 +14,9 @@ A severity change resolves the alert with the old ``severity`` label and fires t
 ``agent`` events become ``firstwatch_agent`` alerts (heartbeats: ``firstwatch_heartbeat``). An
 agent problem with an identity (a sink failing, the state database, a reload: label ``problem``,
 ``target`` the sink, ``state`` or the config) fires until the agent resolves it; other agent news
-resolves ``resolved_for`` after the last repeat. A send succeeds when one member accepts it. The alerts live in memory: after a restart, only those
-that a new event names are re-sent; Alertmanager ends the others at their ``endsAt``.
+resolves ``resolved_for`` after the last repeat. A send succeeds when one member accepts it. The
+alerts live in memory: after a restart, only those that a new event names are re-sent;
+Alertmanager ends the others at their ``endsAt``.
 
 Example::
 
