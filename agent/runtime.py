@@ -119,7 +119,7 @@ class Runtime:
                 await self.writer.call(self.outbox.prune, time.time() - 7 * 86400)
             except Exception as exc:
                 log.error("state database: cannot prune old outbox rows: %s", exc)
-            keyed, gap = await self.writer.call(self.recorder.saved_state)
+            keyed, gap = await self._saved_state()
         orphans, forget = self.recorder.restore(
             list(self.cfg.checks), keyed, gap, self.cfg.outage_tolerance, mine=lambda name: in_shard(name, shard)
         )
@@ -145,6 +145,21 @@ class Runtime:
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
         ]
+
+    async def _saved_state(self, patience: float = 30.0) -> tuple[dict[str, dict[str, Any]], float]:
+        """The alert state saved before a restart. A database locked by another process is
+        waited for (``patience`` seconds, saying so); past that the agent starts without it
+        rather than not monitoring at all."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return await self.writer.call(self.recorder.saved_state)
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    log.error("state database: cannot read the saved alert state (%s); starting without it", exc)
+                    return {}, float("inf")
+                log.warning("state database: cannot read the saved alert state yet (%s); retrying", exc)
+                await asyncio.sleep(1.0)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Stop probing, save alert state, give sinks ``timeout`` to deliver what is due."""

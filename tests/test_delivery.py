@@ -7,9 +7,12 @@ get and failing on command), so the dispatcher's promises are tested without a n
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import ClassVar
+
+import pytest
 
 from agent.dispatch import Dispatcher
 from agent.events import Event
@@ -131,6 +134,19 @@ async def test_the_outbox_is_bounded_and_overflow_is_reported(tmp_path: Path) ->
     pager.down = False
     await h.until(lambda: len(pager.got) == 5)
     assert [e.summary for e in pager.got] == [f"e{i}" for i in range(3, 8)]  # the newest are kept
+    await h.d.close()
+
+
+async def test_a_flood_of_drops_logs_one_line_a_minute(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    pager = Spy("pager")
+    pager.down = True
+    h = Harness(tmp_path, pager, max_pending=5)
+    with caplog.at_level(logging.ERROR, logger="firstwatch.dispatch"):
+        for i in range(500):  # one event a publish, each pushing the oldest out
+            h.publish(ev(f"e{i}", incident=None))
+    assert h.d.dropped["pager"] == 495
+    lines = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(lines) == 1 and "sink pager: 1 event(s) dropped (outbox full)" in lines[0]
     await h.d.close()
 
 
