@@ -174,8 +174,10 @@ def cmd_list_checks(sample: str | None) -> int:
 
 
 def incident_command(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from agent import incident_cli
-    from agent.store import StoreError
+    from agent.store import StoreError, is_corruption
 
     try:
         if args.command == "timeline":
@@ -187,6 +189,10 @@ def incident_command(args: argparse.Namespace) -> int:
         return incident_cli.cmd_report(args.config, args.incident, args.format)
     except StoreError as exc:
         print(f"firstwatch: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:  # damaged, locked past the wait, or unwritable: say which, no traceback
+        hint = " (the file is damaged; the agent sets it aside at its next start)" if is_corruption(exc) else ""
+        print(f"firstwatch: the state database cannot be used: {exc}{hint}", file=sys.stderr)
         return 1
 
 

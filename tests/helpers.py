@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import sys
@@ -120,10 +121,11 @@ class Daemon:
         return self.log
 
 
-async def start_daemon(config: Path, *args: str) -> Daemon:
+async def start_daemon(config: Path, *args: str, env: dict[str, str] | None = None) -> Daemon:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent", "run", "-c", str(config), *args,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
     return Daemon(proc)
 

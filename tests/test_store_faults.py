@@ -5,9 +5,11 @@ asserts that nothing is lost and that probing never stops."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +21,7 @@ import aiohttp
 import pytest
 
 from agent.store import Store, open_checked
-from tests.helpers import Switch, read_events, start_daemon, wait_for_events
+from tests.helpers import Switch, firstwatch, read_events, start_daemon, wait_for_events
 
 
 @pytest.fixture
@@ -107,7 +109,10 @@ async def until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
 async def test_a_full_disk_loses_no_page_and_says_so_loudly(tmp_path: Path, small_disk: Path, switch: Switch) -> None:
     events = tmp_path / "events.jsonl"  # the file sink lives on another disk
     cfg = write_config(tmp_path / "c.yaml", small_disk / "state", events, switch.ports)
-    agent = await start_daemon(cfg)
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # what systemd would read
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.setblocking(False)
+    agent = await start_daemon(cfg, env={"NOTIFY_SOCKET": str(tmp_path / "notify")})
     try:
         port = await agent.port()
         await agent.wait_log(r"svc-7 127\.0\.0\.1:\d+: up")
@@ -122,6 +127,11 @@ async def test_a_full_disk_loses_no_page_and_says_so_loudly(tmp_path: Path, smal
         status, text = await get(port, "/healthz")
         assert status == 503 and "state database cannot be written" in text
         await agent.wait_log(r"CRITICAL firstwatch\.store: state database .* cannot be written")
+        said = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                said.append(systemd.recv(4096).decode())
+        assert any("STATUS=STATE DATABASE NOT WRITABLE" in m for m in said), said
         # probing goes on meanwhile: runs keep being counted
         _, before = await get(port, "/metrics")
         await asyncio.sleep(1.0)
@@ -144,6 +154,7 @@ async def test_a_full_disk_loses_no_page_and_says_so_loudly(tmp_path: Path, smal
             assert any(f["incident"] == e["incident"] for f in firing)
     finally:
         log = await agent.stop()
+        systemd.close()
     assert "Traceback" not in log
 
 
@@ -251,6 +262,24 @@ async def test_a_corrupt_database_does_not_stop_monitoring(tmp_path: Path, switc
         await wait_for_events(events, lambda e: any(x["kind"] == "firing" for x in e))
     finally:
         await agent.stop()
+
+
+async def test_the_incident_commands_say_the_database_is_damaged(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    store = Store(str(state))
+    with store.transaction():
+        for _ in range(2000):
+            store.add_entry("note", "x" * 200, check="svc")
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    db = state / "firstwatch.db"
+    data = bytearray(db.read_bytes())
+    data[4096 * 20 : 4096 * 20 + 500] = b"B" * 500
+    db.write_bytes(bytes(data))
+    cfg = write_config(tmp_path / "c.yaml", state, tmp_path / "events.jsonl", [1])
+    code, _, err = await firstwatch("timeline", "-c", str(cfg))
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().startswith("firstwatch: the state database cannot be used: database disk image is malformed")
 
 
 # --- 13. one agent per state directory ------------------------------------------------------------------
