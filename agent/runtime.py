@@ -132,7 +132,7 @@ class Runtime:
                 self.dispatcher.failing.setdefault(event.target, event.time)
         self.dispatcher.start()
         resync = [s.name for s in self.dispatcher.sinks if getattr(s, "RESYNC_ON_START", False)]
-        if resync and previous is None:
+        if resync:  # new sink objects (a restart or a reload) know nothing of the open incidents
             self._remind(resync)
         tel = self.telemetry
         self.scheduler = Scheduler(
