@@ -3,6 +3,15 @@
 Every rule is evaluated on the one result while ignoring ``for:`` (what is wrong right now). The
 exit code follows the Nagios plugin convention: 0 all fine, 1 the worst failing rule is medium or
 minor, 2 it is major or critical, 3 firstwatch could not decide (bad config, internal error).
+Worst first: 2, then 3, then 1.
+
+- A check with ``targets:`` and ``impact:`` is also judged as a group, as the daemon does
+  (:mod:`agent.impact`): per rule, the highest of the rule's severity and every impact level the
+  share of members failing reaches. "3 of 3 down" is critical (exit 2) when ``impact`` says so,
+  even though each member's rule is minor.
+- A Nagios plugin's own state counts for ``when: down`` (see :mod:`checks.command`): a WARNING
+  exits 1 and an UNKNOWN 3 whatever the ``down`` rule's severity, unless another failing rule is
+  major or critical; an internal error is UNKNOWN too.
 ``--until-green D`` re-runs the failing targets every few seconds until all pass or D runs out:
 the "is the mitigation working?" command after a rollback.
 """
@@ -14,13 +23,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.alert_config import ImpactLevel
 from agent.config import CheckSpec
+from agent.impact import group_severity
 from agent.probe_runner import SharedResources, run_probe
 from agent.rules import Rule, Verdict
 from agent.severity import rank, worst
 from checks.base import Check, Result
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+_PRECEDENCE = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}  # which exit code wins
+
+
+def worst_state(states: list[int]) -> int:
+    """The state that wins among Nagios ``states``: CRITICAL, then UNKNOWN, then WARNING."""
+    return max(states, key=_PRECEDENCE.__getitem__, default=OK)
+
+
+def severity_state(severity: str | None) -> int:
+    """The exit code of a failing rule of ``severity``: 2 for major or critical, 1 below, 0 none."""
+    if rank(severity) >= rank("major"):
+        return CRITICAL
+    return WARNING if severity else OK
 
 
 @dataclass
@@ -43,6 +67,69 @@ class Finding:
     def internal_error(self) -> bool:
         return self.result.error_kind == "internal"
 
+    @property
+    def plugin_state(self) -> int | None:
+        """WARNING or UNKNOWN when the result itself says so (a plugin's state, an internal error)."""
+        return {"warning": WARNING, "unknown": UNKNOWN}.get(self.result.status)
+
+    def rule_state(self, rule: Rule) -> int:
+        """The exit code one failing rule stands for: ``down`` on a WARNING or UNKNOWN result is
+        that state; any other rule its severity's."""
+        if rule.value_name is None and self.plugin_state is not None:
+            return self.plugin_state
+        return severity_state(rule.severity)
+
+    @property
+    def state(self) -> int:
+        """This target's exit code: its failing rules, and UNKNOWN when the result is UNKNOWN."""
+        states = [self.rule_state(rule) for rule, _ in self.failing]
+        if self.result.status == "unknown":
+            states.append(UNKNOWN)
+        return worst_state(states)
+
+    @property
+    def judged_severity(self) -> str | None:
+        """The worst severity among failing rules that count by severity (not a ``down`` rule on
+        a plugin's WARNING or UNKNOWN, which counts as that state)."""
+        return worst([rule.severity for rule, _ in self.failing if not (rule.value_name is None and self.plugin_state)])
+
+    @property
+    def label(self) -> str:
+        """The STATUS column: ``OK``, the plugin's ``WARNING``/``UNKNOWN``, else the worst severity."""
+        state = self.state
+        if state == OK:
+            return "OK"
+        if self.plugin_state == state:
+            return "WARNING" if state == WARNING else "UNKNOWN"
+        return (self.severity or "unknown").upper()
+
+
+@dataclass
+class GroupFinding:
+    """A check with ``targets:`` and ``impact:``, judged as a group for one rule."""
+
+    check: str
+    rule: Rule
+    members: int
+    failing: int
+    impact: tuple[ImpactLevel, ...]
+
+    @property
+    def severity(self) -> str | None:
+        return group_severity(self.rule.severity, self.impact, self.failing, self.members)
+
+    @property
+    def state(self) -> int:
+        return severity_state(self.severity)
+
+    @property
+    def text(self) -> str:
+        """``shop-web: 3 of 3 targets failing -> critical [down for 1m]``."""
+        return (
+            f"{self.check}: {self.failing} of {self.members} targets failing -> {self.severity or 'ok'}"
+            f" [{self.rule.text}]"
+        )
+
 
 def judge(spec: CheckSpec, result: Result) -> Finding:
     failing = []
@@ -53,13 +140,31 @@ def judge(spec: CheckSpec, result: Result) -> Finding:
     return Finding(spec, result, failing)
 
 
+def groups(findings: list[Finding]) -> list[GroupFinding]:
+    """Every (check with ``targets:`` and ``impact:``, rule) among ``findings``, in their order."""
+    members: dict[str, list[Finding]] = {}
+    for f in findings:
+        cfg = f.spec.config
+        if cfg.impact and cfg.targets:
+            members.setdefault(cfg.name, []).append(f)
+    out = []
+    for name, group in members.items():
+        spec = group[0].spec
+        for rule in spec.rules:
+            failing = sum(any(r is rule for r, _ in f.failing) for f in group)
+            out.append(GroupFinding(name, rule, len(group), failing, tuple(spec.config.impact or ())))
+    return out
+
+
+def worst_severity(findings: list[Finding]) -> str | None:
+    """The worst severity failing now, members and groups alike (a plugin's WARNING or UNKNOWN
+    counts as that state, not as the severity of ``when: down``)."""
+    return worst([f.judged_severity for f in findings] + [g.severity for g in groups(findings)])
+
+
 def exit_code(findings: list[Finding]) -> int:
-    sev = rank(worst([f.severity for f in findings]))
-    if sev >= rank("major"):
-        return CRITICAL
-    if any(f.internal_error for f in findings):
-        return UNKNOWN
-    return WARNING if sev > 0 else OK
+    """The Nagios exit code of ``findings``: every target's state and every group's."""
+    return worst_state([f.state for f in findings] + [g.state for g in groups(findings)])
 
 
 async def _probe_all(pairs: list[tuple[CheckSpec, Check, str]], ctx: SharedResources) -> list[Finding]:

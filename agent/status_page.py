@@ -18,12 +18,13 @@ import base64
 import hashlib
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
 from agent.severity import SEVERITIES, rank
+from agent.units import format_duration, format_value
 
 DEFAULT_REFRESH_S = 10
 MAX_TIMELINE = 30  # the newest entries of an incident's timeline; `firstwatch timeline` has all
@@ -162,14 +163,33 @@ def fmt_duration(value: Any) -> str:
     d = _num(value)
     if d is None:
         return "-"
-    return f"{d * 1000:.0f} ms" if d < 1 else f"{d:.2f} s"
+    return format_duration(d)
 
 
-def _fmt_value(value: Any) -> str:
+def _fmt_value(value: Any, unit: str | None = None) -> str:
+    """A value in its unit, as ``firstwatch check`` and the log show it (:mod:`agent.units`)."""
     v = _num(value)
     if v is None:
         return _text(value, "-")
-    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else f"{v:.4g}"
+    return format_value(v, unit)
+
+
+def _value_units(check_type: Any, member: Mapping[str, Any]) -> Callable[[str], str | None]:
+    """The unit of each value of a member: the member's ``units`` (a plugin's perfdata) if the
+    snapshot has them, else what its check type declares."""
+    from checks import CHECKS  # the daemon has loaded them already
+    from checks.base import find_value
+
+    cls = CHECKS.get(check_type) if isinstance(check_type, str) else None
+    reported = _map(member.get("units"))
+
+    def unit(name: str) -> str | None:
+        if isinstance(reported.get(name), str):
+            return str(reported[name])
+        spec = find_value(cls.VALUES, name) if cls is not None else None
+        return spec.unit if spec is not None else None
+
+    return unit
 
 
 def _time_html(value: Any, now: float) -> str:
@@ -330,7 +350,7 @@ def _incident_html(inc: Mapping[str, Any], now: float) -> str:
     )
 
 
-def _member_row(member: Mapping[str, Any], now: float) -> str:
+def _member_row(member: Mapping[str, Any], now: float, check_type: Any = None) -> str:
     up = member.get("up")
     state = (
         '<span class="up">UP</span>'
@@ -346,9 +366,10 @@ def _member_row(member: Mapping[str, Any], now: float) -> str:
     )
     err = f'<div class="err">{_h(_text(member.get("error"))[:500])}</div>' if member.get("error") else ""
     values = _map(member.get("values"))
+    unit = _value_units(check_type, member)
     vals = (
         '<div class="vals">'
-        + _h(", ".join(f"{k}={_fmt_value(v)}" for k, v in list(values.items())[:8] if k != "duration"))
+        + _h(", ".join(f"{k}={_fmt_value(v, unit(k))}" for k, v in list(values.items())[:8] if k != "duration"))
         + "</div>"
         if values
         else ""
@@ -364,7 +385,7 @@ def _member_row(member: Mapping[str, Any], now: float) -> str:
 def _check_html(check: Mapping[str, Any], now: float) -> str:
     interval = _num(check.get("interval_s"))
     every = f" · every {fmt_span(interval)}" if interval else ""
-    rows = "".join(_member_row(_map(m), now) for m in _list(check.get("members")))
+    rows = "".join(_member_row(_map(m), now, check.get("type")) for m in _list(check.get("members")))
     return (
         f'<article class="check"><h3>{_h(check.get("name"), "?")} '
         f"<small>{_h(check.get('type'), '?')}{every}</small></h3>"

@@ -13,6 +13,8 @@ suffix: ``firstwatch_check_duration_seconds``, ``firstwatch_events_sent_total``)
     firstwatch.check.up          gauge      1      1 when the last probe passed, 0 when it failed
     firstwatch.check.duration    histogram  s      the probe's duration value (buckets 1 ms .. 60 s, 1-2.5-5-7.5)
     firstwatch.check.<value>     gauge      UCUM   every other declared value (agent.telemetry_values)
+    firstwatch.check.perf.seconds gauge     s      plugin perfdata by unit: also .bytes (By), .ratio
+                                                   (1, percent / 100), and firstwatch.check.perf (1)
     system.cpu.utilization       gauge      1      host cpu, 0..1
     system.memory.utilization    gauge      1      host memory, 0..1, system.memory.state=used
     system.paging.utilization    gauge      1      host swap, 0..1, system.paging.state=used
@@ -26,6 +28,11 @@ suffix: ``firstwatch_check_duration_seconds``, ``firstwatch_events_sent_total``)
     firstwatch.scheduler.lag     histogram  s      how late each run started (buckets 0.5 ms .. 10 s)
     firstwatch.scheduler.missed  counter    {run}  runs skipped (still running, or the loop fell behind)
     firstwatch.config.reloads    counter    {reload}  by result=success|failure
+
+Counters are exported from the start, at 0: ``scheduler.runs``, ``scheduler.missed`` and both
+``config.reloads`` results at once, ``events.sent`` and ``events.dropped`` per sink once the
+daemon names its sinks (:meth:`Telemetry.register_sinks`), so a rate or an alert on them works
+before the first event is ever dropped.
 
 Check metrics carry ``check.name``, ``check.type``, ``check.target`` (alerts: ``check.name``,
 ``check.target``, ``severity``). The resource: ``service.name=firstwatch`` (OTEL_SERVICE_NAME
@@ -60,7 +67,7 @@ from agent.telemetry_env import resolve_export, resource_attributes, sdk_disable
 from agent.telemetry_store import HistPoint, Metric, Point, Registry, label_name, observe, render
 from agent.telemetry_values import route, template_param
 from agent.units import Seconds
-from checks.base import Result, ValueSpec, find_value
+from checks.base import Result, ValueSpec, find_value, unit_of
 
 if TYPE_CHECKING:
     from agent.telemetry_sdk import OtlpPusher
@@ -182,6 +189,12 @@ class Telemetry:
         self._lag = reg.metric("histogram", "firstwatch.scheduler.lag", "s", "how late runs start", LAG_BUCKETS)
         self._missed = reg.metric("counter", "firstwatch.scheduler.missed", "{run}", "probe runs skipped")
         self._reloads = reg.metric("counter", "firstwatch.config.reloads", "{reload}", "config reloads, by result")
+        if self.enabled:  # counters start at 0, not at their first count
+            with self._lock:
+                reg.point(self._runs, "", {})
+                reg.point(self._missed, "", {})
+                for outcome in ("success", "failure"):
+                    reg.point(self._reloads, outcome, {"result": outcome})
         self._pusher: OtlpPusher | None = None
         if self.export is not None:
             from agent.telemetry_sdk import OtlpPusher
@@ -205,7 +218,7 @@ class Telemetry:
         routes = plan.routes
         for name in vals:
             if name not in routes and len(routes) < _MAX_VALUES_PER_TARGET:
-                routes[name] = self._route(plan, key, name)
+                routes[name] = self._route(plan, key, name, vals)
         with self._lock:
             plan.up.value = 1.0 if result.ok else 0.0
             observe(plan.duration, DURATION_BUCKETS, vals.get("duration", result.duration_s))
@@ -228,6 +241,16 @@ class Telemetry:
         attrs = {"check.name": check, "check.target": target, "severity": severity}
         with self._lock:
             self._registry.point(self._alerts, (check, target, severity), attrs).value = 1.0 if active else 0.0
+
+    def register_sinks(self, names: Collection[str]) -> None:
+        """Export ``firstwatch.events.sent`` and ``.dropped`` of each sink in ``names`` from now on,
+        at 0 until they count (totals already counted are kept). Call with the sinks of a runtime."""
+        if not self.enabled:
+            return
+        with self._lock:
+            for sink in names:
+                self._registry.point(self._sent, sink, {"sink": sink})
+                self._registry.point(self._dropped, sink, {"sink": sink})
 
     def event_sent(self, sink: str) -> None:
         self._count(self._sent, sink, "sink", 1)
@@ -294,9 +317,9 @@ class Telemetry:
         plan = self._plans[key] = _Plan(result, specs, up, duration)
         return plan
 
-    def _route(self, plan: _Plan, key: tuple[str, str], name: str) -> _Route | None:
+    def _route(self, plan: _Plan, key: tuple[str, str], name: str, values: dict[str, float]) -> _Route | None:
         spec = find_value(plan.specs, name)
-        r = route(plan.type, spec) if spec is not None else None
+        r = route(plan.type, spec, unit_of(plan.specs, values, name)) if spec is not None else None
         if r is None or spec is None:
             return None
         metric = self._registry.metric("gauge", r.metric, r.unit, r.description)

@@ -15,7 +15,14 @@ parameter out of a concrete name (``disk[/var]`` -> ``/var``). The rules:
   ``firstwatch.check.perf``) and its parameter as an attribute: ``MOUNT`` is
   ``system.filesystem.mountpoint``; any other is ``<first part>.<param>`` in lower case
   (``process.label``, ``perf.label``, ``json.path``). The declared unit becomes UCUM: ``s``,
-  ``%``, ``By``, ``d``, ``1``; ``any`` (perfdata in whatever base unit the plugin used) has none.
+  ``%``, ``By``, ``d``, ``1``.
+- A value declared in unit ``any`` (a plugin's perfdata) gets one metric per unit, so seconds and
+  bytes never share a name: ``firstwatch.check.perf.seconds`` (``s``),
+  ``firstwatch.check.perf.bytes`` (``By``), ``firstwatch.check.perf.ratio`` (``1``, percent / 100,
+  as the host utilizations), and ``firstwatch.check.perf`` (``1``) for numbers without a unit.
+  Prometheus: ``firstwatch_check_perf_seconds``, ``_bytes``, ``_ratio``, ``firstwatch_check_perf``.
+  When the unit is not known (a result without :class:`checks.base.Values` units), the value
+  goes to ``firstwatch.check.perf``, a plain number.
 """
 
 from __future__ import annotations
@@ -25,10 +32,17 @@ from dataclasses import dataclass
 
 from checks.base import ValueSpec
 
-UCUM: dict[str, str] = {"s": "s", "%": "%", "bytes": "By", "days": "d", "1": "1", "any": ""}
+UCUM: dict[str, str] = {"s": "s", "%": "%", "bytes": "By", "days": "d", "1": "1"}
 
 _PARAM = re.compile(r"\[([A-Z][A-Z_]+)\]|\.([A-Z][A-Z_]+)(?=\.|\Z)")
 _PARAM_ATTRIBUTES = {"MOUNT": "system.filesystem.mountpoint"}
+# the unit of an ``any`` value -> (metric name suffix, UCUM unit, scale)
+PERF_UNITS: dict[str, tuple[str, str, float]] = {
+    "s": (".seconds", "s", 1.0),
+    "bytes": (".bytes", "By", 1.0),
+    "%": (".ratio", "1", 0.01),
+    "1": ("", "1", 1.0),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +85,9 @@ SEMCONV: dict[tuple[str, str], Route] = {
 }
 
 
-def route(check_type: str, spec: ValueSpec) -> Route | None:
-    """The metric for declared value ``spec`` of ``check_type``; None when it is not a gauge."""
+def route(check_type: str, spec: ValueSpec, unit: str | None = None) -> Route | None:
+    """The metric for declared value ``spec`` of ``check_type``; None when it is not a gauge.
+    ``unit`` is the unit a value declared ``any`` was reported in (``s``, ``%``, ``bytes``, ``1``)."""
     if spec.name == "duration":
         return None
     known = SEMCONV.get((check_type, spec.name))
@@ -84,6 +99,9 @@ def route(check_type: str, spec: ValueSpec) -> Route | None:
     name = param.group(1) or param.group(2)
     stem = _PARAM.sub("", spec.name)
     attribute = _PARAM_ATTRIBUTES.get(name) or f"{stem.split('.')[0]}.{name.lower()}"
+    if spec.unit == "any":
+        suffix, ucum, scale = PERF_UNITS.get(unit or "1", PERF_UNITS["1"])
+        return Route(f"firstwatch.check.{stem}{suffix}", ucum, spec.meaning, scale, param_attribute=attribute)
     return Route(f"firstwatch.check.{stem}", UCUM.get(spec.unit, spec.unit), spec.meaning, param_attribute=attribute)
 
 

@@ -1,8 +1,18 @@
 """Durations and quantities as users write them (``500ms``, ``5m``, ``90%``, ``2MB``), parsed
-once at load, and formatted back for humans (``2.71s``, ``350ms``, ``92.3%``)."""
+once at load, and formatted back for humans: one formatter per unit, used by ``firstwatch
+check``, the daemon's log, the status page and rule explanations alike.
+
+- durations (``s``): ``0.781ms``, ``11ms``, ``2.71s``, ``5m30s``, ``1h30m``
+- percent: ``41%``, ``3.2%``, ``92.3%``
+- bytes (1000-based, as written in rules): ``512B``, ``1.2MB``, ``3.5GB``
+- days: ``12.5 days``
+- plain numbers: integers as they are; others with 3 significant digits, never in exponent form
+  (``0.41``, ``12.3``, ``0.0112``, ``1235``)
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -81,11 +91,27 @@ def parse_quantity(text: str, unit: str, name: str = "this value") -> float:
     return number * allowed[suffix]
 
 
+def format_number(value: float) -> str:
+    """A plain number for humans: ``3``, ``0.41``, ``12.3``, ``0.0112``, ``1235`` (never ``1e-05``)."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    magnitude = abs(value)
+    if magnitude >= 1e15:
+        return f"{value:.3g}"
+    if magnitude >= 100:
+        return str(round(value))
+    decimals = max(0, 2 - math.floor(math.log10(magnitude)))
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
 def format_duration(seconds: float) -> str:
-    """Short human form: ``350ms``, ``2.71s``, ``5m``, ``1h30m``."""
+    """Short human form: ``0.781ms``, ``350ms``, ``2.71s``, ``5m``, ``1h30m``."""
     if seconds < 1:
         ms = seconds * 1000
-        return f"{ms:.0f}ms" if ms >= 10 else f"{ms:.3g}ms"
+        return f"{ms:.0f}ms" if ms >= 10 else f"{format_number(ms)}ms"
     if seconds < 60:
         return f"{seconds:.3g}s"
     if seconds < 3600:
@@ -96,19 +122,18 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m}m" if m else f"{h}h"
 
 
-def format_value(value: float, unit: str) -> str:
-    """A value in its unit for humans: ``2.71s``, ``92.3%``, ``1.2MB``, ``12.5 days``."""
+def format_value(value: float, unit: str | None) -> str:
+    """A value in its unit for humans: ``2.71s``, ``92.3%``, ``1.2MB``, ``12.5 days``, ``0.41``.
+    ``unit`` is a declared unit (``s % bytes days 1``); ``any``, ``None`` or another: a plain number."""
     if unit == "s":
         return format_duration(value)
     if unit == "%":
-        return f"{value:.3g}%"
+        return f"{format_number(value)}%"
     if unit == "bytes":
-        for suffix, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        for suffix, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
             if abs(value) >= size:
-                return f"{value / size:.3g}{suffix}"
+                return f"{format_number(value / size)}{suffix}"
         return f"{value:.0f}B"
     if unit == "days":
-        return f"{value:.3g} days"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return f"{value:.2f}".rstrip("0").rstrip(".")
+        return f"{format_number(value)} days"
+    return format_number(value)

@@ -22,8 +22,14 @@ probe only measures. Error kinds are stable strings that rules, events and users
     http_status  the HTTP status was not one of the expected ones
     body         the body broke an expectation (too large, pattern missing, undecodable)
     expect       a protocol expectation failed (tcp ``expect``, header mismatch)
-    command      a command check's program exited non-zero, was killed, or could not start
+    command      a command check's plugin said CRITICAL (exit 2), or its program could not start
+    warning      a command check's plugin said WARNING (exit 1)
+    unknown      a command check's plugin said UNKNOWN (exit 3, any other code, or killed by a signal)
     internal     a bug in firstwatch itself: reported, never hidden
+
+A result's :attr:`Result.status` is the Nagios state it stands for: ``ok`` when it passed,
+``warning`` and ``unknown`` for those error kinds (``internal`` is ``unknown`` too: firstwatch
+could not decide), ``critical`` for every other failure. ``ok`` stays "the probe passed".
 """
 
 from __future__ import annotations
@@ -49,8 +55,11 @@ ERROR_KINDS = (
     "body",
     "expect",
     "command",
+    "warning",
+    "unknown",
     "internal",
 )
+STATUSES = ("ok", "warning", "critical", "unknown")
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,18 @@ class ValueSpec:
             else:
                 out += re.escape(part)
         return re.compile(out + r"\Z")
+
+
+class Values(dict[str, float]):
+    """A result's values; ``units`` holds the unit of those whose declared unit is ``any`` (a
+    plugin's perfdata: ``s``, ``%``, ``bytes`` or ``1``), so output and metrics can tell seconds
+    from bytes. A plain dict works everywhere a ``Values`` does (no units known)."""
+
+    __slots__ = ("units",)
+
+    def __init__(self, *args: object, **kwargs: float) -> None:
+        super().__init__(*args, **kwargs)
+        self.units: dict[str, str] = {}
 
 
 @dataclass
@@ -98,6 +119,22 @@ class Result:
     error: str | None
     started_at: float  # wall clock, seconds since the epoch
     duration_s: float
+
+    @property
+    def status(self) -> str:
+        """The Nagios state of this result: ``ok``, ``warning``, ``critical`` or ``unknown``."""
+        return status_of(self.ok, self.error_kind)
+
+
+def status_of(ok: bool, error_kind: str | None) -> str:
+    """The Nagios state of a probe that passed (``ok``) or failed with ``error_kind``."""
+    if ok:
+        return "ok"
+    if error_kind == "warning":
+        return "warning"
+    if error_kind in ("unknown", "internal"):
+        return "unknown"
+    return "critical"
 
 
 class CheckConfig(BaseModel):
@@ -163,6 +200,15 @@ class BaseCheck:
 
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
         raise NotImplementedError
+
+
+def unit_of(specs: tuple[ValueSpec, ...], values: dict[str, float], name: str) -> str | None:
+    """The unit of the concrete value ``name``: the one its source reported for an ``any`` value
+    (when ``values`` is a :class:`Values` that knows it), else the declared one; None if unknown."""
+    spec = find_value(specs, name)
+    if isinstance(values, Values) and name in values.units and (spec is None or spec.unit == "any"):
+        return values.units[name]
+    return spec.unit if spec is not None else None
 
 
 def find_value(specs: tuple[ValueSpec, ...], name: str) -> ValueSpec | None:

@@ -12,7 +12,11 @@ Options (besides the common ``name``, ``interval``, ``timeout``, ``labels``, ``a
              agent's environment: it gets only PATH, ``LANG=C`` and these.
     cwd      the working directory of the plugin (default: the agent's); must exist
 
-There is no target: the check runs on the agent's machine, shown as target ``localhost``.
+The target is the command itself, as written in the config (``check_load -w 8,6,4 -c 16,12,8``,
+shell-quoted, cut to 80 characters): that is what logs, ``firstwatch check``, the status page
+and events show, and, as for every check, part of an alert's fingerprint (so changing the
+arguments starts a new alert). An argument holding the value of an environment variable (which a
+``${VAR}`` in the config may have put there) is shown as ``<redacted>``.
 
 Values:
 
@@ -24,14 +28,29 @@ Values:
                    printed for any other unit. Thresholds are in these base units, as plain
                    numbers or with a unit: ``perf.time > 500ms``, ``perf./ > 90GB``
 
-Failures: ``command`` when the exit code is not 0, with the plugin's first output line (without
-its performance data), e.g. ``WARNING: load average: 5.1``; exit code 3 or anything else (a
-signal, an exit code above 3) reads ``UNKNOWN (exit 3): ...``; a plugin that cannot be started
-is ``command`` too. Only the first 64 KiB of output are read (and 4 KiB of stderr, shown when
-stdout is empty): a plugin flooding its output has the pipe closed on it. ``timeout`` (set by the
-runner) when the plugin runs longer than ``timeout``: the plugin and every process it started
-(its whole process group) are killed. A plugin's children still running when it exits are
-killed too.
+Nagios states. The plugin's exit code is its state, and the result keeps it (``Result.status``
+and the ``error_kind``), so a WARNING or an UNKNOWN never reads as "down"/CRITICAL:
+
+    exit 0                         ok        passes
+    exit 1                         warning   error_kind ``warning``, error ``WARNING: <first line>``
+    exit 2                         critical  error_kind ``command``, error ``CRITICAL: <first line>``
+    exit 3, any other code, killed unknown   error_kind ``unknown``, error ``UNKNOWN: <first line>``
+                                             (``UNKNOWN (exit 42): ...``, ``UNKNOWN (killed by SIGSEGV): ...``)
+    cannot start                   critical  error_kind ``command``, ``cannot run PROGRAM: why``
+    runs past ``timeout``          critical  error_kind ``timeout`` (set by the runner)
+
+The first line is the plugin's status text without its performance data, kept as is when it
+names the state near its start, as plugins do (``WARNING: load average: 5.1``, ``DISK CRITICAL -
+/ 95%``), else prefixed with it (``UNKNOWN: no such device``); with
+no output, ``CRITICAL (exit 2): no output`` (stderr's first line shown when there is one). Every
+non-OK state fails ``when: down``. ``firstwatch check`` maps them to its exit code as Nagios does:
+a WARNING exits 1 and an UNKNOWN 3 whatever the ``down`` rule's severity, unless another failing
+rule is major or critical (exit 2); a CRITICAL follows the rules' severity. The daemon judges the
+rules as they are written: to page on CRITICAL only, add ``{when: exit_code == 2, severity:
+critical}`` and make ``down`` minor. Only the first 64 KiB of output are read (and 4 KiB of
+stderr, shown when stdout is empty): a plugin flooding its output has the pipe closed on it. The
+plugin and every process it started (its whole process group) are killed on timeout; a plugin's
+children still running when it exits are killed too.
 
 Example::
 
@@ -51,13 +70,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 from typing import Any, ClassVar
 
 from pydantic import ValidationInfo, field_validator
 
 from agent.subprocess_run import Completed, run_capped, signal_name
-from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
+from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, Values, ValueSpec
 from checks.perfdata import parse_output
 
 PLUGIN_DIRS = ("/usr/lib/nagios/plugins", "/usr/lib64/nagios/plugins", "/usr/local/nagios/libexec")
@@ -65,7 +85,9 @@ STDOUT_CAP = 64 * 1024
 STDERR_CAP = 4 * 1024
 _TEXT_CAP = 1000  # characters of the status line kept in an error
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_STATES = {1: "WARNING", 2: "CRITICAL"}
+_STATES = {1: ("WARNING", "warning"), 2: ("CRITICAL", "command")}  # exit code -> (state word, error kind)
+_TARGET_CAP = 80  # characters of the command shown as the target
+_NOT_SECRET = frozenset({"PATH", "HOME", "PWD", "OLDPWD", "SHELL", "USER", "LOGNAME", "LANG", "TERM", "TZ", "SHLVL"})
 
 
 def base_env(extra: dict[str, str]) -> dict[str, str]:
@@ -139,16 +161,33 @@ class CommandConfig(CheckConfig):
         return resolve_program(self.command[0], base_env(self.env)["PATH"])
 
 
-def describe(code: int, text: str, stderr: str) -> str:
-    """The error text for a plugin that exited with ``code`` (negative: killed by a signal)."""
+def describe(code: int, text: str, stderr: str) -> tuple[str, str]:
+    """The error kind and text for a plugin that exited with ``code`` (negative: killed by a
+    signal): ``("warning", "WARNING: load average: 5.1")``; see the module docstring."""
     shown = text or (f"no output; stderr: {stderr}" if stderr else "no output")
     if len(shown) > _TEXT_CAP:
         shown = shown[:_TEXT_CAP] + "…"
-    if code in _STATES:
-        return shown if text else f"{_STATES[code]} (exit {code}): {shown}"
     if code < 0:
-        return f"UNKNOWN (killed by {signal_name(-code)}): {shown}"
-    return f"UNKNOWN (exit {code}): {shown}"
+        return "unknown", f"UNKNOWN (killed by {signal_name(-code)}): {shown}"
+    if code not in (1, 2, 3):
+        return "unknown", f"UNKNOWN (exit {code}): {shown}"
+    word, kind = _STATES.get(code, ("UNKNOWN", "unknown"))
+    if not text:
+        return kind, f"{word} (exit {code}): {shown}"
+    if re.search(rf"\b{word}\b", shown[:40]):  # "WARNING: ...", "DISK WARNING - ..." say it already
+        return kind, shown
+    return kind, f"{word}: {shown}"
+
+
+def shown_command(argv: list[str], environ: dict[str, str] | None = None) -> str:
+    """The command as a target: shell-quoted, cut to 80 characters, any argument holding an
+    environment variable's value (a ``${VAR}`` may have put it there: the whole argument, or a value
+    of 8 characters or more inside it) as ``<redacted>``."""
+    env = os.environ if environ is None else environ
+    values = [v for k, v in env.items() if k not in _NOT_SECRET and not k.startswith("LC_") and len(v) >= 3]
+    args = ["<redacted>" if any(v == arg or (len(v) >= 8 and v in arg) for v in values) else arg for arg in argv]
+    text = shlex.join(args).replace("'<redacted>'", "<redacted>")
+    return text if len(text) <= _TARGET_CAP else text[: _TARGET_CAP - 1] + "…"
 
 
 class CommandCheck(BaseCheck):
@@ -167,6 +206,10 @@ class CommandCheck(BaseCheck):
         self._cfg = config  # typed view; `config` stays CheckConfig to satisfy the Check protocol
         self._argv = [config.program(), *config.command[1:]]
         self._env = base_env(config.env)
+        self._target = shown_command(list(config.command))
+
+    def targets(self) -> list[str]:
+        return [self._target]
 
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
         try:
@@ -188,14 +231,16 @@ class CommandCheck(BaseCheck):
     def _observe(self, run: Completed) -> Observation:
         returncode = run.returncode
         code = 128 + -returncode if returncode is not None and returncode < 0 else returncode or 0
-        values: dict[str, float] = {"exit_code": float(code)}
+        values = Values(exit_code=float(code))
         output = parse_output(run.stdout.decode("utf-8", errors="replace"))
         for item in output.perfdata:
-            values.setdefault(f"perf.{item.label}", item.base()[0])
+            name = f"perf.{item.label}"
+            if name not in values:
+                values[name], values.units[name] = item.base()
         if returncode == 0:
             return Observation(ok=True, values=values)
         stderr = run.stderr.decode("utf-8", errors="replace").strip().split("\n", 1)[0].strip()
-        error = describe(returncode if returncode is not None else 3, output.text, stderr)
+        kind, error = describe(returncode if returncode is not None else 3, output.text, stderr)
         if run.stdout_cut:
             error += f" (output cut at {STDOUT_CAP // 1024} KiB)"
-        return Observation(ok=False, values=values, error_kind="command", error=error)
+        return Observation(ok=False, values=values, error_kind=kind, error=error)

@@ -29,7 +29,7 @@ Values (the phases count from the start of the request, like curl's ``-w`` times
 dns <= connect <= tls <= first_byte <= duration; after redirects they describe the last hop):
 
     duration       s      total time of the request including the body
-    dns            s      name resolved (at once for an IP address)
+    dns            s      name resolved; absent for an IP address (nothing to resolve)
     connect        s      TCP connection established
     tls            s      TLS handshake done (https only; ``tls - connect`` is the handshake itself)
     first_byte     s      response headers received (of the final answer, after redirects)

@@ -8,11 +8,16 @@ connection creation. Over https, ``connect`` is the first step of the TLS handsh
 soon as the TCP connection is up) and ``tls`` its last, both seen by the TLS object itself
 (:class:`RecordingSSLObject`, which also keeps the server certificates). With ``ip_version``,
 :func:`pin_family` resolves the name itself, so that is where ``dns`` ends.
+
+A hop to an IP address literal (``http://10.0.0.1/``, ``http://[::1]:8080/``) resolves nothing:
+it has no ``dns`` value at all (not 0, and not the wait for a connection), so a dashboard shows a
+gap instead of a lookup that never happened, and a ``dns > ...`` rule has no data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import errno
 import socket
@@ -24,6 +29,7 @@ from typing import Literal
 
 import aiohttp
 from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
+from yarl import URL
 
 from checks.http import ip_version_of
 
@@ -38,16 +44,18 @@ class Phases:
     connect: float | None
     tls: float | None
 
-    def __init__(self) -> None:
+    def __init__(self, host: str | None = None) -> None:
         self.start = time.perf_counter()
         self.certs: list[bytes] = []  # of every TLS handshake (redirects: several)
+        self.host = host  # of the current hop, as in the URL (no brackets around IPv6)
         self.new_hop()
 
     def new_hop(self) -> None:
         self.dns = self.opened = self.connect = self.tls = None
 
     def values(self, https: bool) -> dict[str, float]:
-        marks = {"dns": self.dns if self.dns is not None else self.opened, "connect": self.connect}
+        literal = ip_version_of(self.host) is not None
+        marks = {"dns": None if literal else self.dns if self.dns is not None else self.opened, "connect": self.connect}
         if https:
             marks["tls"] = self.tls
         return {name: mark - self.start for name, mark in marks.items() if mark is not None}
@@ -89,9 +97,15 @@ def _mark(attr: str, first: bool = False) -> _Hook:
     return hook
 
 
-async def _redirected(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
+async def _redirected(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestRedirectParams
+) -> None:
     if isinstance(phases := ctx.trace_request_ctx, Phases):
         phases.new_hop()
+        location = params.response.headers.get("Location")
+        if location:
+            with contextlib.suppress(ValueError):  # aiohttp reports an invalid Location itself
+                phases.host = params.url.join(URL(location)).raw_host
 
 
 TRACE = aiohttp.TraceConfig()

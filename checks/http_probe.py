@@ -129,7 +129,7 @@ class HttpProbe:
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
         cfg = self._cfg
         session: aiohttp.ClientSession = ctx.http_session()
-        phases = Phases()
+        phases = Phases(URL(target).raw_host)
         token = PHASES.set(phases)
         values: dict[str, float] = {}
         try:

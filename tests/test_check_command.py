@@ -50,26 +50,26 @@ def script(tmp_path: Path, name: str, body: str) -> str:
 
 async def test_check_dummy_ok() -> None:
     check = make([plugin("check_dummy"), "0", "fine"])
-    assert check.targets() == ["localhost"]
+    assert check.targets() == [f"{PLUGINS}/check_dummy 0 fine"]
     r = await probe(check)
     assert r.ok, r.error
-    assert r.error_kind is None and r.error is None
+    assert r.error_kind is None and r.error is None and r.status == "ok"
     assert r.values["exit_code"] == 0
-    assert r.type == "command" and r.target == "localhost"
+    assert r.type == "command" and r.target == f"{PLUGINS}/check_dummy 0 fine"
 
 
 @pytest.mark.parametrize(
-    ("state", "text", "error"),
+    ("state", "text", "error", "kind", "status"),
     [
-        ("1", "warn", "WARNING: warn"),
-        ("2", "disk on fire", "CRITICAL: disk on fire"),
-        ("3", "no idea", "UNKNOWN (exit 3): UNKNOWN: no idea"),
+        ("1", "warn", "WARNING: warn", "warning", "warning"),
+        ("2", "disk on fire", "CRITICAL: disk on fire", "command", "critical"),
+        ("3", "no idea", "UNKNOWN: no idea", "unknown", "unknown"),
     ],
 )
-async def test_check_dummy_failing_states(state: str, text: str, error: str) -> None:
+async def test_check_dummy_failing_states(state: str, text: str, error: str, kind: str, status: str) -> None:
     r = await probe(make([plugin("check_dummy"), state, text]))
     assert not r.ok
-    assert r.error_kind == "command"
+    assert (r.error_kind, r.status) == (kind, status)
     assert r.error == error
     assert r.values["exit_code"] == int(state)
 
@@ -115,7 +115,7 @@ async def test_check_tcp_refused_is_critical() -> None:
     r = await probe(make([plugin("check_tcp"), "-H", "127.0.0.1", "-p", str(port)]))
     assert r.error_kind == "command"
     assert r.values["exit_code"] == 2
-    assert r.error == f"connect to address 127.0.0.1 and port {port}: Connection refused"
+    assert r.error == f"CRITICAL: connect to address 127.0.0.1 and port {port}: Connection refused"
 
 
 async def test_check_disk_perfdata_in_bytes() -> None:
@@ -147,7 +147,7 @@ EOF
 exit 1
 """
     r = await probe(make([script(tmp_path, "app.sh", body)]))
-    assert r.error_kind == "command"
+    assert r.error_kind == "warning"
     assert r.error == "APP WARNING - queue is growing"
     assert r.values["exit_code"] == 1
     assert r.values["perf.latency"] == pytest.approx(0.25)
@@ -169,7 +169,7 @@ async def test_minimal_environment_and_cwd(tmp_path: Path, monkeypatch: pytest.M
 
 async def test_exit_codes_beyond_3_and_stderr(tmp_path: Path) -> None:
     r = await probe(make([script(tmp_path, "crash.sh", "echo 'Traceback: it broke' >&2\nexit 42\n")]))
-    assert r.error_kind == "command"
+    assert (r.error_kind, r.status) == ("unknown", "unknown")
     assert r.error == "UNKNOWN (exit 42): no output; stderr: Traceback: it broke"
     assert r.values["exit_code"] == 42
     r = await probe(make([script(tmp_path, "quiet.sh", "exit 2\n")]))
@@ -178,13 +178,13 @@ async def test_exit_codes_beyond_3_and_stderr(tmp_path: Path) -> None:
 
 async def test_killed_by_a_signal(tmp_path: Path) -> None:
     r = await probe(make([script(tmp_path, "segv.sh", "echo 'about to die'\nkill -SEGV $$\n")]))
-    assert r.error == "UNKNOWN (killed by SIGSEGV): about to die"
+    assert r.error == "UNKNOWN (killed by SIGSEGV): about to die" and r.error_kind == "unknown"
     assert r.values["exit_code"] == 128 + signal.SIGSEGV
 
 
 async def test_flooding_output_is_cut_not_buffered(tmp_path: Path) -> None:
     r = await probe(make([script(tmp_path, "flood.sh", "exec yes 'OK: spam spam spam'\n")]))
-    assert r.error_kind == "command"
+    assert r.error_kind == "unknown"
     assert r.error == "UNKNOWN (killed by SIGPIPE): OK: spam spam spam (output cut at 64 KiB)"
     assert r.duration_s < 2  # cut at once, not at the 5s timeout
 

@@ -928,24 +928,47 @@ async def test_redirect_to_an_address_of_the_other_family_fails(base: str) -> No
 
 async def test_phases_are_reported_in_order(base: str) -> None:
     port = base.rsplit(":", 1)[1]
-    for url in (f"{base}/ok", f"http://localhost:{port}/ok", f"{base}/redirect"):
+    for url in (f"http://localhost:{port}/ok", f"http://localhost:{port}/redirect"):
         r = await probe(url)
         assert r.ok, r.error
         v = r.values
         assert 0 <= v["dns"] <= v["connect"] <= v["first_byte"] <= v["duration"], (url, v)
         assert "tls" not in v
     assert v["dns"] > 0  # the last hop of /redirect starts after the first answer
+    for url in (f"{base}/ok", f"{base}/redirect"):
+        v = (await probe(url)).values
+        assert 0 < v["connect"] <= v["first_byte"] <= v["duration"], (url, v)
+
+
+async def test_an_ip_literal_has_no_dns_phase(dual: tuple[int, list[str]], base: str) -> None:
+    port, _ = dual
+    for url in (f"http://127.0.0.1:{port}/", f"http://[::1]:{port}/"):
+        r = await probe(url)
+        assert r.ok, (url, r.error)
+        assert "dns" not in r.values and r.values["connect"] > 0, (url, r.values)
+    assert "dns" not in (await probe(f"http://127.0.0.1:{port}/", ip_version=4)).values
+    assert "dns" not in (await probe(f"http://[::1]:{port}/", ip_version=6)).values
+    assert "dns" in (await probe(f"http://localhost:{port}/")).values
+    # redirects: the phases describe the last hop
+    local = base.replace("127.0.0.1", "localhost")
+    assert "dns" not in (await probe(f"{local}/private/redirect?to={base}/ok")).values
+    assert "dns" in (await probe(f"{base}/private/redirect?to={local}/ok")).values
+    # a failure too: nothing listens on port 9
+    r = await probe("http://127.0.0.1:9/")
+    assert r.error_kind == "refused" and "dns" not in r.values
 
 
 async def test_https_phases_include_the_handshake(https: str, ca_file: str) -> None:
-    r = await probe(f"{https}/ok", ca_file=ca_file)
+    r = await probe(f"{https.replace('127.0.0.1', 'localhost')}/ok", ca_file=ca_file)
     assert r.ok, r.error
     v = r.values
     assert 0 <= v["dns"] <= v["connect"] < v["tls"] <= v["first_byte"] <= v["duration"]
+    v = (await probe(f"{https}/ok", ca_file=ca_file)).values  # an IP address: nothing resolved
+    assert "dns" not in v and 0 < v["connect"] < v["tls"] <= v["first_byte"] <= v["duration"]
 
 
 async def test_the_runtime_session_measures_every_phase(base: str) -> None:
-    r = await probe(f"{base}/ok", resources=SharedResources("test"))
+    r = await probe(f"{base.replace('127.0.0.1', 'localhost')}/ok", resources=SharedResources("test"))
     assert r.ok and 0 <= r.values["dns"] <= r.values["connect"] <= r.values["first_byte"] <= r.values["duration"]
 
 
@@ -965,7 +988,7 @@ async def test_a_slow_application_shows_in_first_byte_not_connect(raw_server: An
 async def test_failures_keep_the_phases_they_reached() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        r = await probe(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+        r = await probe(f"http://localhost:{sock.getsockname()[1]}/")
     assert r.error_kind == "refused"
     assert "dns" in r.values and "connect" not in r.values and "first_byte" not in r.values
 

@@ -38,6 +38,7 @@ def telemetry() -> Any:
     t = Telemetry(TelemetryConfig(prometheus=True), "web-01", {"env": "prod"}, "9.9.9")
     for r, values in results():
         t.record_result(r, values)
+    t.register_sinks(["pager", "file"])
     t.event_sent("pager")
     t.scheduler_run(0.002)
     yield t
@@ -190,6 +191,8 @@ async def test_real_prometheus_scrapes_the_series(metrics_url: str, tmp_path: Pa
             disk = await query("system_filesystem_utilization")
             assert disk[0]["metric"]["system_filesystem_mountpoint"] == "/"
             assert (await query('firstwatch_events_sent_total{sink="pager"}'))[0]["value"][1] == "1"
+            for zero in ('firstwatch_events_dropped_total{sink="file"}', "firstwatch_scheduler_missed_total"):
+                assert (await query(zero))[0]["value"][1] == "0", zero  # exported before the first count
             info = await query("target_info")
             assert info[0]["metric"]["service_name"] == "firstwatch"
     finally:

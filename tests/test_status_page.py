@@ -9,8 +9,11 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import struct
+import sys
 import time
+import urllib.request
 import zlib
 from pathlib import Path
 from typing import Any
@@ -336,3 +339,51 @@ async def test_story1_page_in_headless_chromium(tmp_path: Path) -> None:
     ):
         assert text in dom, text
     assert dom.index("3f9c2a7b1d04") < dom.index("9b1e77c0a2f3")  # the critical incident on top
+
+
+def test_values_in_one_human_format_per_unit() -> None:
+    snap = story_snapshot(NOW)
+    check = snap["checks"][1]
+    check["type"] = "http"
+    check["members"][0]["values"] = {"connect": 0.0112265, "status": 200.0, "body_bytes": 1_234_567.0}
+    check["members"].append(
+        {
+            "target": "check_app",
+            "up": True,
+            "values": {"perf.time": 0.25, "perf.hit": 93.5, "perf.size": 2.5e9, "perf.n": 0.123456},
+            "units": {"perf.time": "s", "perf.hit": "%", "perf.size": "bytes", "perf.n": "1"},
+        }
+    )
+    html = status_page.render(snap, now=NOW)
+    assert "connect=11ms, status=200, body_bytes=1.23MB" in html
+    assert "perf.time=250ms, perf.hit=93.5%, perf.size=2.5GB, perf.n=0.123" in html
+    assert "0.0112265" not in html and "0.01123" not in html
+
+
+async def test_the_daemon_log_and_page_use_the_same_formats(tmp_path: Path) -> None:
+    plugin = tmp_path / "app.sh"
+    plugin.write_text("#!/bin/sh\necho 'APP OK | latency=250ms cache=512KB hit=93.5% n=0.0112265'\n")
+    plugin.chmod(0o755)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f'agent: {{state_dir: "{tmp_path / "state"}", listen: "127.0.0.1:0"}}\n'
+        f'checks:\n  - {{name: app, type: command, command: ["{plugin}"], interval: 0.5s}}\n'
+        f'sinks:\n  - {{type: file, path: "{tmp_path / "e.jsonl"}"}}\n'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent", "run", "-c", str(cfg),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        lines: list[str] = []
+        while not any(": up: " in line for line in lines):
+            lines.append((await asyncio.wait_for(proc.stderr.readline(), 10)).decode())
+        url = next(line.split("status endpoint on ")[1].strip() for line in lines if "status endpoint on" in line)
+        page = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://{url}/", timeout=5).read().decode())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await proc.communicate()
+    up = next(line for line in lines if ": up: " in line)
+    assert f"app {plugin}: up: exit_code 0, perf.latency 250ms, perf.cache 512KB, perf.hit 93.5%, perf.n 0.0112" in up
+    assert "exit_code=0" in page and "0.0112265" not in page and "perf.n=0.0112" in page

@@ -22,7 +22,7 @@ from agent.telemetry import DURATION_BUCKETS, LAG_BUCKETS, OtlpConfig, Telemetry
 from agent.telemetry_env import resolve_export
 from agent.telemetry_values import route
 from checks import CHECKS
-from checks.base import Result
+from checks.base import Result, Values
 from checks.command import CommandCheck
 from checks.host import HostCheck
 from checks.http import HttpCheck
@@ -78,6 +78,11 @@ HOST = result(
     },
 )
 COMMAND = result("backup", "command", "localhost", False, {"exit_code": 2.0, "perf.time": 0.5, "duration": 0.6})
+PLUGIN_VALUES = Values(exit_code=0.0, duration=0.01)
+for _name, _value, _unit in (("time", 0.25, "s"), ("/", 2.5e10, "bytes"), ("hit", 93.5, "%"), ("users", 4.0, "1")):
+    PLUGIN_VALUES[f"perf.{_name}"], PLUGIN_VALUES.units[f"perf.{_name}"] = _value, _unit
+PLUGIN = Result("disk", "command", "check_disk", True, PLUGIN_VALUES, None, None, time.time(), 0.01)
+DISK = {"check.name": "disk", "check.type": "command"}
 
 CHECK = {"check.name": "shop-home", "check.type": "http", "check.target": SHOP}
 BOX = {"check.name": "box", "check.type": "host", "check.target": "localhost"}
@@ -108,7 +113,12 @@ EXPECTED: list[tuple[str, dict[str, Any], str, str, float]] = [
     ("firstwatch.check.process.cpu", {**BOX, "process.label": "nginx"}, "%", "gauge", 3.0),
     ("firstwatch.check.up", {"check.name": "backup", "check.type": "command"}, "1", "gauge", 0.0),
     ("firstwatch.check.exit_code", {"check.name": "backup"}, "1", "gauge", 2.0),
-    ("firstwatch.check.perf", {"check.name": "backup", "perf.label": "time"}, "", "gauge", 0.5),
+    ("firstwatch.check.perf", {"check.name": "backup", "perf.label": "time"}, "1", "gauge", 0.5),  # unit unknown
+    # perfdata whose unit is known: one metric per unit
+    ("firstwatch.check.perf.seconds", {**DISK, "perf.label": "time"}, "s", "gauge", 0.25),
+    ("firstwatch.check.perf.bytes", {**DISK, "perf.label": "/"}, "By", "gauge", 2.5e10),
+    ("firstwatch.check.perf.ratio", {**DISK, "perf.label": "hit"}, "1", "gauge", 0.935),
+    ("firstwatch.check.perf", {**DISK, "perf.label": "users"}, "1", "gauge", 4.0),
     (
         "firstwatch.alert.active",
         {"check.name": "shop-home", "check.target": SHOP, "severity": "critical"},
@@ -157,6 +167,7 @@ def record_everything(t: Telemetry) -> None:
     t.record_result(HTTP_OK, HttpCheck.VALUES)
     t.record_result(HOST, HostCheck.VALUES)
     t.record_result(COMMAND, CommandCheck.VALUES)
+    t.record_result(PLUGIN, CommandCheck.VALUES)
     t.set_alert_active("shop-home", SHOP, "critical", True)
     t.set_alert_active("box", "localhost", "minor", True)
     t.set_alert_active("box", "localhost", "minor", False)
@@ -454,3 +465,59 @@ def test_a_dead_collector_costs_bounded_time_and_no_memory(
     finally:
         if hole is not None:
             hole.close()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_counters_are_exported_at_zero_from_the_start(
+    protocol: str, receiver: OtlpReceiver, make: Callable[..., Telemetry]
+) -> None:
+    t = make(otlp(getattr(receiver, ENDPOINT[protocol]), protocol))
+    t.register_sinks(["pager", "file"])
+    zero = [
+        ("firstwatch.events.sent", {"sink": "pager"}),
+        ("firstwatch.events.sent", {"sink": "file"}),
+        ("firstwatch.events.dropped", {"sink": "pager"}),
+        ("firstwatch.events.dropped", {"sink": "file"}),
+        ("firstwatch.scheduler.runs", {}),
+        ("firstwatch.scheduler.missed", {}),
+        ("firstwatch.config.reloads", {"result": "success"}),
+        ("firstwatch.config.reloads", {"result": "failure"}),
+    ]
+    for name, attrs in zero:
+        p = receiver.wait_for(lambda name=name, attrs=attrs: receiver.latest(name, attrs), timeout=10)
+        assert (p.value, p.kind, p.monotonic) == (0, "sum", True), (name, attrs)
+    t.event_dropped("pager", 2)
+    t.register_sinks(["pager"])  # a reload names the sinks again: totals are kept
+    assert receiver.wait_for(lambda: receiver.latest("firstwatch.events.dropped", {"sink": "pager"}, 2.0))
+
+
+def test_counters_at_zero_in_prometheus_text(make: Callable[..., Telemetry]) -> None:
+    t = make(TelemetryConfig(prometheus=True))
+    t.register_sinks(["pager"])
+    body = t.prometheus_text()[0].decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(body)
+        for s in f.samples
+    }
+    assert samples[("firstwatch_events_sent_total", (("sink", "pager"),))] == 0
+    assert samples[("firstwatch_events_dropped_total", (("sink", "pager"),))] == 0
+    assert samples[("firstwatch_scheduler_missed_total", ())] == 0
+    assert samples[("firstwatch_scheduler_runs_total", ())] == 0
+    assert samples[("firstwatch_config_reloads_total", (("result", "failure"),))] == 0
+    assert samples[("firstwatch_config_reloads_total", (("result", "success"),))] == 0
+
+
+def test_plugin_perfdata_units_get_names_of_their_own(make: Callable[..., Telemetry]) -> None:
+    t = make(TelemetryConfig(prometheus=True))
+    t.record_result(PLUGIN, CommandCheck.VALUES)
+    families = {f.name: f for f in text_string_to_metric_families(t.prometheus_text()[0].decode())}
+    by_name = {
+        name: [(s.labels["perf_label"], s.value) for s in families[name].samples] for name in families if "perf" in name
+    }
+    assert by_name == {
+        "firstwatch_check_perf_seconds": [("time", 0.25)],
+        "firstwatch_check_perf_bytes": [("/", 2.5e10)],
+        "firstwatch_check_perf_ratio": [("hit", 0.935)],
+        "firstwatch_check_perf": [("users", 4.0)],
+    }
