@@ -25,6 +25,7 @@ from typing import Any
 from agent.config import CheckSpec
 from agent.events import Event, Kind, fingerprint, new_incident_id
 from agent.flapping import FlapDetector, FlappingConfig
+from agent.impact import group_severity
 from agent.rules import Rule
 from agent.severity import rank, worst
 from agent.state import INACTIVE, AlertState, step
@@ -197,8 +198,7 @@ class AlertBook:
             m is not None and m.state.phase == "pending" and (m.state.since or now) <= due for _, m in members
         )
         fp = fingerprint(self.agent_name, cfg.name, "*", rule.text)
-        levels = [lvl.severity for lvl in cfg.impact or [] if len(firing) / len(targets) >= lvl.share - 1e-9]
-        severity = worst([rule.severity, *levels]) if firing else None
+        severity = group_severity(rule.severity, cfg.impact, len(firing), len(targets))
         target = f"{len(targets)} targets"
         affected = [t for t, _ in firing]
         share = f"{len(firing)} of {len(targets)} targets"

@@ -73,6 +73,8 @@ class Runtime:
         self.resources = SharedResources(cfg.agent_name)
         self.book = AlertBook(cfg.agent_name, cfg.labels, clock_offset=lambda: time.time() - time.monotonic())
         sinks = [s.build() for s in cfg.sinks]
+        if telemetry is not None:  # events.sent and events.dropped exported at 0 per sink from the start
+            telemetry.register_sinks([s.name for s in sinks])
         agent_url = f"http://{cfg.listen}/" if cfg.listen else None
         for sink in sinks:
             if hasattr(sink, "agent_url"):
@@ -388,6 +390,7 @@ class Runtime:
                         "duration_s": round(r.duration_s, 6) if r else None,
                         "error": r.error if r else None,
                         "values": dict(r.values) if r else {},
+                        "units": dict(getattr(r.values, "units", {})) if r else {},
                         "firing": firing.get((spec.config.name, target), [])
                         + firing.get((spec.config.name, f"{len(spec.config.targets or [])} targets"), []),
                     }
