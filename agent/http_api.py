@@ -14,11 +14,20 @@ directory, which needs local authority, never through this port. Every response 
 and a Content-Security-Policy that allows nothing but the page's own style block. A failure
 inside the agent is logged and answered with a short 500, never a traceback.
 
+The port must never cost the agent its probes. It holds at most :data:`MAX_CONNECTIONS`
+connections (fewer under a low file-descriptor limit, see :func:`agent.fd_limit.listener_cap`);
+one more is reset as soon as it is accepted. A client has :data:`HEADER_TIMEOUT` seconds from
+connecting to send a complete request head, :data:`KEEPALIVE_TIMEOUT` idle seconds between
+requests, and :data:`REQUEST_TIMEOUT` seconds per request, reading the answer included; past
+that the connection is dropped. Refusals and failed accepts (``EMFILE``) are logged once per
+episode, never once per attempt.
+
 :func:`fetch_status` is the client side, for ``firstwatch status``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -28,11 +37,16 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from agent import status_page
-from agent.status_client import parse_listen
+from agent.fd_limit import listener_cap
+from agent.status_client import instance_id, parse_listen
 
 log = logging.getLogger("firstwatch.http")
 
 ALLOW = "GET, HEAD"
+MAX_CONNECTIONS = 64
+HEADER_TIMEOUT = 5.0  # from connecting to a complete request head
+KEEPALIVE_TIMEOUT = 5.0  # idle between two requests on one connection
+REQUEST_TIMEOUT = 15.0  # from one request to the next (or the close): answer read, next head sent
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -85,11 +99,89 @@ def _text(status: int, text: str, **headers: str) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class _Guard:
+    """Counts the listener's connections and says, once per episode, when it turns clients away."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self.refused = 0  # in the current episode of refusals or failed accepts
+        self.accept_error: str | None = None
+
+    def admit(self) -> bool:
+        if self.open >= self.limit:
+            if not self.refused and self.accept_error is None:
+                log.warning("status endpoint: %d connections open, the limit; refusing more for now", self.open)
+            self.refused += 1
+            return False
+        if self.refused or self.accept_error is not None:
+            log.info("status endpoint: accepting connections again (%d turned away meanwhile)", self.refused)
+            self.refused, self.accept_error = 0, None
+        self.open += 1
+        return True
+
+    def accept_failed(self, exc: BaseException) -> None:
+        if self.accept_error is None:
+            self.accept_error = str(exc)
+            log.warning("status endpoint: cannot accept connections: %s (retrying quietly)", exc)
+        self.refused += 1
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the limit: reset at once, which frees its file descriptor."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
+
+
+class _Connection(web.RequestHandler):  # type: ignore[misc,type-arg,unused-ignore]
+    """aiohttp's handler for one connection, counted, with a deadline for the client's next step."""
+
+    def __init__(self, guard: _Guard, manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, loop=asyncio.get_running_loop(), **kwargs)
+        self._guard = guard
+        self._conn: asyncio.Transport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._conn = transport
+        self._deadline = asyncio.get_running_loop().call_later(HEADER_TIMEOUT, self._expire)
+        super().connection_made(transport)
+
+    def request_started(self) -> None:
+        """A request head arrived: the client has REQUEST_TIMEOUT to read the answer and go on."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self._expire)
+
+    def _expire(self) -> None:
+        self._deadline = None
+        conn = self._conn
+        self.force_close()
+        if conn is not None:
+            conn.abort()  # a client that does not read would keep a graceful close waiting
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._conn is not None:
+            self._conn = None
+            self._guard.open -= 1
+        super().connection_lost(exc)
+
+
 class HttpServer:
     """The running endpoint: ``port`` is the bound port (useful with port 0)."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+    def __init__(
+        self, runner: web.AppRunner, server: asyncio.Server, host: str, port: int, restore: Callable[[], None]
+    ) -> None:
         self._runner = runner
+        self._server = server
+        self._restore = restore
         self.host = host
         self.port = port
 
@@ -99,16 +191,21 @@ class HttpServer:
         return f"http://{host}:{self.port}/"
 
     async def close(self) -> None:
-        await self._runner.cleanup()
+        self._server.close()
+        await self._runner.cleanup()  # closes the open connections
+        self._restore()
 
 
-def make_app(source: StatusSource) -> web.Application:
+def make_app(source: StatusSource, identity: dict[str, Any] | None = None) -> web.Application:
     async def healthz(_: web.Request) -> web.StreamResponse:
         ok, reason = source.healthy()
         return _text(200, "ok") if ok else _text(503, reason or "unhealthy")
 
     async def status(_: web.Request) -> web.StreamResponse:
-        body = status_json(await source.snapshot())
+        doc = await source.snapshot()
+        if identity and isinstance(doc.get("agent"), dict):
+            doc = {**doc, "agent": {**doc["agent"], **identity}}
+        body = status_json(doc)
         return web.Response(text=body + "\n", content_type="application/json", charset="utf-8")
 
     async def metrics(_: web.Request) -> web.StreamResponse:
@@ -125,6 +222,8 @@ def make_app(source: StatusSource) -> web.Application:
     routes: dict[str, Handler] = {"/healthz": healthz, "/status": status, "/metrics": metrics, "/": page}
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
+        if isinstance(request.protocol, _Connection):
+            request.protocol.request_started()
         if request.method not in ("GET", "HEAD"):
             return _text(405, "read-only endpoint: only GET and HEAD are allowed", Allow=ALLOW)
         handler = routes.get(request.path)
@@ -147,17 +246,67 @@ def make_app(source: StatusSource) -> web.Application:
     return app
 
 
-async def start_http(listen: str, source: StatusSource) -> HttpServer:
-    """Serve ``source`` on ``listen`` ("HOST:PORT"; port 0 picks a free one, see ``.port``)."""
+async def start_http(
+    listen: str, source: StatusSource, *, state_dir: str | None = None, max_connections: int | None = None
+) -> HttpServer:
+    """Serve ``source`` on ``listen`` ("HOST:PORT"; port 0 picks a free one, see ``.port``).
+
+    ``state_dir`` (the agent's) adds ``agent.instance`` to /status, so that ``firstwatch status``
+    can tell this agent from another one on the same port. ``max_connections`` defaults to
+    :func:`agent.fd_limit.listener_cap` of :data:`MAX_CONNECTIONS`."""
     host, port = parse_listen(listen)
-    runner = web.AppRunner(make_app(source), access_log=None, handle_signals=False)
+    options: dict[str, Any] = {"access_log": None, "keepalive_timeout": KEEPALIVE_TIMEOUT}
+    identity = {"instance": instance_id(state_dir)} if state_dir else None
+    runner = web.AppRunner(make_app(source, identity), handle_signals=False, **options)
     await runner.setup()
+    guard = _Guard(max_connections or listener_cap(MAX_CONNECTIONS))
+    web_server = runner.server
+    assert web_server is not None
+
+    def connection() -> asyncio.BaseProtocol:
+        return _Connection(guard, web_server, **options) if guard.admit() else _Refused()
+
+    loop = asyncio.get_running_loop()
     try:
-        site = web.TCPSite(runner, host, port, backlog=64)
-        await site.start()
+        server = await loop.create_server(connection, host, port, backlog=MAX_CONNECTIONS, reuse_address=True)
     except BaseException:
         await runner.cleanup()
         raise
-    bound = runner.addresses[0][1] if runner.addresses else port
+    restore = _quiet_accept_errors(loop, server, guard)
+    bound = server.sockets[0].getsockname()[1] if server.sockets else port
     log.info("status endpoint on %s", listen if port else f"{host}:{bound}")
-    return HttpServer(runner, host, int(bound))
+    return HttpServer(runner, server, host, int(bound), restore)
+
+
+def _quiet_accept_errors(loop: asyncio.AbstractEventLoop, server: asyncio.Server, guard: _Guard) -> Callable[[], None]:
+    """Route asyncio's "accept() out of system resource" reports for ``server`` to ``guard``
+    (one line per episode) instead of a traceback per retry; others go where they went before.
+    Returns the function that puts the previous handler back."""
+    ours = {s.fileno() for s in server.sockets}
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        sock, exc = context.get("socket"), context.get("exception")
+        if isinstance(exc, OSError) and _fileno(sock) in ours:
+            guard.accept_failed(exc)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+    def restore() -> None:
+        if loop.get_exception_handler() is handler:
+            loop.set_exception_handler(previous)
+
+    return restore
+
+
+def _fileno(sock: object) -> int | None:
+    try:
+        fileno = getattr(sock, "fileno", None)
+        return int(fileno()) if callable(fileno) else None
+    except (OSError, ValueError):
+        return None

@@ -3,8 +3,10 @@ only, so the command starts fast and never needs the daemon's dependencies)."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
+import os
 import re
 from typing import Any
 
@@ -41,6 +43,12 @@ def parse_listen(text: str) -> tuple[str, int]:
     if port > 65535:
         raise ValueError(f"the port must be a number from 0 to 65535, got {port}")
     return host, port
+
+
+def instance_id(state_dir: str) -> str:
+    """A short, stable name for the agent that keeps its state in ``state_dir`` (the path itself
+    is not published on the port): two agents answer alike only if they share their state."""
+    return hashlib.sha256(os.path.realpath(state_dir).encode()).hexdigest()[:16]
 
 
 class StatusUnavailable(Exception):
