@@ -331,7 +331,7 @@ async def test_accept_errors_are_logged_once_per_episode_without_a_traceback() -
     finally:
         if proc.returncode is None:
             proc.kill()
-            await proc.wait()
+            await asyncio.wait_for(proc.communicate(), 10)  # drains the pipes, or wait() never returns
     text = err.decode()
     assert text.count("cannot accept connections") == 1 and "Too many open files" in text, text
     assert "Traceback" not in text and "accepting connections again" in text, text
