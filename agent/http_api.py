@@ -20,7 +20,7 @@ one more is reset as soon as it is accepted. A client has :data:`HEADER_TIMEOUT`
 connecting to send a complete request head, :data:`KEEPALIVE_TIMEOUT` idle seconds between
 requests, and :data:`REQUEST_TIMEOUT` seconds per request, reading the answer included; past
 that the connection is dropped. Refusals and failed accepts (``EMFILE``) are logged once per
-episode, never once per attempt.
+episode, never once per attempt, and never with a traceback.
 
 :func:`fetch_status` is the client side, for ``firstwatch status``.
 """
@@ -31,6 +31,8 @@ import asyncio
 import json
 import logging
 import math
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -44,6 +46,8 @@ log = logging.getLogger("firstwatch.http")
 
 ALLOW = "GET, HEAD"
 MAX_CONNECTIONS = 64
+BACKLOG = 64
+ACCEPT_RETRY = 0.5  # seconds between accepts while the process is out of descriptors
 HEADER_TIMEOUT = 5.0  # from connecting to a complete request head
 KEEPALIVE_TIMEOUT = 5.0  # idle between two requests on one connection
 REQUEST_TIMEOUT = 15.0  # from one request to the next (or the close): answer read, next head sent
@@ -127,14 +131,6 @@ class _Guard:
         self.refused += 1
 
 
-class _Refused(asyncio.Protocol):
-    """A connection over the limit: reset at once, which frees its file descriptor."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.abort()
-
-
 class _Connection(web.RequestHandler):  # type: ignore[misc,type-arg,unused-ignore]
     """aiohttp's handler for one connection, counted, with a deadline for the client's next step."""
 
@@ -176,14 +172,13 @@ class _Connection(web.RequestHandler):  # type: ignore[misc,type-arg,unused-igno
 class HttpServer:
     """The running endpoint: ``port`` is the bound port (useful with port 0)."""
 
-    def __init__(
-        self, runner: web.AppRunner, server: asyncio.Server, host: str, port: int, restore: Callable[[], None]
-    ) -> None:
+    def __init__(self, runner: web.AppRunner, listeners: list[socket.socket], tasks: list[asyncio.Task[None]]) -> None:
         self._runner = runner
-        self._server = server
-        self._restore = restore
-        self.host = host
-        self.port = port
+        self._listeners = listeners
+        self._tasks = tasks
+        name = listeners[0].getsockname()
+        self.host = str(name[0])
+        self.port = int(name[1])
 
     @property
     def url(self) -> str:
@@ -191,9 +186,12 @@ class HttpServer:
         return f"http://{host}:{self.port}/"
 
     async def close(self) -> None:
-        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sock in self._listeners:
+            sock.close()
         await self._runner.cleanup()  # closes the open connections
-        self._restore()
 
 
 def make_app(source: StatusSource, identity: dict[str, Any] | None = None) -> web.Application:
@@ -262,51 +260,62 @@ async def start_http(
     guard = _Guard(max_connections or listener_cap(MAX_CONNECTIONS))
     web_server = runner.server
     assert web_server is not None
-
-    def connection() -> asyncio.BaseProtocol:
-        return _Connection(guard, web_server, **options) if guard.admit() else _Refused()
-
-    loop = asyncio.get_running_loop()
     try:
-        server = await loop.create_server(connection, host, port, backlog=MAX_CONNECTIONS, reuse_address=True)
+        listeners = await _listen(host, port)
     except BaseException:
         await runner.cleanup()
         raise
-    restore = _quiet_accept_errors(loop, server, guard)
-    bound = server.sockets[0].getsockname()[1] if server.sockets else port
-    log.info("status endpoint on %s", listen if port else f"{host}:{bound}")
-    return HttpServer(runner, server, host, int(bound), restore)
+
+    def connection() -> _Connection:
+        return _Connection(guard, web_server, **options)
+
+    tasks = [asyncio.create_task(_accept(sock, connection, guard), name="http-accept") for sock in listeners]
+    server = HttpServer(runner, listeners, tasks)
+    log.info("status endpoint on %s", listen if port else f"{host}:{server.port}")
+    return server
 
 
-def _quiet_accept_errors(loop: asyncio.AbstractEventLoop, server: asyncio.Server, guard: _Guard) -> Callable[[], None]:
-    """Route asyncio's "accept() out of system resource" reports for ``server`` to ``guard``
-    (one line per episode) instead of a traceback per retry; others go where they went before.
-    Returns the function that puts the previous handler back."""
-    ours = {s.fileno() for s in server.sockets}
-    previous = loop.get_exception_handler()
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        sock, exc = context.get("socket"), context.get("exception")
-        if isinstance(exc, OSError) and _fileno(sock) in ours:
-            guard.accept_failed(exc)
-            return
-        if previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
-
-    def restore() -> None:
-        if loop.get_exception_handler() is handler:
-            loop.set_exception_handler(previous)
-
-    return restore
-
-
-def _fileno(sock: object) -> int | None:
+async def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for every address of ``host`` (as ``loop.create_server`` binds them)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    listeners: list[socket.socket] = []
     try:
-        fileno = getattr(sock, "fileno", None)
-        return int(fileno()) if callable(fileno) else None
-    except (OSError, ValueError):
-        return None
+        for family, kind, proto, _, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+async def _accept(listener: socket.socket, connection: Callable[[], _Connection], guard: _Guard) -> None:
+    """Accept one connection at a time: serve it while there is room, else reset it at once
+    (its descriptor is freed before the next accept). A failed accept (EMFILE and the like) is
+    reported once per episode and retried after a short pause; the loop never ends on its own."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            conn, _ = await loop.sock_accept(listener)
+        except OSError as exc:
+            guard.accept_failed(exc)
+            await asyncio.sleep(ACCEPT_RETRY)
+            continue
+        if not guard.admit():
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, no TIME_WAIT
+            conn.close()
+            continue
+        try:
+            await loop.connect_accepted_socket(connection, conn)
+        except OSError as exc:  # the client left already
+            guard.open -= 1
+            conn.close()
+            log.debug("status endpoint: connection failed at setup: %s", exc)
