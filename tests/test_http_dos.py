@@ -11,6 +11,7 @@ import re
 import resource
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -183,3 +184,19 @@ async def test_idle_connections_do_not_starve_probes(tmp_path: Path) -> None:
             await reader
         for r in fleet.runners:
             await r.cleanup()
+
+
+def test_raise_nofile_limit_takes_the_soft_limit_to_the_hard_one() -> None:
+    """In a child started with soft 256 / hard 512, as under a LimitNOFILE=256:512 unit."""
+    script = (
+        "import resource; from agent.fd_limit import listener_cap, raise_nofile_limit; "
+        "print(raise_nofile_limit(), resource.getrlimit(resource.RLIMIT_NOFILE), listener_cap(64))"
+    )
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 512))
+
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, preexec_fn=limits, check=True
+    ).stdout
+    assert out.split() == ["(256,", "512)", "(512,", "512)", "64"], out
