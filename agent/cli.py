@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = with_config(sub.add_parser("status", help="ask the running agent for its status (exit code: worst open)"))
     st.add_argument("--format", choices=["text", "json"], default="text")
+    st.add_argument("--timeout", type=_duration, default=5.0, metavar="DURATION", help="for the answer (default 5s)")
     return p
 
 
@@ -212,9 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list-checks":
             return cmd_list_checks(args.sample)
         if args.command == "status":
-            from agent.incident_cli import cmd_status
+            from agent.status_client import cmd_status
 
-            return cmd_status(args.config, args.format)
+            return cmd_status(args.config, args.format, args.timeout)
         return incident_command(args)
     except KeyboardInterrupt:
         return 130

@@ -14,25 +14,43 @@ directory, which needs local authority, never through this port. Every response 
 and a Content-Security-Policy that allows nothing but the page's own style block. A failure
 inside the agent is logged and answered with a short 500, never a traceback.
 
+The port must never cost the agent its probes. It holds at most :data:`MAX_CONNECTIONS`
+connections (fewer under a low file-descriptor limit, see :func:`agent.fd_limit.listener_cap`);
+one more is reset as soon as it is accepted. A client has :data:`HEADER_TIMEOUT` seconds from
+connecting to send a complete request head, :data:`KEEPALIVE_TIMEOUT` idle seconds between
+requests, and :data:`REQUEST_TIMEOUT` seconds per request, reading the answer included; past
+that the connection is dropped. Refusals and failed accepts (``EMFILE``) are logged once per
+episode, never once per attempt, and never with a traceback.
+
 :func:`fetch_status` is the client side, for ``firstwatch status``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import socket
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from agent import status_page
-from agent.status_client import parse_listen
+from agent.fd_limit import listener_cap
+from agent.status_client import instance_id, parse_listen
 
 log = logging.getLogger("firstwatch.http")
 
 ALLOW = "GET, HEAD"
+MAX_CONNECTIONS = 64
+BACKLOG = 64
+ACCEPT_RETRY = 0.5  # seconds between accepts while the process is out of descriptors
+HEADER_TIMEOUT = 5.0  # from connecting to a complete request head
+KEEPALIVE_TIMEOUT = 5.0  # idle between two requests on one connection
+REQUEST_TIMEOUT = 15.0  # from one request to the next (or the close): answer read, next head sent
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -85,13 +103,82 @@ def _text(status: int, text: str, **headers: str) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class _Guard:
+    """Counts the listener's connections and says, once per episode, when it turns clients away."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self.refused = 0  # in the current episode of refusals or failed accepts
+        self.accept_error: str | None = None
+
+    def admit(self) -> bool:
+        if self.open >= self.limit:
+            if not self.refused and self.accept_error is None:
+                log.warning("status endpoint: %d connections open, the limit; refusing more for now", self.open)
+            self.refused += 1
+            return False
+        if self.refused or self.accept_error is not None:
+            log.info("status endpoint: accepting connections again (%d turned away meanwhile)", self.refused)
+            self.refused, self.accept_error = 0, None
+        self.open += 1
+        return True
+
+    def accept_failed(self, exc: BaseException) -> None:
+        if self.accept_error is None:
+            self.accept_error = str(exc)
+            log.warning("status endpoint: cannot accept connections: %s (retrying quietly)", exc)
+        self.refused += 1
+
+
+class _Connection(web.RequestHandler):  # type: ignore[misc,type-arg,unused-ignore]
+    """aiohttp's handler for one connection, counted, with a deadline for the client's next step."""
+
+    def __init__(self, guard: _Guard, manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, loop=asyncio.get_running_loop(), **kwargs)
+        self._guard = guard
+        self._conn: asyncio.Transport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._conn = transport
+        self._deadline = asyncio.get_running_loop().call_later(HEADER_TIMEOUT, self._expire)
+        super().connection_made(transport)
+
+    def request_started(self) -> None:
+        """A request head arrived: the client has REQUEST_TIMEOUT to read the answer and go on."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self._expire)
+
+    def _expire(self) -> None:
+        self._deadline = None
+        conn = self._conn
+        self.force_close()
+        if conn is not None:
+            conn.abort()  # a client that does not read would keep a graceful close waiting
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self._conn is not None:
+            self._conn = None
+            self._guard.open -= 1
+        super().connection_lost(exc)
+
+
 class HttpServer:
     """The running endpoint: ``port`` is the bound port (useful with port 0)."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int) -> None:
+    def __init__(self, runner: web.AppRunner, listeners: list[socket.socket], tasks: list[asyncio.Task[None]]) -> None:
         self._runner = runner
-        self.host = host
-        self.port = port
+        self._listeners = listeners
+        self._tasks = tasks
+        name = listeners[0].getsockname()
+        self.host = str(name[0])
+        self.port = int(name[1])
 
     @property
     def url(self) -> str:
@@ -99,16 +186,24 @@ class HttpServer:
         return f"http://{host}:{self.port}/"
 
     async def close(self) -> None:
-        await self._runner.cleanup()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sock in self._listeners:
+            sock.close()
+        await self._runner.cleanup()  # closes the open connections
 
 
-def make_app(source: StatusSource) -> web.Application:
+def make_app(source: StatusSource, identity: dict[str, Any] | None = None) -> web.Application:
     async def healthz(_: web.Request) -> web.StreamResponse:
         ok, reason = source.healthy()
         return _text(200, "ok") if ok else _text(503, reason or "unhealthy")
 
     async def status(_: web.Request) -> web.StreamResponse:
-        body = status_json(await source.snapshot())
+        doc = await source.snapshot()
+        if identity and isinstance(doc.get("agent"), dict):
+            doc = {**doc, "agent": {**doc["agent"], **identity}}
+        body = status_json(doc)
         return web.Response(text=body + "\n", content_type="application/json", charset="utf-8")
 
     async def metrics(_: web.Request) -> web.StreamResponse:
@@ -125,6 +220,8 @@ def make_app(source: StatusSource) -> web.Application:
     routes: dict[str, Handler] = {"/healthz": healthz, "/status": status, "/metrics": metrics, "/": page}
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
+        if isinstance(request.protocol, _Connection):
+            request.protocol.request_started()
         if request.method not in ("GET", "HEAD"):
             return _text(405, "read-only endpoint: only GET and HEAD are allowed", Allow=ALLOW)
         handler = routes.get(request.path)
@@ -147,17 +244,78 @@ def make_app(source: StatusSource) -> web.Application:
     return app
 
 
-async def start_http(listen: str, source: StatusSource) -> HttpServer:
-    """Serve ``source`` on ``listen`` ("HOST:PORT"; port 0 picks a free one, see ``.port``)."""
+async def start_http(
+    listen: str, source: StatusSource, *, state_dir: str | None = None, max_connections: int | None = None
+) -> HttpServer:
+    """Serve ``source`` on ``listen`` ("HOST:PORT"; port 0 picks a free one, see ``.port``).
+
+    ``state_dir`` (the agent's) adds ``agent.instance`` to /status, so that ``firstwatch status``
+    can tell this agent from another one on the same port. ``max_connections`` defaults to
+    :func:`agent.fd_limit.listener_cap` of :data:`MAX_CONNECTIONS`."""
     host, port = parse_listen(listen)
-    runner = web.AppRunner(make_app(source), access_log=None, handle_signals=False)
+    options: dict[str, Any] = {"access_log": None, "keepalive_timeout": KEEPALIVE_TIMEOUT}
+    identity = {"instance": instance_id(state_dir)} if state_dir else None
+    runner = web.AppRunner(make_app(source, identity), handle_signals=False, **options)
     await runner.setup()
+    guard = _Guard(max_connections or listener_cap(MAX_CONNECTIONS))
+    web_server = runner.server
+    assert web_server is not None
     try:
-        site = web.TCPSite(runner, host, port, backlog=64)
-        await site.start()
+        listeners = await _listen(host, port)
     except BaseException:
         await runner.cleanup()
         raise
-    bound = runner.addresses[0][1] if runner.addresses else port
-    log.info("status endpoint on %s", listen if port else f"{host}:{bound}")
-    return HttpServer(runner, host, int(bound))
+
+    def connection() -> _Connection:
+        return _Connection(guard, web_server, **options)
+
+    tasks = [asyncio.create_task(_accept(sock, connection, guard), name="http-accept") for sock in listeners]
+    server = HttpServer(runner, listeners, tasks)
+    log.info("status endpoint on %s", listen if port else f"{host}:{server.port}")
+    return server
+
+
+async def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for every address of ``host`` (as ``loop.create_server`` binds them)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    listeners: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(addr)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+async def _accept(listener: socket.socket, connection: Callable[[], _Connection], guard: _Guard) -> None:
+    """Accept one connection at a time: serve it while there is room, else reset it at once
+    (its descriptor is freed before the next accept). A failed accept (EMFILE and the like) is
+    reported once per episode and retried after a short pause; the loop never ends on its own."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            conn, _ = await loop.sock_accept(listener)
+        except OSError as exc:
+            guard.accept_failed(exc)
+            await asyncio.sleep(ACCEPT_RETRY)
+            continue
+        if not guard.admit():
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, no TIME_WAIT
+            conn.close()
+            continue
+        try:
+            await loop.connect_accepted_socket(connection, conn)
+        except OSError as exc:  # the client left already
+            guard.open -= 1
+            conn.close()
+            log.debug("status endpoint: connection failed at setup: %s", exc)

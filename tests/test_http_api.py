@@ -6,13 +6,14 @@ import asyncio
 import json
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from agent.http_api import HttpServer, start_http
+from agent.http_api import HEADER_TIMEOUT, HttpServer, start_http
 from agent.status_client import StatusUnavailable, fetch_status, parse_listen
 
 SNAPSHOT: dict[str, Any] = {
@@ -206,3 +207,131 @@ async def test_fetch_status_for_the_cli() -> None:
         await server.close()
     with pytest.raises(StatusUnavailable, match=r"cannot reach the agent at http://127\.0\.0\.1:"):
         await asyncio.to_thread(fetch_status, f"127.0.0.1:{server.port}", 2.0)
+
+
+async def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """True when the server closed ``sock`` (EOF or reset) within ``seconds``."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await asyncio.wait_for(loop.sock_recv(sock, 1024), seconds) == b""
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+async def _idle_client(port: int) -> socket.socket:
+    sock = socket.socket()
+    sock.setblocking(False)
+    await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port)), 3)
+    return sock
+
+
+async def test_connections_over_the_cap_are_reset_at_once_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="firstwatch.http")
+    server = await start_http("127.0.0.1:0", Source(), max_connections=4)
+    idle: list[socket.socket] = []
+    try:
+        idle = [await _idle_client(server.port) for _ in range(4)]
+        over = [await _idle_client(server.port) for _ in range(10)]
+        for sock in over:
+            assert await _closed_within(sock, 1.0)
+            sock.close()
+        assert [await _closed_within(s, 0.2) for s in idle] == [False] * 4  # the first four are served
+        refused = [r for r in caplog.records if "refusing more" in r.getMessage()]
+        assert len(refused) == 1 and refused[0].levelno == logging.WARNING
+        for sock in idle:
+            sock.close()
+        deadline = asyncio.get_running_loop().time() + 3
+        async with aiohttp.ClientSession() as client:
+            while True:  # the closes reach the server a moment later
+                try:
+                    async with client.get(f"http://127.0.0.1:{server.port}/healthz") as r:
+                        assert r.status == 200
+                        break
+                except aiohttp.ClientError:
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.05)
+        assert "accepting connections again (10 turned away meanwhile)" in caplog.text
+    finally:
+        for sock in idle:
+            sock.close()
+        await server.close()
+
+
+async def test_an_idle_connection_is_dropped_by_the_header_timeout() -> None:
+    server = await start_http("127.0.0.1:0", Source())
+    try:
+        loop = asyncio.get_running_loop()
+        sock = await _idle_client(server.port)
+        start = loop.time()
+        assert await _closed_within(sock, HEADER_TIMEOUT + 2)
+        assert HEADER_TIMEOUT - 0.5 <= loop.time() - start <= HEADER_TIMEOUT + 2
+        sock.close()
+    finally:
+        await server.close()
+
+
+EMFILE_SCRIPT = """
+import asyncio, logging, os, resource, sys
+from agent.http_api import start_http
+
+class Source:
+    def snapshot(self): return {}
+    def healthy(self): return True, ""
+    def metrics(self): return None
+
+async def main():
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+    server = await start_http("127.0.0.1:0", Source())
+    release = asyncio.Event()
+    asyncio.get_running_loop().add_reader(0, release.set)
+    fds = []
+    try:
+        while True:
+            fds.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        pass
+    print(server.port, flush=True)
+    await release.wait()
+    for fd in fds:
+        os.close(fd)
+    await asyncio.sleep(3)
+    await server.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_accept_errors_are_logged_once_per_episode_without_a_traceback() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", EMFILE_SCRIPT, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdin and proc.stdout and proc.stderr
+    loop = asyncio.get_running_loop()
+    try:
+        port = int(await asyncio.wait_for(proc.stdout.readline(), 10))
+        sock = await _idle_client(port)  # in the backlog: the agent has no descriptor to accept it with
+        err, deadline = b"", loop.time() + 5
+        while b"cannot accept connections" not in err:
+            assert loop.time() < deadline, err.decode()[-2000:]
+            err += await asyncio.wait_for(proc.stderr.readline(), 5)
+        await asyncio.sleep(2.0)  # the listener retries the accept every 0.5 s: more failures, no more lines
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        await loop.sock_sendall(sock, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        sock.close()
+        rest = await asyncio.wait_for(proc.stderr.read(), 10)
+        err += rest
+        await asyncio.wait_for(proc.wait(), 5)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.wait_for(proc.communicate(), 10)  # drains the pipes, or wait() never returns
+    text = err.decode()
+    assert text.count("cannot accept connections") == 1 and "Too many open files" in text, text
+    assert "Traceback" not in text and "accepting connections again" in text, text
