@@ -23,6 +23,7 @@ from agent import __version__
 from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, load_config
 from agent.events import Event
+from agent.fd_limit import raise_nofile_limit
 from agent.runtime import Runtime
 from agent.store import StateLock, Store, StoreError, open_checked
 from agent.store_writer import StoreWriter, Trouble
@@ -114,7 +115,7 @@ class Agent:
             from agent.http_api import start_http
 
             try:
-                http = await start_http(self.cfg.listen, self)
+                http = await start_http(self.cfg.listen, self, state_dir=self.cfg.state_dir)
             except OSError as exc:  # the agent still probes and alerts; say why the page is missing
                 log.error("cannot serve the status endpoint on %s: %s", self.cfg.listen, exc)
                 summary = f"status endpoint not available on {self.cfg.listen}: {exc}"
@@ -226,6 +227,7 @@ def run(config_path: str, shard: tuple[int, int] | None) -> int:
             print(issue, file=sys.stderr)
         print(f"firstwatch: {len(exc.issues)} config error(s); not starting", file=sys.stderr)
         return EX_CONFIG
+    before, after = raise_nofile_limit()  # descriptors for probes: a busy status port must not starve them
     lock = StateLock(cfg.state_dir, shard)
     try:
         lock.acquire()
@@ -242,6 +244,8 @@ def run(config_path: str, shard: tuple[int, int] | None) -> int:
         signals: asyncio.Queue[str] = asyncio.Queue()
         for sig, what in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT"), (signal.SIGHUP, "reload")):
             loop.add_signal_handler(sig, signals.put_nowait, what)
+        if after > before:
+            log.info("open-file limit raised from %d to %d", before, after)
         await Agent(config_path, cfg, store, shard, set_aside).serve(signals)
 
     try:

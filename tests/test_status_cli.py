@@ -183,6 +183,9 @@ async def test_a_real_agent_answers_for_its_own_config_only(tmp_path: Path) -> N
         assert run[0] == 0 and "agent alpha" in run[1], run
         other = await firstwatch("status", "-c", config(tmp_path, port, name="beta"))
         assert_unknown(other, "'alpha', not 'beta'")
+        # same name, another state directory: the daemon publishes which one it watches
+        elsewhere = await firstwatch("status", "-c", config(tmp_path, port, name="alpha", state="other"))
+        assert_unknown(elsewhere)
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.communicate(), 15)
