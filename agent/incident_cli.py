@@ -23,12 +23,11 @@ EX_NOINPUT = 66
 
 def agent_setting(config_path: str, key: str) -> str | None:
     """``agent.KEY`` from the config, read leniently (the rest of it may be broken)."""
-    from agent.yaml_source import ConfigError, load_yaml
+    from agent.yaml_source import ConfigError, load_yaml, read_config
 
     try:
-        with open(config_path, encoding="utf-8") as fh:
-            data = load_yaml(fh.read(), config_path).data
-    except (OSError, UnicodeDecodeError, ConfigError):
+        data = load_yaml(read_config(config_path), config_path).data
+    except ConfigError:
         return None
     agent = data.get("agent") if isinstance(data, dict) else None
     value = agent.get(key) if isinstance(agent, dict) else None
