@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from agent import __version__
 
@@ -15,12 +18,135 @@ EX_USAGE, EX_CONFIG, UNKNOWN = 64, 78, 3
 
 
 class _Formatter(logging.Formatter):
+    """``2026-11-24T03:17:15.501Z LEVEL logger: message``, one line per message whatever it says.
+
+    The message (with its arguments: plugin output, HTTP bodies, notes) has its control characters
+    escaped, so it can neither drive the terminal nor forge a second log line. A traceback keeps
+    its line breaks; each of its lines is escaped the same way."""
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from agent.safe_text import printable
+
+        raw = record.message
+        record.message = printable(raw)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = raw
+
+    def formatException(self, ei: Any) -> str:
+        return _escape_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _escape_lines(super().formatStack(stack_info))
+
+
+def _escape_lines(text: str) -> str:
+    from agent.safe_text import printable
+
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+class RepeatFilter(logging.Filter):
+    """Rate-limits repeated log lines, so a flood (accept() errors, outbox-full drops) cannot grow
+    the log by megabytes a second.
+
+    The same (logger, level, message template) passes ``limit`` times per ``window`` seconds,
+    counted from its first occurrence; later ones are dropped and counted. When the window ends,
+    one line (at the same level, through ``emit``) says how many were dropped. Windows end when
+    anything is next logged, or at :meth:`flush` (the handler's close, at exit)."""
+
+    def __init__(
+        self,
+        emit: Callable[[logging.LogRecord], object],
+        limit: int = 5,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.emit, self.limit, self.window, self.clock = emit, limit, window, clock
+        self._lock = threading.Lock()
+        # in order of their window's start: the expired ones are always at the front
+        self._seen: OrderedDict[tuple[str, int, str], _Repeats] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "repeat_summary", False):
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        with self._lock:  # records come from worker threads too
+            now = self.clock()
+            due = self._expire(now)
+            seen = self._seen.get(key)
+            if seen is None:
+                self._seen[key] = _Repeats(now)
+                passed = True
+            else:
+                seen.count += 1
+                passed = seen.count <= self.limit
+                if not passed:
+                    seen.last = record
+        for summary in due:
+            self.emit(summary)
+        return passed
+
+    def flush(self) -> None:
+        """Report every suppressed repeat now (at shutdown)."""
+        with self._lock:
+            due = self._expire(None)
+        for summary in due:
+            self.emit(summary)
+
+    def _expire(self, now: float | None) -> list[logging.LogRecord]:
+        due: list[logging.LogRecord] = []
+        while self._seen:
+            key, seen = next(iter(self._seen.items()))
+            if now is not None and now - seen.start < self.window:
+                break
+            del self._seen[key]
+            if seen.last is not None:
+                elapsed = (now if now is not None else self.clock()) - seen.start
+                due.append(self._summary(seen, elapsed))
+        return due
+
+    def _summary(self, seen: _Repeats, elapsed: float) -> logging.LogRecord:
+        last = seen.last
+        assert last is not None
+        span = min(self.window, elapsed)
+        text = f"{last.getMessage()} (repeated {seen.count - self.limit:,} more times in the last {span:.0f}s)"
+        record = logging.LogRecord(last.name, last.levelno, last.pathname, last.lineno, text, None, None)
+        record.repeat_summary = True
+        return record
+
+
+class _Repeats:
+    """One (logger, level, template) within its window."""
+
+    __slots__ = ("count", "last", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.count = 1
+        self.last: logging.LogRecord | None = None  # the latest suppressed one
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr, rate-limited; closing (at exit) reports what is still suppressed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.repeats = RepeatFilter(self.handle)
+        self.addFilter(self.repeats)
+
+    def close(self) -> None:
+        self.repeats.flush()
+        super().close()
+
 
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler()
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
