@@ -51,13 +51,15 @@ def _escape_lines(text: str) -> str:
 
 
 class RepeatFilter(logging.Filter):
-    """Rate-limits repeated log lines, so a flood (accept() errors, outbox-full drops) cannot grow
+    """Rate-limits repeated log lines, so a flood (accept() errors, a crashing probe) cannot grow
     the log by megabytes a second.
 
-    The same (logger, level, message template) passes ``limit`` times per ``window`` seconds,
-    counted from its first occurrence; later ones are dropped and counted. When the window ends,
-    one line (at the same level, through ``emit``) says how many were dropped. Windows end when
-    anything is next logged, or at :meth:`flush` (the handler's close, at exit)."""
+    Per ``window`` seconds (counted from the first occurrence), the same line (logger, level and
+    message) passes ``limit`` times, and the same (logger, level, message template) with varying
+    arguments ``template_limit`` times: one "down" line per target in an outage of a few hundred
+    targets, but not a line per event of an endless flood. When the window ends, one line (at the
+    same level, through ``emit``) says how many were dropped. Windows end when anything is next
+    logged, or at :meth:`flush` (the handler's close, at exit)."""
 
     def __init__(
         self,
@@ -65,32 +67,44 @@ class RepeatFilter(logging.Filter):
         limit: int = 5,
         window: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        template_limit: int = 200,
     ) -> None:
         super().__init__()
         self.emit, self.limit, self.window, self.clock = emit, limit, window, clock
+        self.template_limit = template_limit
         self._lock = threading.Lock()
         # in order of their window's start: the expired ones are always at the front
-        self._seen: OrderedDict[tuple[str, int, str], _Repeats] = OrderedDict()
+        self._seen: OrderedDict[tuple[object, ...], _Repeats] = OrderedDict()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "repeat_summary", False):
             return True
-        key = (record.name, record.levelno, str(record.msg))
+        template = (record.name, record.levelno, str(record.msg))
         with self._lock:  # records come from worker threads too
             now = self.clock()
             due = self._expire(now)
-            seen = self._seen.get(key)
-            if seen is None:
-                self._seen[key] = _Repeats(now)
-                passed = True
-            else:
-                seen.count += 1
-                passed = seen.count <= self.limit
-                if not passed:
-                    seen.last = record
+            passed = self._admit(template, record, now)
         for summary in due:
             self.emit(summary)
         return passed
+
+    def _admit(self, template: tuple[str, int, str], record: logging.LogRecord, now: float) -> bool:
+        by_template = self._seen.get(template)
+        if by_template is not None and by_template.passed >= self.template_limit:
+            by_template.drop(record)  # checked first: a flood of distinct lines adds no entries
+            return False
+        line = (*template, record.getMessage())
+        exact = self._seen.get(line)
+        if exact is None:
+            exact = self._seen[line] = _Repeats(now, " (repeated {:,} more times in the last {:.0f}s)")
+        if exact.passed >= self.limit:
+            exact.drop(record)
+            return False
+        exact.passed += 1
+        if by_template is None:
+            by_template = self._seen[template] = _Repeats(now, " (and {:,} more like it in the last {:.0f}s)")
+        by_template.passed += 1
+        return True
 
     def flush(self) -> None:
         """Report every suppressed repeat now (at shutdown)."""
@@ -108,28 +122,31 @@ class RepeatFilter(logging.Filter):
             del self._seen[key]
             if seen.last is not None:
                 elapsed = (now if now is not None else self.clock()) - seen.start
-                due.append(self._summary(seen, elapsed))
+                due.append(seen.summary(min(self.window, elapsed)))
         return due
-
-    def _summary(self, seen: _Repeats, elapsed: float) -> logging.LogRecord:
-        last = seen.last
-        assert last is not None
-        span = min(self.window, elapsed)
-        text = f"{last.getMessage()} (repeated {seen.count - self.limit:,} more times in the last {span:.0f}s)"
-        record = logging.LogRecord(last.name, last.levelno, last.pathname, last.lineno, text, None, None)
-        record.repeat_summary = True
-        return record
 
 
 class _Repeats:
-    """One (logger, level, template) within its window."""
+    """One line, or one template, within its window."""
 
-    __slots__ = ("count", "last", "start")
+    __slots__ = ("dropped", "last", "passed", "start", "suffix")
 
-    def __init__(self, start: float) -> None:
-        self.start = start
-        self.count = 1
-        self.last: logging.LogRecord | None = None  # the latest suppressed one
+    def __init__(self, start: float, suffix: str) -> None:
+        self.start, self.suffix = start, suffix
+        self.passed = self.dropped = 0
+        self.last: logging.LogRecord | None = None  # the latest dropped one
+
+    def drop(self, record: logging.LogRecord) -> None:
+        self.dropped += 1
+        self.last = record
+
+    def summary(self, span: float) -> logging.LogRecord:
+        last = self.last
+        assert last is not None
+        text = last.getMessage() + self.suffix.format(self.dropped, span)
+        record = logging.LogRecord(last.name, last.levelno, last.pathname, last.lineno, text, None, None)
+        record.repeat_summary = True
+        return record
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -34,7 +34,7 @@ class Collect(logging.Handler):
 def setup() -> tuple[logging.Logger, Collect, Clock, RepeatFilter]:
     clock = Clock()
     out = Collect()
-    repeats = RepeatFilter(out.handle, limit=5, window=60.0, clock=clock)
+    repeats = RepeatFilter(out.handle, limit=5, window=60.0, clock=clock, template_limit=20)
     out.addFilter(repeats)
     log = logging.getLogger("test.ratelimit")
     log.handlers[:] = [out]
@@ -43,27 +43,45 @@ def setup() -> tuple[logging.Logger, Collect, Clock, RepeatFilter]:
     return log, out, clock, repeats
 
 
-def test_a_flood_passes_the_first_lines_then_one_summary_per_window(
-    setup: tuple[logging.Logger, Collect, Clock, RepeatFilter],
-) -> None:
+Setup = tuple[logging.Logger, Collect, Clock, RepeatFilter]
+
+
+def test_a_repeated_line_passes_five_times_then_one_summary_per_window(setup: Setup) -> None:
     log, out, clock, _ = setup
-    for i in range(1239):
-        log.warning("accept() failed: %s", f"errno {i}")
+    for _ in range(1239):
+        log.error("status listener: accept() failed: %s", "[Errno 24] Too many open files")
         clock.now += 0.01
-    assert out.lines == [f"WARNING test.ratelimit: accept() failed: errno {i}" for i in range(5)]
+    line = "ERROR test.ratelimit: status listener: accept() failed: [Errno 24] Too many open files"
+    assert out.lines == [line] * 5
     clock.now = 1000.0 + 60.0
     log.info("something else")
     assert out.lines[5:] == [
-        "WARNING test.ratelimit: accept() failed: errno 1238 (repeated 1,234 more times in the last 60s)",
+        f"{line} (repeated 1,234 more times in the last 60s)",
         "INFO test.ratelimit: something else",
     ]
     # a new window: the first five pass again
     for _ in range(7):
-        log.warning("accept() failed: %s", "again")
-    assert out.lines[7:] == ["WARNING test.ratelimit: accept() failed: again"] * 5
+        log.error("status listener: accept() failed: %s", "[Errno 24] Too many open files")
+    assert out.lines[7:] == [line] * 5
 
 
-def test_keys_are_logger_level_and_template(setup: tuple[logging.Logger, Collect, Clock, RepeatFilter]) -> None:
+def test_one_line_per_target_passes_a_flood_of_distinct_lines_is_capped(setup: Setup) -> None:
+    log, out, clock, _ = setup
+    for i in range(15):  # an outage of 15 targets: every one is logged
+        log.warning("%s: down (%s)", f"web-{i}", "connection refused")
+    assert len(out.lines) == 15
+    for i in range(15, 1015):  # 1,000 more, each different: 20 per window in all
+        log.warning("%s: down (%s)", f"web-{i}", "connection refused")
+    assert len(out.lines) == 20
+    clock.now += 61
+    log.info("tick")
+    assert out.lines[20:] == [
+        "WARNING test.ratelimit: web-1014: down (connection refused) (and 995 more like it in the last 60s)",
+        "INFO test.ratelimit: tick",
+    ]
+
+
+def test_keys_are_logger_level_and_template(setup: Setup) -> None:
     log, out, _, _ = setup
     other = logging.getLogger("test.ratelimit.other")
     for _ in range(10):
@@ -74,9 +92,7 @@ def test_keys_are_logger_level_and_template(setup: tuple[logging.Logger, Collect
     assert len(out.lines) == 4 * 5
 
 
-def test_under_the_limit_nothing_is_suppressed_or_summarized(
-    setup: tuple[logging.Logger, Collect, Clock, RepeatFilter],
-) -> None:
+def test_under_the_limit_nothing_is_suppressed_or_summarized(setup: Setup) -> None:
     log, out, clock, repeats = setup
     for _ in range(5):
         log.warning("up")
@@ -86,16 +102,14 @@ def test_under_the_limit_nothing_is_suppressed_or_summarized(
     assert out.lines == ["WARNING test.ratelimit: up"] * 5 + ["WARNING test.ratelimit: down"]
 
 
-def test_flush_reports_what_is_still_suppressed(setup: tuple[logging.Logger, Collect, Clock, RepeatFilter]) -> None:
+def test_flush_reports_what_is_still_suppressed(setup: Setup) -> None:
     log, out, clock, repeats = setup
     for _ in range(8):
         log.error("sink %s: outbox full, event dropped", "pager")
     clock.now += 3
     repeats.flush()
-    assert (
-        out.lines[-1]
-        == "ERROR test.ratelimit: sink pager: outbox full, event dropped (repeated 3 more times in the last 3s)"
-    )
+    summary = "ERROR test.ratelimit: sink pager: outbox full, event dropped (repeated 3 more times in the last 3s)"
+    assert out.lines[-1] == summary
 
 
 FLOOD = """
