@@ -6,8 +6,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from agent import __version__
 
@@ -15,12 +18,152 @@ EX_USAGE, EX_CONFIG, UNKNOWN = 64, 78, 3
 
 
 class _Formatter(logging.Formatter):
+    """``2026-11-24T03:17:15.501Z LEVEL logger: message``, one line per message whatever it says.
+
+    The message (with its arguments: plugin output, HTTP bodies, notes) has its control characters
+    escaped, so it can neither drive the terminal nor forge a second log line. A traceback keeps
+    its line breaks; each of its lines is escaped the same way."""
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from agent.safe_text import printable
+
+        raw = record.message
+        record.message = printable(raw)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = raw
+
+    def formatException(self, ei: Any) -> str:
+        return _escape_lines(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _escape_lines(super().formatStack(stack_info))
+
+
+def _escape_lines(text: str) -> str:
+    from agent.safe_text import printable
+
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+class RepeatFilter(logging.Filter):
+    """Rate-limits repeated log lines, so a flood (accept() errors, a crashing probe) cannot grow
+    the log by megabytes a second.
+
+    Per ``window`` seconds (counted from the first occurrence), the same line (logger, level and
+    message) passes ``limit`` times, and the same (logger, level, message template) with varying
+    arguments ``template_limit`` times: one "down" line per target in an outage of a few hundred
+    targets, but not a line per event of an endless flood. When the window ends, one line (at the
+    same level, through ``emit``) says how many were dropped. Windows end when anything is next
+    logged, or at :meth:`flush` (the handler's close, at exit)."""
+
+    def __init__(
+        self,
+        emit: Callable[[logging.LogRecord], object],
+        limit: int = 5,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        template_limit: int = 200,
+    ) -> None:
+        super().__init__()
+        self.emit, self.limit, self.window, self.clock = emit, limit, window, clock
+        self.template_limit = template_limit
+        self._lock = threading.Lock()
+        # in order of their window's start: the expired ones are always at the front
+        self._seen: OrderedDict[tuple[object, ...], _Repeats] = OrderedDict()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "repeat_summary", False):
+            return True
+        template = (record.name, record.levelno, str(record.msg))
+        with self._lock:  # records come from worker threads too
+            now = self.clock()
+            due = self._expire(now)
+            passed = self._admit(template, record, now)
+        for summary in due:
+            self.emit(summary)
+        return passed
+
+    def _admit(self, template: tuple[str, int, str], record: logging.LogRecord, now: float) -> bool:
+        by_template = self._seen.get(template)
+        if by_template is not None and by_template.passed >= self.template_limit:
+            by_template.drop(record)  # checked first: a flood of distinct lines adds no entries
+            return False
+        line = (*template, record.getMessage())
+        exact = self._seen.get(line)
+        if exact is None:
+            exact = self._seen[line] = _Repeats(now, " (repeated {:,} more times in the last {:.0f}s)")
+        if exact.passed >= self.limit:
+            exact.drop(record)
+            return False
+        exact.passed += 1
+        if by_template is None:
+            by_template = self._seen[template] = _Repeats(now, " (and {:,} more like it in the last {:.0f}s)")
+        by_template.passed += 1
+        return True
+
+    def flush(self) -> None:
+        """Report every suppressed repeat now (at shutdown)."""
+        with self._lock:
+            due = self._expire(None)
+        for summary in due:
+            self.emit(summary)
+
+    def _expire(self, now: float | None) -> list[logging.LogRecord]:
+        due: list[logging.LogRecord] = []
+        while self._seen:
+            key, seen = next(iter(self._seen.items()))
+            if now is not None and now - seen.start < self.window:
+                break
+            del self._seen[key]
+            if seen.last is not None:
+                elapsed = (now if now is not None else self.clock()) - seen.start
+                due.append(seen.summary(min(self.window, elapsed)))
+        return due
+
+
+class _Repeats:
+    """One line, or one template, within its window."""
+
+    __slots__ = ("dropped", "last", "passed", "start", "suffix")
+
+    def __init__(self, start: float, suffix: str) -> None:
+        self.start, self.suffix = start, suffix
+        self.passed = self.dropped = 0
+        self.last: logging.LogRecord | None = None  # the latest dropped one
+
+    def drop(self, record: logging.LogRecord) -> None:
+        self.dropped += 1
+        self.last = record
+
+    def summary(self, span: float) -> logging.LogRecord:
+        last = self.last
+        assert last is not None
+        text = last.getMessage() + self.suffix.format(self.dropped, span)
+        record = logging.LogRecord(last.name, last.levelno, last.pathname, last.lineno, text, None, None)
+        record.repeat_summary = True
+        return record
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr, rate-limited; closing (at exit) reports what is still suppressed."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.repeats = RepeatFilter(self.handle)
+        self.addFilter(self.repeats)
+
+    def close(self) -> None:
+        self.repeats.flush()
+        super().close()
+
 
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler()
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -13,7 +13,6 @@ import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path as FsPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -26,7 +25,7 @@ from agent.sinks.base import Sink
 from agent.status_client import parse_listen
 from agent.telemetry import TelemetryConfig
 from agent.units import Seconds
-from agent.yaml_source import ConfigError, Issue, Path, Source, load_yaml
+from agent.yaml_source import ConfigError, Issue, Path, Source, load_yaml, read_config
 from checks import CHECKS
 from checks.base import Check, CheckConfig
 
@@ -135,12 +134,7 @@ def default_config_path() -> str:
 
 def load_config(path: str) -> AgentConfig:
     """Read, parse and validate ``path``; raise :class:`ConfigError` with every issue."""
-    try:
-        text = FsPath(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([Issue(path, 0, 0, (), "config file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Issue(path, 0, 0, (), f"cannot read config file: {exc}")]) from None
+    text = read_config(path)  # bounded: a config file past MAX_BYTES is an error, not read on
     return parse_config(text, path)
 
 

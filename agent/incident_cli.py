@@ -16,19 +16,22 @@ import time
 from datetime import UTC, datetime
 
 from agent.events import iso_time
+from agent.safe_text import printable
 from agent.store import Store, StoreError
 
 EX_NOINPUT = 66
+EX_USAGE = 64
+NOTE_MAX_CHARS = 2000  # a note is a step in a timeline, not a log dump (and it is shown on the status page)
+NAME_MAX_CHARS = 100  # --by
 
 
 def agent_setting(config_path: str, key: str) -> str | None:
     """``agent.KEY`` from the config, read leniently (the rest of it may be broken)."""
-    from agent.yaml_source import ConfigError, load_yaml
+    from agent.yaml_source import ConfigError, load_yaml, read_config
 
     try:
-        with open(config_path, encoding="utf-8") as fh:
-            data = load_yaml(fh.read(), config_path).data
-    except (OSError, UnicodeDecodeError, ConfigError):
+        data = load_yaml(read_config(config_path), config_path).data
+    except ConfigError:
         return None
     agent = data.get("agent") if isinstance(data, dict) else None
     value = agent.get(key) if isinstance(agent, dict) else None
@@ -100,7 +103,7 @@ def cmd_timeline(config: str, since: str | None, check: str | None, fmt: str) ->
         start = parse_since(since) if since else None
     except ValueError as exc:
         print(f"firstwatch: {exc}", file=sys.stderr)
-        return 64
+        return EX_USAGE
     store = open_store(config)
     entries = store.entries(since=start, check=check)
     if fmt == "json":
@@ -110,36 +113,49 @@ def cmd_timeline(config: str, since: str | None, check: str | None, fmt: str) ->
         who = e.author or e.check or ""
         incident = f"[{e.incident}]" if e.incident else ""
         sev = e.severity or ""
-        print(f"{iso_time(e.time)}  {SHOWN_KINDS.get(e.kind, e.kind):<11} {sev:<8} {who:<16} {incident:<14} {e.text}")
+        line = f"{iso_time(e.time)}  {SHOWN_KINDS.get(e.kind, e.kind):<11} {sev:<8} {who:<16} {incident:<14} {e.text}"
+        print(printable(line))  # a note's newline or a plugin's escape codes never reach the terminal raw
     if not entries:
         print("(no timeline entries)", file=sys.stderr)
     return 0
+
+
+def _too_long(what: str, text: str, limit: int) -> bool:
+    if len(text) <= limit:
+        return False
+    print(f"firstwatch: the {what} is {len(text):,} characters long; at most {limit:,} are allowed", file=sys.stderr)
+    return True
 
 
 def cmd_note(config: str, ref: str, words: list[str], by: str | None) -> int:
     text = " ".join(words).strip()
     if not text:
         print("firstwatch: the note is empty", file=sys.stderr)
-        return 64
+        return EX_USAGE
+    if _too_long("note", text, NOTE_MAX_CHARS) or (by is not None and _too_long("--by name", by, NAME_MAX_CHARS)):
+        return EX_USAGE
     store = open_store(config)
     inc = store.incident(ref)
     with store.transaction():
         store.add_entry(
             "note", text, incident=inc["id"], check=inc["check_name"], target=inc["target"], author=by or whoami()
         )
-    print(f"noted on incident {inc['id']} ({inc['summary']})")
+    print(printable(f"noted on incident {inc['id']} ({inc['summary']})"))
     return 0
 
 
 def cmd_ack(config: str, ref: str, by: str | None) -> int:
+    if by is not None and _too_long("--by name", by, NAME_MAX_CHARS):
+        return EX_USAGE
     store = open_store(config)
     inc = store.incident(ref)
     who = by or whoami()
     if store.ack(inc["id"], who):
-        print(f"incident {inc['id']} acknowledged by {who}: reminders and escalation stop")
+        print(printable(f"incident {inc['id']} acknowledged by {who}: reminders and escalation stop"))
     else:
         again = store.incident(inc["id"])
-        print(f"incident {inc['id']} was already acknowledged by {again['acked_by']} at {iso_time(again['acked_at'])}")
+        acked = f"incident {inc['id']} was already acknowledged by {again['acked_by']} at {iso_time(again['acked_at'])}"
+        print(printable(acked))
     return 0
 
 

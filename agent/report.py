@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from agent.events import iso_time
+from agent.safe_text import printable
 from agent.store import Entry
 from agent.units import format_duration
 
@@ -70,10 +71,12 @@ def facts(incident: dict[str, Any], entries: list[Entry]) -> dict[str, Any]:
 
 
 def render_json(incident: dict[str, Any], entries: list[Entry]) -> str:
+    """JSON text: json.dumps escapes every control character itself."""
     return json.dumps(facts(incident, entries), indent=2)
 
 
 def render_markdown(incident: dict[str, Any], entries: list[Entry]) -> str:
+    """The draft for people, one Markdown line per fact or timeline entry."""
     f = facts(incident, entries)
     lines = [
         f"# Incident {f['incident']}: {f['summary']}",
@@ -131,4 +134,5 @@ def render_markdown(incident: dict[str, Any], entries: list[Entry]) -> str:
         "- [ ] ",
         "",
     ]
-    return "\n".join(lines)
+    # every line once, escaped: notes, plugin output and summaries never drive a terminal or add lines
+    return "\n".join(printable(line) for line in lines)

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,67 @@ def test_detection_matches_this_process() -> None:
     socket.socket(socket.AF_INET, kind, socket.IPPROTO_ICMP).close()
 
 
+# The child that runs as nobody imports checks.icmp from a world-readable copy: the checkout, its
+# venv and the interpreter behind it may all live where nobody cannot read (a 0700 home, mktemp -d).
+_NEEDED = """
+import os, sys, sysconfig
+std = (sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib"))
+before = set(sys.modules)
+import checks.icmp
+for name in sorted({m.split(".")[0] for m in set(sys.modules) - before}):
+    mod = sys.modules[name]
+    path = getattr(mod, "__file__", None) or next(iter(getattr(mod, "__path__", [])), None)
+    if path and not (path.startswith(std) and "-packages" not in path):  # the stdlib comes with Python
+        print(os.path.dirname(path) if os.path.basename(path) == "__init__.py" else path)
+"""
+# an interpreter nobody can run on its own standard library, of our ABI (for pydantic_core)
+_SANE = (
+    "import os, sys, sysconfig\n"
+    "own = os.path.realpath(sys.executable).startswith(sys.base_prefix + os.sep)\n"
+    "ok = own and os.path.isfile(os.path.join(sysconfig.get_path('stdlib'), 'os.py'))\n"
+    "print(sys.implementation.cache_tag if ok else 'unusable')\n"
+)
+
+
+def _as_nobody(setpriv: str) -> list[str]:
+    return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all"]
+
+
+def _readable_by_all(path: Path) -> bool:
+    return all(p.stat().st_mode & 0o001 for p in [path, *path.parents])
+
+
+def _stage_for_nobody(setpriv: str) -> tuple[str, Path]:
+    """An interpreter nobody can run, and a world-readable directory with what checks.icmp needs."""
+    env = {"PATH": os.defpath}
+    candidates = [getattr(sys, "_base_executable", ""), os.path.realpath(sys.executable), "/usr/bin/python3"]
+    interpreter = None
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        probe = subprocess.run(
+            [*_as_nobody(setpriv), candidate, "-s", "-c", _SANE], cwd="/", env=env, capture_output=True, text=True
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == sys.implementation.cache_tag:
+            interpreter = candidate
+            break
+    base = next((Path(d) for d in (tempfile.gettempdir(), "/tmp", "/dev/shm") if _readable_by_all(Path(d))), None)
+    if interpreter is None or base is None:
+        why = "no world-readable temp dir" if base is None else f"no {sys.implementation.cache_tag} interpreter"
+        reason = f"cannot run Python as nobody here: {why} (tried {', '.join(candidates)})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    needed = subprocess.run([sys.executable, "-c", _NEEDED], cwd=ROOT, capture_output=True, text=True, check=True)
+    stage = Path(tempfile.mkdtemp(prefix="firstwatch-nobody-", dir=base))
+    for src in map(Path, needed.stdout.split()):
+        if src.is_dir():
+            shutil.copytree(src, stage / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, stage / src.name)
+    for path in [stage, *stage.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return interpreter, stage
+
+
 def test_detection_as_an_unprivileged_user() -> None:
     setpriv = shutil.which("setpriv")
     if setpriv is None:
@@ -136,11 +198,19 @@ def test_detection_as_an_unprivileged_user() -> None:
         "except ValidationError as exc:\n"
         "    print(exc.errors()[0]['msg'])\n"
     )
-    argv = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all"]
-    env = {"PATH": os.defpath, "PYTHONDONTWRITEBYTECODE": "1"}
-    out = subprocess.run(
-        [*argv, sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
-    )
+    interpreter, stage = _stage_for_nobody(setpriv)
+    try:
+        env = {"PATH": os.defpath, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(stage)}
+        out = subprocess.run(
+            [*_as_nobody(setpriv), interpreter, "-s", "-c", code],
+            cwd=stage,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    finally:
+        shutil.rmtree(stage)
     assert out.returncode == 0, out.stderr
     low, high = map(int, Path("/proc/sys/net/ipv4/ping_group_range").read_text().split())
     nogroup = int(subprocess.run(["getent", "group", "nogroup"], capture_output=True, text=True).stdout.split(":")[2])
