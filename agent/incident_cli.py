@@ -44,29 +44,6 @@ def state_dir_for(config_path: str) -> str:
     return state_dir_of(agent_setting(config_path, "state_dir") or "")
 
 
-def cmd_status(config: str, fmt: str) -> int:
-    from agent.status_client import StatusUnavailable, fetch_status
-
-    listen = agent_setting(config, "listen")
-    listen = "127.0.0.1:9464" if listen is None else listen.strip()
-    if not listen:
-        print("firstwatch: the status endpoint is off (agent.listen is empty)", file=sys.stderr)
-        return 1
-    try:
-        doc = fetch_status(listen)
-    except (StatusUnavailable, ValueError) as exc:
-        print(f"firstwatch: {exc}", file=sys.stderr)
-        return 1
-    if fmt == "json":
-        print(json.dumps(doc, indent=2))
-    else:
-        from agent.status_page import render_text
-
-        print(render_text(doc))
-    worst = (doc.get("summary") or {}).get("worst")
-    return 2 if worst in ("critical", "major") else 1 if worst else 0
-
-
 def open_store(config_path: str) -> Store:
     state_dir = state_dir_for(config_path)
     if not os.path.exists(os.path.join(state_dir, "firstwatch.db")):

@@ -5,6 +5,7 @@ storm runs the real daemon."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from pathlib import Path
 
@@ -209,9 +210,12 @@ async def test_a_reload_storm_does_not_starve_any_target(tmp_path: Path) -> None
             await asyncio.sleep(0.3)
         gained = [after - b for after, b in zip(sw.hits, before, strict=True)]
         assert min(gained) >= 3, gained  # every target still probed about once a second
-        assert agent.log.count("reloaded") >= 10
     finally:
         log = await agent.stop()
         for i in range(sw.n):
             await sw.down(i)
     assert "Traceback" not in log
+    # the reloads happened (the log shows five, then says how many more it folded)
+    shown = len(re.findall(r"INFO firstwatch: reloaded \S+: 4 checks", log))
+    folded = sum(int(n) for n in re.findall(r"reloaded .*\(repeated (\d+) more times", log))
+    assert shown + folded >= 10, log[-2000:]
