@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from agent.severity import Severity
-from agent.units import Seconds
+from agent.core.severity import Severity
+from agent.core.units import Seconds
 
 
 class AlertConfig(BaseModel):

@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent.config import CheckSpec
-from agent.events import Event, Kind, fingerprint, new_incident_id
+from agent.core.events import Event, Kind, fingerprint, new_incident_id
+from agent.core.severity import rank, worst
+from agent.core.units import format_duration
 from agent.flapping import FlapDetector, FlappingConfig
 from agent.impact import group_severity
 from agent.rules import Rule
-from agent.severity import rank, worst
 from agent.state import INACTIVE, AlertState, step
-from agent.units import format_duration
 from checks.base import Result
 
 Key = tuple[str, str, str]  # check, target ("*" for a group), rule text

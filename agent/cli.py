@@ -28,7 +28,7 @@ class _Formatter(logging.Formatter):
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        from agent.safe_text import printable
+        from agent.core.safe_text import printable
 
         raw = record.message
         record.message = printable(raw)
@@ -45,7 +45,7 @@ class _Formatter(logging.Formatter):
 
 
 def _escape_lines(text: str) -> str:
-    from agent.safe_text import printable
+    from agent.core.safe_text import printable
 
     return "\n".join(printable(line) for line in text.split("\n"))
 
@@ -181,7 +181,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _duration(text: str) -> float:
-    from agent.units import parse_duration
+    from agent.core.units import parse_duration
 
     try:
         return parse_duration(text)

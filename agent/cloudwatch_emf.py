@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agent.units import Seconds
+from agent.core.units import Seconds
 from checks.base import Result, ValueSpec, find_value
 
 log = logging.getLogger("firstwatch.cloudwatch")

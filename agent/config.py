@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.alert_config import AlertConfig
 from agent.config_errors import issues_from_validation, suggest
+from agent.core.units import Seconds
 from agent.rules import Rule, compile_rule
 from agent.sinks import SINKS
 from agent.sinks.base import Sink
 from agent.status_client import parse_listen
 from agent.telemetry import TelemetryConfig
-from agent.units import Seconds
 from agent.yaml_source import ConfigError, Issue, Path, Source, load_yaml, read_config
 from checks import CHECKS
 from checks.base import Check, CheckConfig

@@ -22,7 +22,7 @@ from typing import Any
 from agent import __version__
 from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, load_config
-from agent.events import Event
+from agent.core.events import Event
 from agent.fd_limit import raise_nofile_limit
 from agent.runtime import Runtime
 from agent.store import StateLock, Store, StoreError, open_checked

@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from agent.events import Event
+from agent.core.events import Event
 from agent.outbox import Outbox, Row
 from agent.sinks.base import PermanentDeliveryError, Sink
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agent.alert_config import ImpactLevel
-from agent.severity import worst
+from agent.core.severity import worst
 
 _SLACK = 1e-9  # 0.33 of 3 members, 1/3 written as 0.333...: a share reached is reached
 

@@ -15,8 +15,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from agent.events import iso_time
-from agent.safe_text import printable
+from agent.core.events import iso_time
+from agent.core.safe_text import printable
 from agent.store import Store, StoreError
 
 EX_NOINPUT = 66
@@ -53,7 +53,7 @@ def open_store(config_path: str) -> Store:
 
 def parse_since(text: str, now: float | None = None) -> float:
     """``1h`` (that long ago) or an ISO 8601 time (``2026-11-24T02:00Z``; UTC if no zone)."""
-    from agent.units import parse_duration
+    from agent.core.units import parse_duration
 
     now = time.time() if now is None else now
     try:

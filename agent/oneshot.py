@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from agent.alert_config import ImpactLevel
 from agent.config import CheckSpec
+from agent.core.severity import rank, worst
 from agent.impact import group_severity
 from agent.probe_runner import SharedResources, run_probe
 from agent.rules import Rule, Verdict
-from agent.severity import rank, worst
 from checks.base import Check, Result
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3

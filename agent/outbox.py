@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from agent.events import Event
+from agent.core.events import Event
 from agent.sinks.base import Sink
 from agent.store import Store
 

@@ -3,7 +3,7 @@
 Formats are contract (DESIGN.md A2): scripts parse ``--format json``, Nagios/Icinga parse
 ``--format nagios`` (``STATUS - summary | perfdata``, then one line per failing check and group).
 
-Numbers are for humans in text (:mod:`agent.units`: ``11ms``, ``41%``, ``1.2MB``, ``0.0112``).
+Numbers are for humans in text (:mod:`agent.core.units`: ``11ms``, ``41%``, ``1.2MB``, ``0.0112``).
 Nagios perfdata carries every numeric value of every target, each with its unit as the plugin
 guidelines define them: seconds as ``s``, percent as ``%``, bytes as ``B``, anything else
 (counts, status codes, days) without a unit. A label is ``CHECK VALUE`` (``CHECK TARGET VALUE``
@@ -17,8 +17,8 @@ import json
 import math
 from typing import Any
 
+from agent.core.units import format_duration, format_value
 from agent.oneshot import CRITICAL, OK, UNKNOWN, WARNING, Finding, exit_code, groups, worst_severity
-from agent.units import format_duration, format_value
 from checks.base import ValueSpec, unit_of
 
 STATUS_WORDS = {OK: "ok", WARNING: "warning", CRITICAL: "critical", UNKNOWN: "unknown"}

@@ -19,7 +19,7 @@ from typing import Any
 
 from agent.alerts import AlertBook, Change, Key, _flapping
 from agent.config import CheckSpec
-from agent.events import Event, fingerprint
+from agent.core.events import Event, fingerprint
 from agent.outbox import Outbox
 from agent.store import Store
 from agent.store_writer import Write

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent.events import iso_time
-from agent.safe_text import printable
+from agent.core.events import iso_time
+from agent.core.safe_text import printable
+from agent.core.units import format_duration
 from agent.store import Entry
-from agent.units import format_duration
 
 SHOWN_KINDS = {
     "pending": "pending",

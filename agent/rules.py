@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.alert_config import AlertConfig
-from agent.units import format_duration, format_value, parse_quantity
+from agent.core.units import format_duration, format_value, parse_quantity
 from checks.base import Result, ValueSpec, find_value
 
 _OPS: dict[str, Callable[[float, float], bool]] = {

@@ -21,20 +21,20 @@ from agent import __version__
 from agent.alerts import AlertBook, Change
 from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, CheckSpec
+from agent.core.events import Event, fingerprint, iso_time
+from agent.core.safe_text import printable
+from agent.core.severity import SEVERITIES, rank, worst
+from agent.core.units import format_duration
 from agent.dispatch import Dispatcher
-from agent.events import Event, fingerprint, iso_time
 from agent.outbox import Outbox
 from agent.output import describe_values
 from agent.probe_runner import SharedResources, run_probe
 from agent.recorder import Recorder
-from agent.safe_text import printable
 from agent.scheduler import Job, Scheduler
-from agent.severity import SEVERITIES, rank, worst
 from agent.sinks.base import Sink
 from agent.store import Entry, Store
 from agent.store_writer import StoreWriter, Trouble
 from agent.telemetry import Telemetry
-from agent.units import format_duration
 from checks.base import Check, Result
 
 log = logging.getLogger("firstwatch")

@@ -183,7 +183,7 @@ def ask(config: str, timeout: float = 5.0) -> dict[str, Any]:
 def cmd_status(config: str, fmt: str, timeout: float = 5.0) -> int:
     """``firstwatch status``: 0 no open incident, 1 the worst is medium or minor, 2 major or
     critical, 3 UNKNOWN (no agent of this config answered) with one line saying why."""
-    from agent.safe_text import printable
+    from agent.core.safe_text import printable
 
     try:
         doc = ask(config, timeout)

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from agent.severity import SEVERITIES, rank
-from agent.units import format_duration, format_value
+from agent.core.severity import SEVERITIES, rank
+from agent.core.units import format_duration, format_value
 
 DEFAULT_REFRESH_S = 10
 MAX_TIMELINE = 30  # the newest entries of an incident's timeline; `firstwatch timeline` has all
@@ -167,7 +167,7 @@ def fmt_duration(value: Any) -> str:
 
 
 def _fmt_value(value: Any, unit: str | None = None) -> str:
-    """A value in its unit, as ``firstwatch check`` and the log show it (:mod:`agent.units`)."""
+    """A value in its unit, as ``firstwatch check`` and the log show it (:mod:`agent.core.units`)."""
     v = _num(value)
     if v is None:
         return _text(value, "-")

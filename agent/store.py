@@ -95,7 +95,7 @@ class Entry:
     author: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        from agent.events import iso_time
+        from agent.core.events import iso_time
 
         return {
             "time": iso_time(self.time),

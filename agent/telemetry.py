@@ -63,10 +63,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.cloudwatch_emf import CloudWatchConfig
+from agent.core.units import Seconds
 from agent.telemetry_env import resolve_export, resource_attributes, sdk_disabled
 from agent.telemetry_store import HistPoint, Metric, Point, Registry, label_name, observe, render
 from agent.telemetry_values import route, template_param
-from agent.units import Seconds
 from checks.base import Result, ValueSpec, find_value, unit_of
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from agent.safe_text import printable
+from agent.core.safe_text import printable
 
 Path = tuple[str | int, ...]
 

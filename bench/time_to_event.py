@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--type", choices=["http", "tcp"], default="http")
     ap.add_argument("--tree", help="run the daemon from this copy of agent/ and checks/ (a patched copy)")
     args = ap.parse_args()
-    from agent.events import parse_iso
+    from agent.core.events import parse_iso
 
     print("# time_to_event: " + " ".join(sys.argv))
     print()

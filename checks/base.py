@@ -41,8 +41,8 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.alert_config import AlertConfig, ImpactLevel
+from agent.core.units import Seconds
 from agent.flapping import FlappingConfig
-from agent.units import Seconds
 
 ERROR_KINDS = (
     "timeout",

@@ -76,7 +76,7 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationInfo, field_validator
 
-from agent.subprocess_run import Completed, run_capped, signal_name
+from agent.core.subprocesses import Completed, run_capped, signal_name
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, Values, ValueSpec
 from checks.perfdata import parse_output
 

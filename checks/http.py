@@ -83,7 +83,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from agent.units import parse_quantity
+from agent.core.units import parse_quantity
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 from checks.http_auth import HttpAuth
 from checks.http_json import JsonAssertion, value_name

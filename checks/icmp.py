@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.units import Seconds, format_duration
+from agent.core.units import Seconds, format_duration
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import pytest
 
+from agent.core.events import Event
 from agent.dispatch import Dispatcher
-from agent.events import Event
 from agent.outbox import Outbox
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
 from agent.store import Store

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from agent.alerts import AlertBook
 from agent.config import parse_config
+from agent.core.severity import rank
 from agent.flapping import FlapDetector, FlappingConfig
-from agent.severity import rank
 from checks.base import Result
 
 TARGETS = [f"10.0.0.{i}:443" for i in range(1, 11)]

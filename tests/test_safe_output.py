@@ -17,7 +17,7 @@ import pytest
 from agent.incident_cli import NOTE_MAX_CHARS
 from tests.helpers import read_events
 
-# what agent.safe_text escapes, but the newline that ends each output line
+# what agent.core.safe_text escapes, but the newline that ends each output line
 RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 PLUGIN = "printf 'CRITICAL \\033[2J\\033]0;pwned\\007 disk\\nsecond line\\n'; exit 2"
 FORGED = "rolled back\n2026-11-24T03:20:00.000Z  RESOLVED    critical evil [x] all fine \x1b[31m\u202e"

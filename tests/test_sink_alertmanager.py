@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from agent.events import Event, iso_time
+from agent.core.events import Event, iso_time
 from agent.sinks.alertmanager import AlertBook, AlertmanagerConfig, AlertmanagerSink, alert_labels, hold, label_name
 from agent.sinks.base import DeliveryError, PermanentDeliveryError
 from tests.alertmanager_peer import BINARY, Alertmanager, free_port, route_config

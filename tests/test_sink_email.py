@@ -24,7 +24,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
 
 from agent.config import parse_config
-from agent.events import Event
+from agent.core.events import Event
 from agent.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.sinks.email import EmailConfig, EmailSink
 

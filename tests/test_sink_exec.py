@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.events import Event
+from agent.core.events import Event
 from agent.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.sinks.exec import ExecConfig, ExecSink
 

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 
 from agent import __version__
 from agent.config import parse_config
+from agent.core.events import Event
 from agent.docs import example_of
-from agent.events import Event
 from agent.sinks import SINKS
 from agent.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.sinks.otlp import OtlpSink, OtlpSinkConfig

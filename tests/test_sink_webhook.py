@@ -21,7 +21,7 @@ import trustme
 from aiohttp import web
 from pydantic import ValidationError
 
-from agent.events import Event
+from agent.core.events import Event
 from agent.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.sinks.webhook import WebhookConfig, WebhookSink
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 
 from agent.config import parse_config
+from agent.core.events import Event
 from agent.dispatch import Dispatcher
-from agent.events import Event
 from agent.outbox import Outbox
 from agent.store import Store
 from agent.yaml_source import ConfigError

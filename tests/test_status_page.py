@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from agent import status_page
-from agent.events import iso_time
+from agent.core.events import iso_time
 from agent.http_api import start_http
 from tests.conftest import require_binary
 

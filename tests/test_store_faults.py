@@ -314,7 +314,7 @@ async def test_a_second_agent_on_the_same_state_dir_is_refused(tmp_path: Path, s
 
 
 def test_outbox_rows_belong_to_the_shard_that_queued_them(tmp_path: Path) -> None:
-    from agent.events import Event
+    from agent.core.events import Event
     from agent.outbox import Outbox
     from agent.sinks.base import SinkConfig
     from agent.sinks.stdout import StdoutSink

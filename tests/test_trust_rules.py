@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from agent.alerts import AlertBook, Change
 from agent.config import parse_config
+from agent.core.severity import rank, worst
 from agent.recorder import Recorder
-from agent.severity import rank, worst
 from agent.store import Store
 from checks.base import Result
 from tests.helpers import Switch, start_daemon

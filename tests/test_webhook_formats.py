@@ -18,8 +18,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agent.config import parse_config
-from agent.events import KINDS, Event
-from agent.severity import SEVERITIES
+from agent.core.events import KINDS, Event
+from agent.core.severity import SEVERITIES
 from agent.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.sinks.webhook import WebhookConfig, WebhookSink
 from agent.sinks.webhook_formats import FormatOptions, render_pagerduty, render_slack

@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from agent.events import Event, iso_time
+from agent.core.events import Event, iso_time
+from agent.core.units import Seconds, format_duration
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
-from agent.units import Seconds, format_duration
 
 if TYPE_CHECKING:  # aiohttp and yarl are imported where the sink posts or parses a url, never at load
     import aiohttp

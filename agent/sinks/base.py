@@ -18,9 +18,9 @@ from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from agent.events import Event, Kind
-from agent.severity import Severity, rank
-from agent.units import Seconds
+from agent.core.events import Event, Kind
+from agent.core.severity import Severity, rank
+from agent.core.units import Seconds
 
 
 class DeliveryError(Exception):

@@ -29,10 +29,10 @@ from typing import ClassVar
 
 from pydantic import model_validator
 
-from agent.events import Event, iso_time
-from agent.severity import Severity, rank
+from agent.core.events import Event, iso_time
+from agent.core.severity import Severity, rank
+from agent.core.units import Seconds
 from agent.sinks.base import BaseSink, SinkConfig
-from agent.units import Seconds
 
 log = logging.getLogger("firstwatch.digest")
 

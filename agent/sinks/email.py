@@ -58,10 +58,10 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from agent.events import Event
+from agent.core.events import Event
+from agent.core.units import Seconds, format_duration
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
 from agent.sinks.webhook import _ca_file
-from agent.units import Seconds, format_duration
 
 if TYPE_CHECKING:  # the email package and smtplib are imported where a mail is built or sent, never at load
     import smtplib

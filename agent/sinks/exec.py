@@ -43,10 +43,10 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from agent.events import Event
+from agent.core.events import Event
+from agent.core.subprocesses import Completed, run_capped, signal_name
+from agent.core.units import Seconds, format_duration
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
-from agent.subprocess_run import Completed, run_capped, signal_name
-from agent.units import Seconds, format_duration
 
 OUTPUT_CAP = 64 * 1024  # bytes kept of stdout and of stderr each
 EXCERPT = 200  # characters of stderr shown in an error

@@ -19,7 +19,7 @@ import asyncio
 import os
 from typing import IO, ClassVar
 
-from agent.events import Event
+from agent.core.events import Event
 from agent.sinks.base import BaseSink, SinkConfig
 
 

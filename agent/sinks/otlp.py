@@ -45,10 +45,10 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.events import Event
+from agent.core.events import Event
+from agent.core.units import Seconds
 from agent.sinks.base import BaseSink, SinkConfig
 from agent.telemetry import OtlpConfig
-from agent.units import Seconds
 
 if TYPE_CHECKING:  # protobuf and aiohttp load when a sink is built (grpcio on its first gRPC export)
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest

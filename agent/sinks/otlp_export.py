@@ -26,11 +26,11 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from agent import __version__
-from agent.events import Event, iso_time
+from agent.core.events import Event, iso_time
+from agent.core.units import format_duration
 from agent.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.sinks.otlp import _CONTROL, OtlpSinkConfig
 from agent.telemetry_env import resource_attributes
-from agent.units import format_duration
 
 SEVERITY_NUMBER = {"critical": 21, "major": 17, "medium": 13, "minor": 9}  # FATAL, ERROR, WARN, INFO
 BODY_CAP = 4096  # bytes of an answer ever read

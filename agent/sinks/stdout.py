@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from agent.events import Event
+from agent.core.events import Event
 from agent.sinks.base import BaseSink, SinkConfig
 
 

@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.events import Event, iso_time
-from agent.units import format_duration
+from agent.core.events import Event, iso_time
+from agent.core.units import format_duration
 
 
 @dataclass(frozen=True)
