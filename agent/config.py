@@ -12,15 +12,15 @@ import os
 import re
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
-from agent.alert_config import AlertConfig
+from agent.alerting.policy import AlertConfig, AlertPolicy
+from agent.alerting.rules import Rule, compile_rule
 from agent.config_errors import issues_from_validation, suggest
 from agent.core.units import Seconds
-from agent.rules import Rule, compile_rule
 from agent.sinks import SINKS
 from agent.sinks.base import Sink
 from agent.status_client import parse_listen
@@ -86,12 +86,15 @@ class TopLevel(BaseModel):
 
 @dataclass(frozen=True)
 class CheckSpec:
-    """A validated check: its class, its typed config and compiled rules."""
+    """A validated check: its class, its typed probe config, its alerting policy and compiled
+    rules. The probe config is the check module's own model (``checks`` knows nothing of
+    alerting); the policy is ``agent.alerting.policy.AlertPolicy``."""
 
     cls: type[Check]
     config: CheckConfig
     rules: tuple[Rule, ...]
     line: int
+    policy: AlertPolicy = field(default_factory=AlertPolicy)
 
     def build(self) -> Check:
         return self.cls(self.config)  # type: ignore[call-arg]
@@ -171,9 +174,29 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
     )
 
 
+_ENTRIES: dict[type[Check], type[BaseModel]] = {}
+
+
+def entry_model(cls: type[Check]) -> type[BaseModel]:
+    """The model of one ``checks:`` entry of type ``cls``: the check's own keys and the alerting
+    keys, validated together (one mapping, one set of errors and "did you mean" hints)."""
+    model = _ENTRIES.get(cls)
+    if model is None:
+        model = _ENTRIES[cls] = create_model(f"{cls.__name__}Entry", __base__=(cls.Config, AlertPolicy))
+    return model
+
+
 def _known_keys(cls: type[Check]) -> set[str]:
-    fields = cls.Config.model_fields
+    fields = entry_model(cls).model_fields
     return {f.alias or name for name, f in fields.items()}
+
+
+def _split(cls: type[Check], entry: BaseModel) -> tuple[CheckConfig, AlertPolicy]:
+    """An entry as the check's config and the alerting policy (validated already: no copies
+    are validated again)."""
+    own = {name: getattr(entry, name) for name in cls.Config.model_fields}
+    policy = {name: getattr(entry, name) for name in AlertPolicy.model_fields}
+    return cls.Config.model_construct(**own), AlertPolicy.model_construct(**policy)
 
 
 def _validate_checks(top: TopLevel, src: Source, issues: list[Issue]) -> list[CheckSpec]:
@@ -209,11 +232,11 @@ def _validate_checks(top: TopLevel, src: Source, issues: list[Issue]) -> list[Ch
         rules, rule_issues = _compile_rules(cls, merged.get("alerts"), src, where)
         issues.extend(rule_issues)
         try:
-            cfg = cls.Config.model_validate(merged)
+            cfg, policy = _split(cls, entry_model(cls).model_validate(merged))
         except ValidationError as exc:
-            issues.extend(issues_from_validation(exc, src, cls.Config, path, PLANNED, relocate=where))
+            issues.extend(issues_from_validation(exc, src, entry_model(cls), path, PLANNED, relocate=where))
             continue
-        issues.extend(_check_shape(cls, cfg, src, path))
+        issues.extend(_check_shape(cls, cfg, policy, src, path))
         if cfg.timeout > cfg.interval:
             if "timeout" in raw:
                 msg = f"timeout ({cfg.timeout:g}s) must not exceed interval ({cfg.interval:g}s)"
@@ -227,7 +250,7 @@ def _validate_checks(top: TopLevel, src: Source, issues: list[Issue]) -> list[Ch
             first = src.position(seen[name])[0]
             issues.append(src.issue((*path, "name"), f"duplicate check name {name!r} (first used on line {first})"))
         seen.setdefault(name, (*path, "name"))
-        out.append(CheckSpec(cls, cfg, tuple(rules), src.position(path)[0]))
+        out.append(CheckSpec(cls, cfg, tuple(rules), src.position(path)[0], policy))
     return out
 
 
@@ -249,7 +272,7 @@ def _compile_rules(
     return rules, issues
 
 
-def _check_shape(cls: type[Check], cfg: CheckConfig, src: Source, path: Path) -> list[Issue]:
+def _check_shape(cls: type[Check], cfg: CheckConfig, policy: AlertPolicy, src: Source, path: Path) -> list[Issue]:
     issues: list[Issue] = []
     key = cls.TARGET_KEY
     one = getattr(cfg, key, None) if key else None
@@ -259,7 +282,7 @@ def _check_shape(cls: type[Check], cfg: CheckConfig, src: Source, path: Path) ->
         issues.append(src.issue(path, f"missing required option {key!r} (or 'targets', a list)"))
     elif key is not None and one is not None and cfg.targets is not None:
         issues.append(src.issue((*path, "targets"), f"set either {key!r} or 'targets', not both", key=True))
-    if cfg.impact and not cfg.targets:
+    if policy.impact and not cfg.targets:
         issues.append(src.issue((*path, "impact"), "impact goes with 'targets' (a group of members)", key=True))
     if cfg.targets is not None and len(set(cfg.targets)) != len(cfg.targets):
         issues.append(src.issue((*path, "targets"), "targets must be unique"))

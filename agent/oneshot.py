@@ -6,7 +6,7 @@ minor, 2 it is major or critical, 3 firstwatch could not decide (bad config, int
 Worst first: 2, then 3, then 1.
 
 - A check with ``targets:`` and ``impact:`` is also judged as a group, as the daemon does
-  (:mod:`agent.impact`): per rule, the highest of the rule's severity and every impact level the
+  (:mod:`agent.alerting.impact`): per rule, the highest of the rule's severity and every impact level the
   share of members failing reaches. "3 of 3 down" is critical (exit 2) when ``impact`` says so,
   even though each member's rule is minor.
 - A Nagios plugin's own state counts for ``when: down`` (see :mod:`checks.command`): a WARNING
@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.alert_config import ImpactLevel
+from agent.alerting.impact import group_severity
+from agent.alerting.policy import ImpactLevel
+from agent.alerting.rules import Rule, Verdict
 from agent.config import CheckSpec
 from agent.core.severity import rank, worst
-from agent.impact import group_severity
 from agent.probe_runner import SharedResources, run_probe
-from agent.rules import Rule, Verdict
 from checks.base import Check, Result
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -145,14 +145,14 @@ def groups(findings: list[Finding]) -> list[GroupFinding]:
     members: dict[str, list[Finding]] = {}
     for f in findings:
         cfg = f.spec.config
-        if cfg.impact and cfg.targets:
+        if f.spec.policy.impact and cfg.targets:
             members.setdefault(cfg.name, []).append(f)
     out = []
     for name, group in members.items():
         spec = group[0].spec
         for rule in spec.rules:
             failing = sum(any(r is rule for r, _ in f.failing) for f in group)
-            out.append(GroupFinding(name, rule, len(group), failing, tuple(spec.config.impact or ())))
+            out.append(GroupFinding(name, rule, len(group), failing, tuple(spec.policy.impact or ())))
     return out
 
 

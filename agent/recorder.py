@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from agent.alerts import AlertBook, Change, Key, _flapping
+from agent.alerting.book import AlertBook, Change, Key
 from agent.config import CheckSpec
 from agent.core.events import Event, fingerprint
 from agent.outbox import Outbox
@@ -154,7 +154,7 @@ class Recorder:
         for spec in specs:
             targets = list(spec.config.targets or []) or [spec.build().targets()[0]]
             for rule in spec.rules:
-                for t in [*targets, "*"] if spec.config.impact else targets:
+                for t in [*targets, "*"] if spec.policy.impact else targets:
                     known[(spec.config.name, t, rule.text)] = spec
         orphans: list[Change] = []
         forget: list[str] = []
@@ -175,7 +175,7 @@ class Recorder:
                 dropped += 1
                 forget.append(raw_key)
                 continue
-            self.book.restore(key, data, _flapping(found.config.flapping))
+            self.book.restore(key, data, found.policy.flap_config())
             restored += 1
         if gap > 0 and (restored or dropped or orphans):
             log.info(

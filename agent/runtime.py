@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent import __version__
-from agent.alerts import AlertBook, Change
+from agent.alerting.book import AlertBook, Change
 from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, CheckSpec
 from agent.core.events import Event, fingerprint, iso_time

@@ -40,9 +40,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.alert_config import AlertConfig, ImpactLevel
 from agent.core.units import Seconds
-from agent.flapping import FlappingConfig
 
 ERROR_KINDS = (
     "timeout",
@@ -147,10 +145,7 @@ class CheckConfig(BaseModel):
     interval: Seconds = Field(default=30.0, gt=0)
     timeout: Seconds = Field(default=10.0, gt=0)
     labels: dict[str, str] = {}
-    alerts: list[AlertConfig] | None = None  # None: the built-in default (down is critical)
     targets: list[str] | None = None
-    impact: list[ImpactLevel] | None = None  # blast radius: the group's severity by share firing
-    flapping: FlappingConfig | bool = True  # false turns flap detection off
 
 
 class ProbeContext(Protocol):

@@ -21,9 +21,9 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from agent.alert_config import AlertConfig
+from agent.alerting.policy import AlertConfig
+from agent.alerting.rules import compile_rule
 from agent.probe_runner import SharedResources, run_probe
-from agent.rules import compile_rule
 from checks.base import Observation, Result, find_value
 from checks.host import HostCheck, HostConfig
 

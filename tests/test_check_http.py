@@ -26,10 +26,10 @@ from aiohttp import web
 from pydantic import ValidationError
 from yarl import URL
 
-from agent.alert_config import AlertConfig
+from agent.alerting.policy import AlertConfig
+from agent.alerting.rules import compile_rule
 from agent.config import parse_config
 from agent.probe_runner import SharedResources, run_probe
-from agent.rules import compile_rule
 from agent.yaml_source import ConfigError
 from checks.base import Result, find_value
 from checks.http import HttpCheck, HttpConfig, _hostport

@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.alerts import AlertBook
+from agent.alerting.book import AlertBook
+from agent.alerting.flapping import FlapDetector, FlappingConfig
 from agent.config import parse_config
 from agent.core.severity import rank
-from agent.flapping import FlapDetector, FlappingConfig
 from checks.base import Result
 
 TARGETS = [f"10.0.0.{i}:443" for i in range(1, 11)]

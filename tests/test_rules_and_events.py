@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from agent.alert_config import AlertConfig
-from agent.alerts import AlertBook
+from agent.alerting.book import AlertBook
+from agent.alerting.policy import AlertConfig
+from agent.alerting.rules import compile_rule
 from agent.config import parse_config
-from agent.rules import compile_rule
 from checks.base import Result
 from checks.host import HostCheck
 from checks.http import HttpCheck

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.state import INACTIVE, AlertState, step
+from agent.alerting.state import INACTIVE, AlertState, step
 
 
 def run(verdicts: list[tuple[float, bool | None]], for_s: float, recover_for_s: float = 0.0) -> list[tuple[float, str]]:

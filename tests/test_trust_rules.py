@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.alerts import AlertBook, Change
+from agent.alerting.book import AlertBook, Change
 from agent.config import parse_config
 from agent.core.severity import rank, worst
 from agent.recorder import Recorder
@@ -102,7 +102,7 @@ def test_a_group_never_pages_above_the_members_that_held_their_for(history: list
             else:
                 down_since.pop(target, None)
         held = [x for x, since in down_since.items() if t + 0.02 - since >= 3 - 0.1]
-        levels = [lvl.severity for lvl in spec.config.impact or [] if len(held) / 3 >= lvl.share - 1e-9]
+        levels = [lvl.severity for lvl in spec.policy.impact or [] if len(held) / 3 >= lvl.share - 1e-9]
         allowed = worst(["minor", *levels]) if held else None
         for c in run_round(book, spec, down, t):
             if c.kind in ("firing", "changed") and c.event is not None and c.severity is not None:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.alert_config import AlertConfig
+from agent.alerting.policy import AlertConfig
 from agent.core.units import format_duration, format_value, parse_quantity
 from checks.base import Result, ValueSpec, find_value
 

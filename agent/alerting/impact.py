@@ -1,5 +1,5 @@
 """Blast radius: the severity of a group (a check with ``targets:`` and ``impact:``) from the share
-of its members failing. Pure, so the daemon (``agent.alerts``) and ``firstwatch check``
+of its members failing. Pure, so the daemon (``agent.alerting.book``) and ``firstwatch check``
 (``agent.oneshot``) judge a group the same way.
 
 The group's severity is the highest of the rule's own severity and every ``impact`` level whose
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from agent.alert_config import ImpactLevel
+from agent.alerting.policy import ImpactLevel
 from agent.core.severity import worst
 
 _SLACK = 1e-9  # 0.33 of 3 members, 1/3 written as 0.333...: a share reached is reached

@@ -10,7 +10,7 @@ incident ids and writes summaries, so sinks, the timeline and the CLI tell the s
   highest of the rule's own severity and the ``impact`` level reached by the share of members
   firing, a ``changed`` event follows the share as it grows and shrinks, and it resolves when the
   last member recovers. One of ten servers down stays minor; all of them is critical.
-- Flapping alerts (see ``agent.flapping``) are held as firing, once, instead of paging per flip.
+- Flapping alerts (see ``agent.alerting.flapping``) are held as firing, once, instead of paging per flip.
 
 ``observe`` returns :class:`Change` records: the timeline entries and the events to deliver.
 State is plain data (``snapshot``/``restore``) so incidents survive restarts.
@@ -20,19 +20,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from agent.config import CheckSpec
+from agent.alerting.flapping import FlapDetector, FlappingConfig
+from agent.alerting.impact import group_severity
+from agent.alerting.policy import AlertPolicy
+from agent.alerting.rules import Rule
+from agent.alerting.state import INACTIVE, AlertState, step
 from agent.core.events import Event, Kind, fingerprint, new_incident_id
 from agent.core.severity import rank, worst
 from agent.core.units import format_duration
-from agent.flapping import FlapDetector, FlappingConfig
-from agent.impact import group_severity
-from agent.rules import Rule
-from agent.state import INACTIVE, AlertState, step
-from checks.base import Result
+from checks.base import CheckConfig, Result
 
 Key = tuple[str, str, str]  # check, target ("*" for a group), rule text
+
+
+class Watched(Protocol):
+    """What the book needs of a check (``agent.config.load.CheckSpec`` is one): its probe config,
+    its alerting policy and its compiled rules."""
+
+    @property
+    def config(self) -> CheckConfig: ...
+    @property
+    def policy(self) -> AlertPolicy: ...
+    @property
+    def rules(self) -> tuple[Rule, ...]: ...
 
 
 @dataclass
@@ -106,14 +118,14 @@ class AlertBook:
         """A time on the state machine's clock as wall time (for events and the timeline)."""
         return t + self.offset
 
-    def observe(self, spec: CheckSpec, result: Result, mono: float | None = None) -> list[Change]:
+    def observe(self, spec: Watched, result: Result, mono: float | None = None) -> list[Change]:
         """Judge ``result`` against every rule of ``spec``; return what changed. ``mono`` is the
         monotonic time the run started: ``for:`` and ``recover_for:`` are measured on it, so a
         clock step neither fires a pending rule early nor delays it (wall time is for display)."""
         changes: list[Change] = []
         cfg = spec.config
-        grouped = bool(cfg.impact) and bool(cfg.targets)
-        flapping = _flapping(cfg.flapping)
+        grouped = bool(spec.policy.impact) and bool(cfg.targets)
+        flapping = spec.policy.flap_config()
         now = result.started_at if mono is None else mono
         wall = result.started_at
         self._offset = wall - now
@@ -175,7 +187,7 @@ class AlertBook:
 
     # --- groups -----------------------------------------------------------------------------
 
-    def _update_group(self, spec: CheckSpec, rule: Rule, member: str, now: float) -> list[Change]:
+    def _update_group(self, spec: Watched, rule: Rule, member: str, now: float) -> list[Change]:
         """Judge the group once per round: when every member has reported since the last
         judgement (or an interval has passed). Only members that are firing (that held their
         ``for:``) count toward the share, so a blip of two members never pages at the severity
@@ -198,7 +210,7 @@ class AlertBook:
             m is not None and m.state.phase == "pending" and (m.state.since or now) <= due for _, m in members
         )
         fp = fingerprint(self.agent_name, cfg.name, "*", rule.text)
-        severity = group_severity(rule.severity, cfg.impact, len(firing), len(targets))
+        severity = group_severity(rule.severity, spec.policy.impact, len(firing), len(targets))
         target = f"{len(targets)} targets"
         affected = [t for t, _ in firing]
         share = f"{len(firing)} of {len(targets)} targets"
@@ -248,14 +260,14 @@ class AlertBook:
 
     # --- events -------------------------------------------------------------------------------
 
-    def _firing_summary(self, spec: CheckSpec, target: str, rule: Rule, alert: Alert) -> str:
+    def _firing_summary(self, spec: Watched, target: str, rule: Rule, alert: Alert) -> str:
         prefix = _prefix(spec, target)
         flapping = " (flapping)" if alert.flap is not None and alert.flap.flapping else ""
         text = alert.last_text or rule.when
         return f"{prefix}: {text}" + (f" for {format_duration(rule.for_s)}" if rule.for_s else "") + flapping
 
     def _resolution(
-        self, spec: CheckSpec, prefix: str, target: str, rule: Rule, alert: Alert, fp: str, now: float,
+        self, spec: Watched, prefix: str, target: str, rule: Rule, alert: Alert, fp: str, now: float,
         now_text: str, started: float | None,
     ) -> Change:  # fmt: skip
         lasted = format_duration(now - started) if started is not None else "?"
@@ -267,7 +279,7 @@ class AlertBook:
     def _incident_change(
         self,
         kind: Kind,
-        spec: CheckSpec,
+        spec: Watched,
         target: str,
         rule: Rule,
         alert: Alert,
@@ -343,21 +355,12 @@ def _shift(d: dict[str, Any], by: float) -> dict[str, Any]:
     return out
 
 
-_DEFAULT_FLAPPING = FlappingConfig()
-
-
-def _flapping(value: FlappingConfig | bool) -> FlappingConfig | None:
-    if value is False:
-        return None
-    return value if isinstance(value, FlappingConfig) else _DEFAULT_FLAPPING
-
-
 def _members(names: list[str], shown: int = 3) -> str:
     """The failing members, for a summary: at most ``shown`` named, then how many more."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
 
 
-def _prefix(spec: CheckSpec, target: str) -> str:
+def _prefix(spec: Watched, target: str) -> str:
     """How summaries name a member: the check alone when it has one target."""
     return spec.config.name if len(spec.config.targets or ()) <= 1 else f"{spec.config.name} {target}"

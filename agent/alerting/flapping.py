@@ -2,7 +2,7 @@
 toward the most recent, with a high threshold to start flapping and a low one to stop.
 
 An alert whose condition flips on most runs is neither healthy nor reliably broken; paging on
-every flip teaches people to ignore the pager. While an alert flaps, ``agent.alerts`` holds its
+every flip teaches people to ignore the pager. While an alert flaps, ``agent.alerting.book`` holds its
 condition as true (one incident, one page, "flapping" in its summary and timeline) until the
 state change rate falls below the low threshold. Pure: no clock, no I/O.
 """

@@ -7,7 +7,7 @@ been false at every run for ``recover_for`` (Prometheus ``keep_firing_for``; 0 r
 first good run). A run with no data (the value was not measured) changes nothing.
 
 The function has no clock, no I/O and no ids: it takes the state, the verdict and ``now``, and
-returns the new state and what happened. The caller (``agent.alerts``) turns transitions into
+returns the new state and what happened. The caller (``agent.alerting.book``) turns transitions into
 events and owns the incident ids. That keeps it table- and property-testable (see
 ``tests/test_state.py``).
 """

@@ -1,0 +1,12 @@
+"""Judging results: alert policy, rules, the state machine, flapping, blast radius, the book.
+
+``policy`` holds the alerting keys of a check (``alerts``, ``impact``, ``flapping``) as config
+models; ``rules`` compiles ``when:`` and judges one result; ``state`` is the pure ``for:`` /
+``recover_for:`` state machine; ``flapping`` the Nagios-style detector; ``impact`` a group's
+severity from its share failing; ``book`` (:class:`AlertBook`) turns results into incidents and
+the changes worth recording.
+
+May import: ``agent.core`` and ``checks`` (results and value declarations). Nothing above it:
+the book sees checks through the small :class:`agent.alerting.book.Watched` protocol, not the
+config loader.
+"""

@@ -1,0 +1,64 @@
+"""A check's alerting keys as written in the config: ``alerts`` (parsed into rules by
+``agent.alerting.rules``), ``impact`` (blast radius) and ``flapping``. They live here, not in
+``checks``: a probe measures, the alerting room judges; the config loader joins the two."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from agent.alerting.flapping import FlappingConfig
+from agent.core.severity import Severity
+from agent.core.units import Seconds
+
+
+class AlertConfig(BaseModel):
+    """``{when: "duration > 2s", for: 5m, recover_for: 1m, severity: major}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    when: str
+    for_: Seconds = Field(default=0.0, alias="for", ge=0)
+    recover_for: Seconds = Field(default=0.0, ge=0)
+    severity: Severity
+
+
+def _share(value: object) -> object:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"invalid share {value!r}: write 0.5 or 50%") from None
+    return value
+
+
+class ImpactLevel(BaseModel):
+    """``{share: 0.5, severity: major}``: at least half the members firing makes the group major."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    share: Annotated[float, BeforeValidator(_share), Field(gt=0, le=1)]
+    severity: Severity
+
+
+_DEFAULT_FLAPPING = FlappingConfig()
+
+
+class AlertPolicy(BaseModel):
+    """The alerting keys every check has (validated with the check's own keys, in one mapping)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alerts: list[AlertConfig] | None = None  # None: the built-in default (down is critical)
+    impact: list[ImpactLevel] | None = None  # blast radius: the group's severity by share firing
+    flapping: FlappingConfig | bool = True  # false turns flap detection off
+
+    def flap_config(self) -> FlappingConfig | None:
+        """The flap detector's settings, or None when ``flapping: false``."""
+        if self.flapping is False:
+            return None
+        return self.flapping if isinstance(self.flapping, FlappingConfig) else _DEFAULT_FLAPPING
+
+
+POLICY_KEYS = frozenset(AlertPolicy.model_fields)
