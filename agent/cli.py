@@ -321,7 +321,7 @@ def incident_command(args: argparse.Namespace) -> int:
     import sqlite3
 
     from agent import incident_cli
-    from agent.store import StoreError, is_corruption
+    from agent.incidents.store import StoreError, is_corruption
 
     try:
         if args.command == "timeline":

@@ -24,9 +24,9 @@ from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, load_config
 from agent.core.events import Event
 from agent.fd_limit import raise_nofile_limit
+from agent.incidents.store import StateLock, Store, StoreError, open_checked
+from agent.incidents.writer import StoreWriter, Trouble
 from agent.runtime import Runtime
-from agent.store import StateLock, Store, StoreError, open_checked
-from agent.store_writer import StoreWriter, Trouble
 from agent.systemd_notify import Notifier
 from agent.telemetry import Telemetry
 from agent.yaml_source import ConfigError

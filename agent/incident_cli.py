@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from agent.core.events import iso_time
 from agent.core.safe_text import printable
-from agent.store import Store, StoreError
+from agent.incidents.store import Store, StoreError
 
 EX_NOINPUT = 66
 EX_USAGE = 64
@@ -74,7 +74,7 @@ def whoami() -> str:
 
 
 def cmd_timeline(config: str, since: str | None, check: str | None, fmt: str) -> int:
-    from agent.report import SHOWN_KINDS
+    from agent.incidents.report import SHOWN_KINDS
 
     try:
         start = parse_since(since) if since else None
@@ -137,7 +137,7 @@ def cmd_ack(config: str, ref: str, by: str | None) -> int:
 
 
 def cmd_report(config: str, ref: str, fmt: str) -> int:
-    from agent.report import render_json, render_markdown
+    from agent.incidents.report import render_json, render_markdown
 
     store = open_store(config)
     inc = store.incident(ref)

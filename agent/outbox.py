@@ -17,8 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from agent.core.events import Event
+from agent.incidents.store import Store
 from agent.sinks.base import Sink
-from agent.store import Store
 
 ESCALATED_KINDS = ("firing", "changed", "reminder")
 

@@ -20,9 +20,9 @@ from typing import Any
 from agent.alerting.book import AlertBook, Change, Key
 from agent.config import CheckSpec
 from agent.core.events import Event, fingerprint
+from agent.incidents.store import Store
+from agent.incidents.writer import Write
 from agent.outbox import Outbox
-from agent.store import Store
-from agent.store_writer import Write
 
 log = logging.getLogger("firstwatch.recorder")
 
@@ -45,7 +45,7 @@ class Recorder:
     def persist(self, changes: list[Change]) -> Write | None:
         """The write that stores ``changes``, their events (into the outbox) and the book's dirty
         alert state, in one transaction: an event is durable before any sink sees it. The alert
-        state is copied now, so the write can be retried later (``agent.store_writer``) and
+        state is copied now, so the write can be retried later (``agent.incidents.writer``) and
         still store what was decided when."""
         if not changes and not self.book.dirty:
             return None

@@ -26,14 +26,14 @@ from agent.core.safe_text import printable
 from agent.core.severity import SEVERITIES, rank, worst
 from agent.core.units import format_duration
 from agent.dispatch import Dispatcher
+from agent.incidents.store import Entry, Store
+from agent.incidents.writer import StoreWriter, Trouble
 from agent.outbox import Outbox
 from agent.output import describe_values
 from agent.probe_runner import SharedResources, run_probe
 from agent.recorder import Recorder
 from agent.scheduler import Job, Scheduler
 from agent.sinks.base import Sink
-from agent.store import Entry, Store
-from agent.store_writer import StoreWriter, Trouble
 from agent.telemetry import Telemetry
 from checks.base import Check, Result
 

@@ -72,8 +72,8 @@ async def worker(args: argparse.Namespace) -> dict[str, float]:
 
     sys.path.insert(0, tree)
     from agent.config import parse_config
+    from agent.incidents.store import Store
     from agent.runtime import Runtime
-    from agent.store import Store
     from checks.base import Observation
     from checks.tcp import TcpCheck
 

@@ -16,9 +16,9 @@ import pytest
 
 from agent.core.events import Event
 from agent.dispatch import Dispatcher
+from agent.incidents.store import Store
 from agent.outbox import Outbox
 from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
-from agent.store import Store
 
 
 class Spy(BaseSink):

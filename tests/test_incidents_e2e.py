@@ -141,7 +141,7 @@ async def test_incident_commands_explain_bad_input(tmp_path: Path, fleet: Fleet)
     code, _, err = await firstwatch("ack", "-c", cfg, "nope")
     assert code == 1 and "no state database in" in err
     (tmp_path / "state").mkdir()
-    from agent.store import Store
+    from agent.incidents.store import Store
 
     Store(str(tmp_path / "state")).close()
     code, _, err = await firstwatch("note", "-c", cfg, "nope", "hello")

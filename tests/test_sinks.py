@@ -14,8 +14,8 @@ from aiohttp import web
 from agent.config import parse_config
 from agent.core.events import Event
 from agent.dispatch import Dispatcher
+from agent.incidents.store import Store
 from agent.outbox import Outbox
-from agent.store import Store
 from agent.yaml_source import ConfigError
 
 

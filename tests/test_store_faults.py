@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agent.store import Store, open_checked
+from agent.incidents.store import Store, open_checked
 from tests.helpers import Switch, firstwatch, read_events, start_daemon, wait_for_events
 
 

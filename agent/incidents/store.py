@@ -179,7 +179,7 @@ def open_checked(state_dir: str, *, owner: str = "", busy_timeout: float = 10.0)
 class Store:
     """The database, opened by the daemon (``owner`` is its shard, ``""`` when unsharded) or by
     the CLI. ``busy_timeout`` bounds how long one call waits for another process's lock: the
-    daemon calls from its database thread (``agent.store_writer``) and retries, the CLI waits."""
+    daemon calls from its database thread (``agent.incidents.writer``) and retries, the CLI waits."""
 
     def __init__(self, state_dir: str, *, owner: str = "", busy_timeout: float = 10.0) -> None:
         self.state_dir = state_dir

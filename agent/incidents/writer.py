@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from agent.store import Store
+from agent.incidents.store import Store
 
 log = logging.getLogger("firstwatch.store")
 

@@ -15,7 +15,7 @@ from typing import Any
 from agent.core.events import iso_time
 from agent.core.safe_text import printable
 from agent.core.units import format_duration
-from agent.store import Entry
+from agent.incidents.store import Entry
 
 SHOWN_KINDS = {
     "pending": "pending",
