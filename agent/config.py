@@ -24,7 +24,7 @@ from agent.core.units import Seconds
 from agent.sinks import SINKS
 from agent.sinks.base import Sink
 from agent.status_client import parse_listen
-from agent.telemetry import TelemetryConfig
+from agent.telemetry.config import TelemetryConfig
 from agent.yaml_source import ConfigError, Issue, Path, Source, load_yaml, read_config
 from checks import CHECKS
 from checks.base import Check, CheckConfig

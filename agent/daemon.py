@@ -20,7 +20,6 @@ import time
 from typing import Any
 
 from agent import __version__
-from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, load_config
 from agent.core.events import Event
 from agent.fd_limit import raise_nofile_limit
@@ -28,7 +27,8 @@ from agent.incidents.store import StateLock, Store, StoreError, open_checked
 from agent.incidents.writer import StoreWriter, Trouble
 from agent.runtime import Runtime
 from agent.systemd_notify import Notifier
-from agent.telemetry import Telemetry
+from agent.telemetry.cloudwatch import EmfWriter
+from agent.telemetry.metrics import Telemetry
 from agent.yaml_source import ConfigError
 
 log = logging.getLogger("firstwatch")

@@ -19,7 +19,6 @@ from typing import Any
 
 from agent import __version__
 from agent.alerting.book import AlertBook, Change
-from agent.cloudwatch_emf import EmfWriter
 from agent.config import AgentConfig, CheckSpec
 from agent.core.events import Event, fingerprint, iso_time
 from agent.core.safe_text import printable
@@ -34,7 +33,8 @@ from agent.probe_runner import SharedResources, run_probe
 from agent.recorder import Recorder
 from agent.scheduler import Job, Scheduler
 from agent.sinks.base import Sink
-from agent.telemetry import Telemetry
+from agent.telemetry.cloudwatch import EmfWriter
+from agent.telemetry.metrics import Telemetry
 from checks.base import Check, Result
 
 log = logging.getLogger("firstwatch")

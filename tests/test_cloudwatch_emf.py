@@ -18,9 +18,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-import agent.cloudwatch_emf as emf
-from agent.cloudwatch_emf import CloudWatchConfig, EmfWriter
+import agent.telemetry.cloudwatch as emf
 from agent.config import parse_config
+from agent.telemetry.cloudwatch import CloudWatchConfig, EmfWriter
 from agent.yaml_source import ConfigError
 from checks.base import Result, ValueSpec
 from checks.host import HostCheck

@@ -15,8 +15,9 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.telemetry import Telemetry, TelemetryConfig
-from agent.telemetry_store import Metric, prometheus_name
+from agent.telemetry.config import TelemetryConfig
+from agent.telemetry.metrics import Telemetry
+from agent.telemetry.series import Metric, prometheus_name
 from checks.base import Result
 from checks.host import HostCheck
 from checks.http import HttpCheck

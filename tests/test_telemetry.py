@@ -18,9 +18,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from agent.telemetry import DURATION_BUCKETS, LAG_BUCKETS, OtlpConfig, Telemetry, TelemetryConfig
-from agent.telemetry_env import resolve_export
-from agent.telemetry_values import route
+from agent.telemetry.config import OtlpConfig, TelemetryConfig
+from agent.telemetry.env import resolve_export
+from agent.telemetry.metrics import DURATION_BUCKETS, LAG_BUCKETS, Telemetry
+from agent.telemetry.values import route
 from checks import CHECKS
 from checks.base import Result, Values
 from checks.command import CommandCheck

@@ -20,7 +20,7 @@ The record (OpenTelemetry logs data model and semantic conventions; absent field
     firstwatch.started_at (ISO 8601), check.name, check.target, check.type
     <label>            each event label under its own name (never over the attributes above)
 
-Resource: as for metrics (:func:`agent.telemetry_env.resource_attributes`, with the event's
+Resource: as for metrics (:func:`agent.telemetry.env.resource_attributes`, with the event's
 agent and labels); scope: ``firstwatch``. Encoded with opentelemetry-proto, sent by a non-blocking
 grpcio call or aiohttp; not by the SDK's log exporters: they report only success or failure (a
 400 looks like a 503), retry in a blocking call (the outbox retries) and use the private ``_logs``.
@@ -48,7 +48,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 from agent.core.events import Event
 from agent.core.units import Seconds
 from agent.sinks.base import BaseSink, SinkConfig
-from agent.telemetry import OtlpConfig
+from agent.telemetry.config import OtlpConfig
 
 if TYPE_CHECKING:  # protobuf and aiohttp load when a sink is built (grpcio on its first gRPC export)
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest

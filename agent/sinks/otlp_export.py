@@ -30,7 +30,7 @@ from agent.core.events import Event, iso_time
 from agent.core.units import format_duration
 from agent.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.sinks.otlp import _CONTROL, OtlpSinkConfig
-from agent.telemetry_env import resource_attributes
+from agent.telemetry.env import resource_attributes
 
 SEVERITY_NUMBER = {"critical": 21, "major": 17, "medium": 13, "minor": 9}  # FATAL, ERROR, WARN, INFO
 BODY_CAP = 4096  # bytes of an answer ever read

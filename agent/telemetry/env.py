@@ -1,7 +1,7 @@
 """Where OTLP export goes and what the resource says, from ``telemetry`` and the OTEL_* variables.
 
 Pure functions over a mapping (``os.environ`` by default) so every rule is testable without
-touching the process environment; see :mod:`agent.telemetry` for the rules in prose.
+touching the process environment; see :mod:`agent.telemetry.metrics` for the rules in prose.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
-    from agent.telemetry import TelemetryConfig
+    from agent.telemetry.config import TelemetryConfig
 
 log = logging.getLogger("firstwatch.telemetry")
 

@@ -1,4 +1,4 @@
-"""OTLP push for :mod:`agent.telemetry`: the OpenTelemetry exporters on a thread of their own.
+"""OTLP push for :mod:`agent.telemetry.metrics`: the OpenTelemetry exporters on a thread of their own.
 
 Imported only when OTLP export is on (the SDK, gRPC and protobuf cost a few hundred milliseconds to
 import; ``firstwatch check`` and configs without it never pay for them).
@@ -14,7 +14,7 @@ a few thousand targets would otherwise reach.
 Why not the SDK's ``MeterProvider``: its aggregation keeps a lock, an exemplar reservoir and more
 per series and per reader (measured: about 1.3 kB per series per reader, 240 MB for 10,000 HTTP
 targets with OTLP and Prometheus both on, and a 6 s ``/metrics`` scrape), against a few hundred
-bytes per series in :mod:`agent.telemetry_store`.
+bytes per series in :mod:`agent.telemetry.series`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from agent.telemetry_env import ExportSettings
-from agent.telemetry_store import Taken
+from agent.telemetry.env import ExportSettings
+from agent.telemetry.series import Taken
 
 log = logging.getLogger("firstwatch.telemetry")
 

@@ -1,4 +1,4 @@
-"""The series :mod:`agent.telemetry` keeps, and their Prometheus text (pure Python, no SDK).
+"""The series :mod:`agent.telemetry.metrics` keeps, and their Prometheus text (pure Python, no SDK).
 
 Each metric holds its current points in a dict: a gauge point is the last value, a counter point a
 running total, a histogram point cumulative bucket counts (explicit boundaries, OpenTelemetry's
@@ -86,7 +86,7 @@ class Taken:
 
 
 class Registry:
-    """Every metric of one :class:`agent.telemetry.Telemetry`, in the order they were created."""
+    """Every metric of one :class:`agent.telemetry.metrics.Telemetry`, in the order they were created."""
 
     def __init__(self, lock: threading.Lock, prometheus_labels: dict[str, str] | None) -> None:
         self.lock = lock

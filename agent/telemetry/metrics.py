@@ -1,9 +1,9 @@
 """Metrics out of firstwatch: OTLP push (gRPC or HTTP/protobuf) and a Prometheus ``/metrics`` text.
 
 Every number comes from the same :class:`checks.base.Result` the rules judge. The daemon calls the
-cheap recording methods below, which only update in-memory series (:mod:`agent.telemetry_store`,
+cheap recording methods below, which only update in-memory series (:mod:`agent.telemetry.series`,
 memory bounded by the number of series); the OpenTelemetry OTLP exporter pushes them on a thread of
-its own (:mod:`agent.telemetry_sdk`), so recording never blocks the event loop and a collector that
+its own (:mod:`agent.telemetry.otlp`), so recording never blocks the event loop and a collector that
 is down, slow or refusing costs one bounded export attempt per interval; ``/metrics`` renders the
 same series as Prometheus text.
 
@@ -12,7 +12,7 @@ suffix: ``firstwatch_check_duration_seconds``, ``firstwatch_events_sent_total``)
 
     firstwatch.check.up          gauge      1      1 when the last probe passed, 0 when it failed
     firstwatch.check.duration    histogram  s      the probe's duration value (buckets 1 ms .. 60 s, 1-2.5-5-7.5)
-    firstwatch.check.<value>     gauge      UCUM   every other declared value (agent.telemetry_values)
+    firstwatch.check.<value>     gauge      UCUM   every other declared value (agent.telemetry.values)
     firstwatch.check.perf.seconds gauge     s      plugin perfdata by unit: also .bytes (By), .ratio
                                                    (1, percent / 100), and firstwatch.check.perf (1)
     system.cpu.utilization       gauge      1      host cpu, 0..1
@@ -54,23 +54,19 @@ cumulative. ``OTEL_SDK_DISABLED=true`` turns all of it off (``/metrics`` then se
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from agent.cloudwatch_emf import CloudWatchConfig
-from agent.core.units import Seconds
-from agent.telemetry_env import resolve_export, resource_attributes, sdk_disabled
-from agent.telemetry_store import HistPoint, Metric, Point, Registry, label_name, observe, render
-from agent.telemetry_values import route, template_param
+from agent.telemetry.config import TelemetryConfig
+from agent.telemetry.env import resolve_export, resource_attributes, sdk_disabled
+from agent.telemetry.series import HistPoint, Metric, Point, Registry, label_name, observe, render
+from agent.telemetry.values import route, template_param
 from checks.base import Result, ValueSpec, find_value, unit_of
 
 if TYPE_CHECKING:
-    from agent.telemetry_sdk import OtlpPusher
+    from agent.telemetry.otlp import OtlpPusher
 
 log = logging.getLogger("firstwatch.telemetry")
 
@@ -80,66 +76,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 LAG_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # an HTTP header name (RFC 9110 token)
 _MAX_VALUES_PER_TARGET = 1000  # perfdata labels are the plugin's to choose: bound what one target adds
-
-
-class OtlpConfig(BaseModel):
-    """``telemetry.otlp``: push metrics to an OpenTelemetry collector."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    endpoint: str  # http(s)://host[:port]; for http/protobuf /v1/metrics is appended unless present
-    protocol: Literal["grpc", "http/protobuf"] = "grpc"
-    interval: Seconds = Field(default=15.0, gt=0)
-    timeout: Seconds = Field(default=5.0, gt=0)  # per export, retries included
-    headers: dict[str, str] = Field(default={}, repr=False)  # secrets: never logged
-    insecure: bool | None = None  # gRPC: plaintext; None: from the scheme (http:// is plaintext)
-
-    @field_validator("endpoint")
-    @classmethod
-    def _endpoint(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"endpoint must be a URL such as http://127.0.0.1:4317, got {v!r}")
-        try:
-            parts.port  # noqa: B018 - raises on a port that is not a number in 0..65535
-        except ValueError:
-            raise ValueError(f"endpoint {v!r} has an invalid port") from None
-        if parts.query or parts.fragment:
-            raise ValueError(f"endpoint {v!r} must not have a query or fragment")
-        return v
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
-        for name, value in v.items():
-            if not _TOKEN.fullmatch(name):
-                raise ValueError(f"header name {name!r} is not a valid HTTP header name")
-            if "\n" in value or "\r" in value:
-                raise ValueError(f"header {name!r} has a line break in its value")
-        return v
-
-    @model_validator(mode="after")
-    def _consistent(self) -> OtlpConfig:
-        parts = urlsplit(self.endpoint)
-        if self.protocol == "grpc" and parts.path not in ("", "/"):
-            raise ValueError(f"a grpc endpoint is host and port only, without a path: {self.endpoint!r}")
-        if self.insecure and parts.scheme == "https":
-            raise ValueError("insecure: true contradicts an https:// endpoint; use http:// for plaintext")
-        if self.insecure is False and parts.scheme == "http" and self.protocol == "http/protobuf":
-            raise ValueError("insecure: false needs an https:// endpoint with http/protobuf")
-        return self
-
-
-class TelemetryConfig(BaseModel):
-    """``telemetry``: where metrics go. Absent or empty: nowhere (unless OTEL_* variables say)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    otlp: OtlpConfig | None = None
-    prometheus: bool = False  # serve /metrics on agent.listen
-    cloudwatch: CloudWatchConfig | None = None  # Embedded Metric Format to the CloudWatch agent or a file
 
 
 # How one concrete value of one target is written: (metric, its key there, point, scale).
@@ -197,7 +134,7 @@ class Telemetry:
                     reg.point(self._reloads, outcome, {"result": outcome})
         self._pusher: OtlpPusher | None = None
         if self.export is not None:
-            from agent.telemetry_sdk import OtlpPusher
+            from agent.telemetry.otlp import OtlpPusher
 
             self._pusher = OtlpPusher(self.export, reg.snapshot, self.resource, version, reg.start_ns)
         if self.enabled:
