@@ -2,8 +2,8 @@
 
 ``load_config(path)`` returns an :class:`AgentConfig` or raises :class:`ConfigError` holding every
 issue found. The schema is the pydantic models: the top level here, each check type's ``Config``
-in ``checks/``, each sink type's ``Config`` in ``agent/sinks/``; the registries ``checks.CHECKS``
-and ``agent.sinks.SINKS`` say which exist. Error text is user interface (see ``config_errors``).
+in ``checks/``, each sink type's ``Config`` in ``agent/delivery/sinks/``; the registries ``checks.CHECKS``
+and ``agent.delivery.sinks.SINKS`` say which exist. Error text is user interface (see ``config_errors``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from agent.alerting.policy import AlertConfig, AlertPolicy
 from agent.alerting.rules import Rule, compile_rule
 from agent.config_errors import issues_from_validation, suggest
 from agent.core.units import Seconds
-from agent.sinks import SINKS
-from agent.sinks.base import Sink
+from agent.delivery.sinks import SINKS
+from agent.delivery.sinks.base import Sink
 from agent.status_client import parse_listen
 from agent.telemetry.config import TelemetryConfig
 from agent.yaml_source import ConfigError, Issue, Path, Source, load_yaml, read_config

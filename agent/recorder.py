@@ -20,9 +20,9 @@ from typing import Any
 from agent.alerting.book import AlertBook, Change, Key
 from agent.config import CheckSpec
 from agent.core.events import Event, fingerprint
+from agent.delivery.outbox import Outbox
 from agent.incidents.store import Store
 from agent.incidents.writer import Write
-from agent.outbox import Outbox
 
 log = logging.getLogger("firstwatch.recorder")
 

@@ -24,15 +24,15 @@ from agent.core.events import Event, fingerprint, iso_time
 from agent.core.safe_text import printable
 from agent.core.severity import SEVERITIES, rank, worst
 from agent.core.units import format_duration
-from agent.dispatch import Dispatcher
+from agent.delivery.dispatch import Dispatcher
+from agent.delivery.outbox import Outbox
+from agent.delivery.sinks.base import Sink
 from agent.incidents.store import Entry, Store
 from agent.incidents.writer import StoreWriter, Trouble
-from agent.outbox import Outbox
 from agent.output import describe_values
 from agent.probe_runner import SharedResources, run_probe
 from agent.recorder import Recorder
 from agent.scheduler import Job, Scheduler
-from agent.sinks.base import Sink
 from agent.telemetry.cloudwatch import EmfWriter
 from agent.telemetry.metrics import Telemetry
 from checks.base import Check, Result

@@ -15,10 +15,10 @@ from typing import ClassVar
 import pytest
 
 from agent.core.events import Event
-from agent.dispatch import Dispatcher
+from agent.delivery.dispatch import Dispatcher
+from agent.delivery.outbox import Outbox
+from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
 from agent.incidents.store import Store
-from agent.outbox import Outbox
-from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
 
 
 class Spy(BaseSink):

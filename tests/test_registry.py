@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import load_config, parse_config
+from agent.delivery.sinks import SINKS
 from agent.docs import example_of
-from agent.sinks import SINKS
 from checks import CHECKS
 from checks.base import ERROR_KINDS
 

@@ -15,8 +15,15 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agent.core.events import Event, iso_time
-from agent.sinks.alertmanager import AlertBook, AlertmanagerConfig, AlertmanagerSink, alert_labels, hold, label_name
-from agent.sinks.base import DeliveryError, PermanentDeliveryError
+from agent.delivery.sinks.alertmanager import (
+    AlertBook,
+    AlertmanagerConfig,
+    AlertmanagerSink,
+    alert_labels,
+    hold,
+    label_name,
+)
+from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from tests.alertmanager_peer import BINARY, Alertmanager, free_port, route_config
 from tests.conftest import require_binary
 

@@ -25,8 +25,8 @@ from pydantic import ValidationError
 
 from agent.config import parse_config
 from agent.core.events import Event
-from agent.sinks.base import DeliveryError, PermanentDeliveryError
-from agent.sinks.email import EmailConfig, EmailSink
+from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
+from agent.delivery.sinks.email import EmailConfig, EmailSink
 
 CANARY = "CANARY-pw-9d2e41"
 EXAMPLE = Path(__file__).parent.parent / "config" / "examples" / "email.yaml"
@@ -375,7 +375,7 @@ def test_config_errors_and_defaults(tmp_path: Path) -> None:
 
 
 def test_the_example_config_validates() -> None:
-    from agent.sinks import SINKS
+    from agent.delivery.sinks import SINKS
 
     env = {"SMTP_PASSWORD": CANARY}
     text = EXAMPLE.read_text()

@@ -18,8 +18,8 @@ import pytest
 from pydantic import ValidationError
 
 from agent.core.events import Event
-from agent.sinks.base import DeliveryError, PermanentDeliveryError
-from agent.sinks.exec import ExecConfig, ExecSink
+from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
+from agent.delivery.sinks.exec import ExecConfig, ExecSink
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
 

@@ -22,8 +22,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agent.core.events import Event
-from agent.sinks.base import DeliveryError, PermanentDeliveryError
-from agent.sinks.webhook import WebhookConfig, WebhookSink
+from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
+from agent.delivery.sinks.webhook import WebhookConfig, WebhookSink
 
 CANARY = "CANARY-5e1f9a7c-secret"
 URL_TOKEN = "urltok-77c1d0"

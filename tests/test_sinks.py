@@ -13,9 +13,9 @@ from aiohttp import web
 
 from agent.config import parse_config
 from agent.core.events import Event
-from agent.dispatch import Dispatcher
+from agent.delivery.dispatch import Dispatcher
+from agent.delivery.outbox import Outbox
 from agent.incidents.store import Store
-from agent.outbox import Outbox
 from agent.yaml_source import ConfigError
 
 

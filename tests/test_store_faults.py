@@ -315,9 +315,9 @@ async def test_a_second_agent_on_the_same_state_dir_is_refused(tmp_path: Path, s
 
 def test_outbox_rows_belong_to_the_shard_that_queued_them(tmp_path: Path) -> None:
     from agent.core.events import Event
-    from agent.outbox import Outbox
-    from agent.sinks.base import SinkConfig
-    from agent.sinks.stdout import StdoutSink
+    from agent.delivery.outbox import Outbox
+    from agent.delivery.sinks.base import SinkConfig
+    from agent.delivery.sinks.stdout import StdoutSink
 
     sink = StdoutSink(SinkConfig.model_validate({"type": "stdout"}), "stdout")
     a, b = Store(str(tmp_path), owner="1/2"), Store(str(tmp_path), owner="2/2")

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from agent.config import parse_config
 from agent.core.events import KINDS, Event
 from agent.core.severity import SEVERITIES
-from agent.sinks.base import DeliveryError, PermanentDeliveryError
-from agent.sinks.webhook import WebhookConfig, WebhookSink
-from agent.sinks.webhook_formats import FormatOptions, render_pagerduty, render_slack
+from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
+from agent.delivery.sinks.webhook import WebhookConfig, WebhookSink
+from agent.delivery.sinks.webhook_formats import FormatOptions, render_pagerduty, render_slack
 
 ROUTING_KEY = "R0CANARY5e1f9a7c0123456789abcdef"  # 32 characters, a secret
 EXAMPLES = Path(__file__).parent.parent / "config" / "examples"

@@ -20,7 +20,7 @@ import os
 from typing import IO, ClassVar
 
 from agent.core.events import Event
-from agent.sinks.base import BaseSink, SinkConfig
+from agent.delivery.sinks.base import BaseSink, SinkConfig
 
 
 class FileSinkConfig(SinkConfig):

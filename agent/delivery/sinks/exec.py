@@ -46,7 +46,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from agent.core.events import Event
 from agent.core.subprocesses import Completed, run_capped, signal_name
 from agent.core.units import Seconds, format_duration
-from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
+from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
 
 OUTPUT_CAP = 64 * 1024  # bytes kept of stdout and of stderr each
 EXCERPT = 200  # characters of stderr shown in an error

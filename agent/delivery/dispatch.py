@@ -1,6 +1,6 @@
 """Deliver the outbox: one worker per sink, in order, at least once, never blocking probing.
 
-Each worker takes its sink's oldest pending row (``agent.outbox``), sends it under a safety
+Each worker takes its sink's oldest pending row (``agent.delivery.outbox``), sends it under a safety
 deadline, and marks it delivered; a failure (``DeliveryError``, a timeout, anything unexpected)
 keeps the row at the head and retries it with capped exponential backoff and jitter, so a sink
 that is down for an hour gets everything, in order, once it is back. A
@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from agent.core.events import Event
-from agent.outbox import Outbox, Row
-from agent.sinks.base import PermanentDeliveryError, Sink
+from agent.delivery.outbox import Outbox, Row
+from agent.delivery.sinks.base import PermanentDeliveryError, Sink
 
 log = logging.getLogger("firstwatch.dispatch")
 

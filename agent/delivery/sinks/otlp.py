@@ -47,13 +47,13 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator, model_
 
 from agent.core.events import Event
 from agent.core.units import Seconds
-from agent.sinks.base import BaseSink, SinkConfig
+from agent.delivery.sinks.base import BaseSink, SinkConfig
 from agent.telemetry.config import OtlpConfig
 
 if TYPE_CHECKING:  # protobuf and aiohttp load when a sink is built (grpcio on its first gRPC export)
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-    from agent.sinks.otlp_export import OtlpExport
+    from agent.delivery.sinks.otlp_export import OtlpExport
 
 _RESERVED = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding", "te", "host"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -111,7 +111,7 @@ class OtlpSink(BaseSink):
         self._cfg = config
         # protobuf and aiohttp are imported here, when the sink is built, not when a config loads;
         # and before any event is sent, so importing them never stalls the dispatcher.
-        from agent.sinks.otlp_export import OtlpExport
+        from agent.delivery.sinks.otlp_export import OtlpExport
 
         self._impl: OtlpExport = OtlpExport(config, name)
 

@@ -1,7 +1,7 @@
 """The SMTP client of the ``email`` sink: :class:`smtplib.SMTP` that speaks implicit TLS when asked
 and can be aborted from another thread.
 
-:mod:`agent.sinks.email` imports this module when it sends its first mail, so loading a config
+:mod:`agent.delivery.sinks.email` imports this module when it sends its first mail, so loading a config
 never pays for smtplib.
 """
 

@@ -60,14 +60,14 @@ from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_valida
 
 from agent.core.events import Event
 from agent.core.units import Seconds, format_duration
-from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
-from agent.sinks.webhook import _ca_file
+from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
+from agent.delivery.sinks.webhook import _ca_file
 
 if TYPE_CHECKING:  # the email package and smtplib are imported where a mail is built or sent, never at load
     import smtplib
     from email.message import EmailMessage
 
-    from agent.sinks.email_smtp import SmtpClient
+    from agent.delivery.sinks.email_smtp import SmtpClient
 
 SUBJECT_MAX = 120
 WIDTH = 60  # body lines: readable on a phone without sideways scrolling
@@ -256,7 +256,8 @@ class EmailSink(BaseSink):
         forms = {f"\0{user}\0{secret}", f"{user}\0{secret}", f"{secret}"}  # AUTH PLAIN and LOGIN send base64
         b64 = {base64.b64encode(f.encode()).decode() for f in forms}
         self._secrets = sorted({secret, *b64}, key=len, reverse=True) if secret else []
-        for module in ("agent.sinks.email_smtp", "email.message"):  # when the sink is built, not when a config loads
+        # imported when the sink is built, not when a config loads
+        for module in ("agent.delivery.sinks.email_smtp", "email.message"):
             importlib.import_module(module)
 
     def __repr__(self) -> str:  # the config holds the password
@@ -285,7 +286,7 @@ class EmailSink(BaseSink):
     async def send(self, event: Event) -> None:
         to = self._remaining.get(event.id) or list(self._cfg.to)
         msg = build_message(self._cfg, event)
-        from agent.sinks.email_smtp import SmtpClient
+        from agent.delivery.sinks.email_smtp import SmtpClient
 
         client = SmtpClient(self._cfg.host, self._cfg.timeout, self._ssl if self._cfg.tls else None)
         job = asyncio.ensure_future(asyncio.to_thread(self._deliver, client, msg, to))

@@ -2,7 +2,7 @@
 and sent to the collector over gRPC (grpcio) or http/protobuf (aiohttp), its answer mapped to
 :class:`DeliveryError` (retried) or :class:`PermanentDeliveryError` (dropped).
 
-:mod:`agent.sinks.otlp` holds the options, their validation and the documentation; it imports this
+:mod:`agent.delivery.sinks.otlp` holds the options, their validation and the documentation; it imports this
 module when a sink is built, so loading and validating a config never pays for protobuf or aiohttp
 (grpcio is imported on the first gRPC export).
 """
@@ -28,8 +28,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from agent import __version__
 from agent.core.events import Event, iso_time
 from agent.core.units import format_duration
-from agent.sinks.base import DeliveryError, PermanentDeliveryError
-from agent.sinks.otlp import _CONTROL, OtlpSinkConfig
+from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
+from agent.delivery.sinks.otlp import _CONTROL, OtlpSinkConfig
 from agent.telemetry.env import resource_attributes
 
 SEVERITY_NUMBER = {"critical": 21, "major": 17, "medium": 13, "minor": 9}  # FATAL, ERROR, WARN, INFO

@@ -32,7 +32,7 @@ from pydantic import model_validator
 from agent.core.events import Event, iso_time
 from agent.core.severity import Severity, rank
 from agent.core.units import Seconds
-from agent.sinks.base import BaseSink, SinkConfig
+from agent.delivery.sinks.base import BaseSink, SinkConfig
 
 log = logging.getLogger("firstwatch.digest")
 

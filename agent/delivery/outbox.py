@@ -3,7 +3,7 @@ sink sees it; each sink's row stays until it is delivered, skipped or dropped.
 
 Routing happens here, at commit time, once: ``SinkConfig.accepts`` (severity, kinds, checks),
 and ``delay`` for escalation (a firing row for a delayed sink waits until ``not_before``). The
-delivery workers (``agent.dispatch``) only read rows back in order. Rows survive a crash or a
+delivery workers (``agent.delivery.dispatch``) only read rows back in order. Rows survive a crash or a
 restart, so nothing acknowledged is lost; each sink's backlog is bounded (``max_pending``): past
 the bound the oldest pending row is dropped, counted, and reported by the dispatcher.
 """
@@ -17,8 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from agent.core.events import Event
+from agent.delivery.sinks.base import Sink
 from agent.incidents.store import Store
-from agent.sinks.base import Sink
 
 ESCALATED_KINDS = ("firing", "changed", "reminder")
 

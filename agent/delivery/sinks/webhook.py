@@ -12,7 +12,7 @@ Options (besides the routing keys every sink has):
                 ``slack``: a Slack incoming-webhook message (severity, summary, check, target,
                 rule, since, and for resolutions how long it lasted);
                 ``pagerduty``: a PagerDuty Events API v2 event (trigger, then resolve with the
-                same ``dedup_key``: the alert's fingerprint). See agent/sinks/webhook_formats.py.
+                same ``dedup_key``: the alert's fingerprint). See agent/delivery/sinks/webhook_formats.py.
     link        the status page URL, linked from slack messages and pagerduty alerts
     routing_key (pagerduty, required there) the integration key of an Events API v2
                 integration: a secret, e.g. ``"${PAGERDUTY_ROUTING_KEY}"``; never shown
@@ -63,8 +63,8 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 from agent import __version__
 from agent.core.events import Event
 from agent.core.units import Seconds, format_duration
-from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
-from agent.sinks.webhook_formats import FORMATS, OPTIONS_OF, FormatOptions
+from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
+from agent.delivery.sinks.webhook_formats import FORMATS, OPTIONS_OF, FormatOptions
 
 if TYPE_CHECKING:  # aiohttp and yarl are imported where a sink sends or parses its url, never at load
     import aiohttp

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from agent.core.events import Event
-from agent.sinks.base import BaseSink, SinkConfig
+from agent.delivery.sinks.base import BaseSink, SinkConfig
 
 
 class StdoutSink(BaseSink):

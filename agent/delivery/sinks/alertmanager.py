@@ -44,7 +44,7 @@ from pydantic import Field, field_validator, model_validator
 
 from agent.core.events import Event, iso_time
 from agent.core.units import Seconds, format_duration
-from agent.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
+from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
 
 if TYPE_CHECKING:  # aiohttp and yarl are imported where the sink posts or parses a url, never at load
     import aiohttp
