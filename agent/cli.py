@@ -190,7 +190,7 @@ def _duration(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agent.config import default_config_path
+    from agent.config.load import default_config_path
 
     p = argparse.ArgumentParser(prog="firstwatch", description="Synthetic monitoring and health-check agent.")
     p.add_argument("--version", action="version", version=f"firstwatch {__version__}")
@@ -247,8 +247,8 @@ def _print_issues(exc: Exception) -> None:
 
 
 def cmd_validate(config: str) -> int:
-    from agent.config import load_config
-    from agent.yaml_source import ConfigError
+    from agent.config.load import load_config
+    from agent.config.yaml_source import ConfigError
 
     try:
         cfg = load_config(config)
@@ -264,10 +264,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     import asyncio
     import difflib
 
-    from agent.config import load_config
+    from agent.config.load import load_config
+    from agent.config.yaml_source import ConfigError
     from agent.oneshot import Finding, check_once, exit_code
     from agent.output import RENDERERS
-    from agent.yaml_source import ConfigError
 
     try:
         cfg = load_config(args.config)

@@ -20,7 +20,8 @@ import time
 from typing import Any
 
 from agent import __version__
-from agent.config import AgentConfig, load_config
+from agent.config.load import AgentConfig, load_config
+from agent.config.yaml_source import ConfigError
 from agent.core.events import Event
 from agent.fd_limit import raise_nofile_limit
 from agent.incidents.store import StateLock, Store, StoreError, open_checked
@@ -29,7 +30,6 @@ from agent.runtime import Runtime
 from agent.systemd_notify import Notifier
 from agent.telemetry.cloudwatch import EmfWriter
 from agent.telemetry.metrics import Telemetry
-from agent.yaml_source import ConfigError
 
 log = logging.getLogger("firstwatch")
 

@@ -39,8 +39,9 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from agent import status_page
+from agent.config.settings import parse_listen
 from agent.fd_limit import listener_cap
-from agent.status_client import instance_id, parse_listen
+from agent.status_client import instance_id
 
 log = logging.getLogger("firstwatch.http")
 

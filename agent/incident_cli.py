@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from agent.config.settings import agent_setting, state_dir_of
 from agent.core.events import iso_time
 from agent.core.safe_text import printable
 from agent.incidents.store import Store, StoreError
@@ -25,27 +26,8 @@ NOTE_MAX_CHARS = 2000  # a note is a step in a timeline, not a log dump (and it 
 NAME_MAX_CHARS = 100  # --by
 
 
-def agent_setting(config_path: str, key: str) -> str | None:
-    """``agent.KEY`` from the config, read leniently (the rest of it may be broken)."""
-    from agent.yaml_source import ConfigError, load_yaml, read_config
-
-    try:
-        data = load_yaml(read_config(config_path), config_path).data
-    except ConfigError:
-        return None
-    agent = data.get("agent") if isinstance(data, dict) else None
-    value = agent.get(key) if isinstance(agent, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def state_dir_for(config_path: str) -> str:
-    from agent.config import state_dir_of
-
-    return state_dir_of(agent_setting(config_path, "state_dir") or "")
-
-
 def open_store(config_path: str) -> Store:
-    state_dir = state_dir_for(config_path)
+    state_dir = state_dir_of(agent_setting(config_path, "state_dir") or "")
     if not os.path.exists(os.path.join(state_dir, "firstwatch.db")):
         raise StoreError(f"no state database in {state_dir}: has 'firstwatch run' started with this config?")
     return Store(state_dir)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from agent.alerting.impact import group_severity
 from agent.alerting.policy import ImpactLevel
 from agent.alerting.rules import Rule, Verdict
-from agent.config import CheckSpec
+from agent.config.load import CheckSpec
 from agent.core.severity import rank, worst
 from agent.probe_runner import SharedResources, run_probe
 from checks.base import Check, Result

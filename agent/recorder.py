@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from agent.alerting.book import AlertBook, Change, Key
-from agent.config import CheckSpec
+from agent.config.load import CheckSpec
 from agent.core.events import Event, fingerprint
 from agent.delivery.outbox import Outbox
 from agent.incidents.store import Store

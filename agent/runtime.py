@@ -19,7 +19,7 @@ from typing import Any
 
 from agent import __version__
 from agent.alerting.book import AlertBook, Change
-from agent.config import AgentConfig, CheckSpec
+from agent.config.load import AgentConfig, CheckSpec
 from agent.core.events import Event, fingerprint, iso_time
 from agent.core.safe_text import printable
 from agent.core.severity import SEVERITIES, rank, worst

@@ -10,45 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import json
 import os
-import re
 from typing import Any
 
-EXAMPLE = "e.g. 127.0.0.1:9464 or [::1]:9464"
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
-)
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``"HOST:PORT"`` -> (host, port); an IPv6 address goes in brackets: ``[::1]:9464``.
-
-    Raises ValueError with a message for the user (the caller adds where it came from)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"expected [IPV6]:PORT, got {text!r} ({EXAMPLE})")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{host!r} in brackets is not an IPv6 address ({EXAMPLE})") from None
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f"expected HOST:PORT, got {text!r} ({EXAMPLE})")
-        if ":" in host:
-            raise ValueError(f"an IPv6 address needs brackets: [{host}]:{port_text}")
-        if not _HOSTNAME.match(host):
-            raise ValueError(f"{host!r} is not a host name or IP address ({EXAMPLE})")
-    if not port_text.isascii() or not port_text.isdigit():
-        raise ValueError(f"the port must be a number from 0 to 65535, got {port_text!r} ({EXAMPLE})")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"the port must be a number from 0 to 65535, got {port}")
-    return host, port
+from agent.config.settings import parse_listen
 
 
 def instance_id(state_dir: str) -> str:
@@ -136,8 +102,9 @@ def _expected(config: str) -> tuple[str, str, str]:
     leniently, so that a config broken elsewhere (a missing secret) still finds its agent."""
     import socket
 
-    from agent.config import load_config, state_dir_of
-    from agent.yaml_source import ConfigError
+    from agent.config.load import load_config
+    from agent.config.settings import DEFAULT_LISTEN, agent_setting, state_dir_of
+    from agent.config.yaml_source import ConfigError
 
     try:
         cfg = load_config(config)
@@ -145,12 +112,10 @@ def _expected(config: str) -> tuple[str, str, str]:
     except ConfigError:
         if not os.path.isfile(config):
             raise StatusUnavailable(f"cannot read the config {config}") from None
-    from agent.incident_cli import agent_setting
-
     listen = agent_setting(config, "listen")
     name = agent_setting(config, "name") or socket.gethostname()
     return (
-        ("127.0.0.1:9464" if listen is None else listen),
+        (DEFAULT_LISTEN if listen is None else listen),
         name,
         state_dir_of(agent_setting(config, "state_dir") or ""),
     )

@@ -4,7 +4,7 @@
 
 Uses ``hyperfine`` when installed (``apt-get install -y hyperfine``), else a timing loop. Side by
 side, in the same run: ``python -c pass`` (the interpreter's floor) and ``python -c "import
-agent.config"`` (what loading a config imports: the check and sink registries and their
+agent.config.load"`` (what loading a config imports: the check and sink registries and their
 libraries), so the share of imports in the total is visible. Then ``python -X importtime`` lists
 the heaviest imports of the check command. Target (DESIGN B3): under 0.5 s.
 """
@@ -95,7 +95,7 @@ def main() -> None:
             print()
             commands = {
                 "firstwatch check (10 checks)": check,
-                "python -c 'import agent.config'": [PYTHON, "-c", "import agent.config"],
+                "python -c 'import agent.config.load'": [PYTHON, "-c", "import agent.config.load"],
                 "python -c pass": [PYTHON, "-c", "pass"],
             }
             for name, tree in parse_alts(args.alt).items():  # env -C: `python -m agent` imports from the cwd

@@ -71,7 +71,7 @@ async def worker(args: argparse.Namespace) -> dict[str, float]:
         }
 
     sys.path.insert(0, tree)
-    from agent.config import parse_config
+    from agent.config.load import parse_config
     from agent.incidents.store import Store
     from agent.runtime import Runtime
     from checks.base import Observation

@@ -131,7 +131,7 @@ async def _inprocess(args: argparse.Namespace, http_port: int, tcp_port: int, tm
     sys.path.insert(0, REPO)
     from pyinstrument import Profiler
 
-    from agent.config import load_config
+    from agent.config.load import load_config
     from agent.incidents.store import Store
     from agent.runtime import Runtime
 

@@ -76,7 +76,7 @@ def config_text(n: int, interval: float, ports: list[int], state_dir: str, kind:
 
 async def run_worker(args: argparse.Namespace) -> dict[str, object]:
     sys.path.insert(0, args.tree or REPO)
-    from agent.config import parse_config
+    from agent.config.load import parse_config
     from agent.incidents.store import Store
     from agent.runtime import Runtime
     from agent.scheduler import Scheduler

@@ -28,9 +28,9 @@ from yarl import URL
 
 from agent.alerting.policy import AlertConfig
 from agent.alerting.rules import compile_rule
-from agent.config import parse_config
+from agent.config.load import parse_config
+from agent.config.yaml_source import ConfigError
 from agent.probe_runner import SharedResources, run_probe
-from agent.yaml_source import ConfigError
 from checks.base import Result, find_value
 from checks.http import HttpCheck, HttpConfig, _hostport
 

@@ -19,9 +19,9 @@ import yaml
 from pydantic import ValidationError
 
 import agent.telemetry.cloudwatch as emf
-from agent.config import parse_config
+from agent.config.load import parse_config
+from agent.config.yaml_source import ConfigError
 from agent.telemetry.cloudwatch import CloudWatchConfig, EmfWriter
-from agent.yaml_source import ConfigError
 from checks.base import Result, ValueSpec
 from checks.host import HostCheck
 from checks.http import HttpCheck

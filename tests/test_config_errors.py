@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config, parse_config
-from agent.yaml_source import ConfigError
+from agent.config.load import load_config, parse_config
+from agent.config.yaml_source import ConfigError
 
 CONFIGS = Path(__file__).parent / "configs"
 CORPUS = sorted(CONFIGS.glob("invalid-*.yaml"))

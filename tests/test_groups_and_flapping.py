@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from agent.alerting.book import AlertBook
 from agent.alerting.flapping import FlapDetector, FlappingConfig
-from agent.config import parse_config
+from agent.config.load import parse_config
 from agent.core.severity import rank
 from checks.base import Result
 

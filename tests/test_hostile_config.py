@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.config import load_config, parse_config
-from agent.yaml_source import MAX_ALIASED, MAX_BYTES, MAX_DEPTH, MAX_NODES, ConfigError, load_yaml
+from agent.config.load import load_config, parse_config
+from agent.config.yaml_source import MAX_ALIASED, MAX_BYTES, MAX_DEPTH, MAX_NODES, ConfigError, load_yaml
 from tests.helpers import read_events, start_agent, wait_for_events
 
 ROOT = Path(__file__).parent.parent
@@ -185,7 +185,7 @@ def test_aliases_cannot_nest_past_the_limit() -> None:
 
 
 def test_node_limit_counts_the_text_itself(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("agent.yaml_source.MAX_NODES", 1000)
+    monkeypatch.setattr("agent.config.yaml_source.MAX_NODES", 1000)
     with pytest.raises(ConfigError) as info:
         load_yaml("[" + ", ".join(["1"] * 2000) + "]", "c.yaml")
     assert "more than 1,000 values after expanding aliases" in str(info.value.issues[0])

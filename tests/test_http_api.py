@@ -13,8 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from agent.config.settings import parse_listen
 from agent.http_api import HEADER_TIMEOUT, HttpServer, start_http
-from agent.status_client import StatusUnavailable, fetch_status, parse_listen
+from agent.status_client import StatusUnavailable, fetch_status
 
 SNAPSHOT: dict[str, Any] = {
     "agent": {

@@ -42,7 +42,7 @@ telemetry:
 
 PROGRAM = """
 import json, sys
-from agent.config import load_config
+from agent.config.load import load_config
 HEAVY = sys.argv[2].split()
 
 def heavy(modules):

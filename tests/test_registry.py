@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config, parse_config
+from agent.config.load import load_config, parse_config
 from agent.delivery.sinks import SINKS
 from agent.docs import example_of
 from checks import CHECKS

@@ -10,7 +10,7 @@ import pytest
 from agent.alerting.book import AlertBook
 from agent.alerting.policy import AlertConfig
 from agent.alerting.rules import compile_rule
-from agent.config import parse_config
+from agent.config.load import parse_config
 from checks.base import Result
 from checks.host import HostCheck
 from checks.http import HttpCheck

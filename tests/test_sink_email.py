@@ -23,7 +23,7 @@ import yaml
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
 
-from agent.config import parse_config
+from agent.config.load import parse_config
 from agent.core.events import Event
 from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.email import EmailConfig, EmailSink

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agent.config import parse_config
+from agent.config.load import parse_config
+from agent.config.yaml_source import ConfigError
 from agent.core.events import Event
 from agent.delivery.dispatch import Dispatcher
 from agent.delivery.outbox import Outbox
 from agent.incidents.store import Store
-from agent.yaml_source import ConfigError
 
 
 def event(kind: str = "firing", severity: str = "minor", incident: str = "inc1", **kw: Any) -> Event:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.alerting.book import AlertBook, Change
-from agent.config import parse_config
+from agent.config.load import parse_config
 from agent.core.severity import rank, worst
 from agent.incidents.store import Store
 from agent.recorder import Recorder

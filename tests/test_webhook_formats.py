@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from agent.config import parse_config
+from agent.config.load import parse_config
 from agent.core.events import KINDS, Event
 from agent.core.severity import SEVERITIES
 from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError

@@ -36,7 +36,7 @@ Key = tuple[str, str, str]  # check, target ("*" for a group), rule text
 
 
 class Watched(Protocol):
-    """What the book needs of a check (``agent.config.load.CheckSpec`` is one): its probe config,
+    """What the book needs of a check (``agent.config.load.load.CheckSpec`` is one): its probe config,
     its alerting policy and its compiled rules."""
 
     @property

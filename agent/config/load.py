@@ -19,13 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agent.alerting.policy import AlertConfig, AlertPolicy
 from agent.alerting.rules import Rule, compile_rule
-from agent.config_errors import issues_from_validation, suggest
+from agent.config.messages import issues_from_validation, suggest
+from agent.config.settings import DEFAULT_LISTEN, parse_listen, state_dir_of
+from agent.config.yaml_source import ConfigError, Issue, Path, Source, load_yaml, read_config
 from agent.core.units import Seconds
 from agent.delivery.sinks import SINKS
 from agent.delivery.sinks.base import Sink
-from agent.status_client import parse_listen
 from agent.telemetry.config import TelemetryConfig
-from agent.yaml_source import ConfigError, Issue, Path, Source, load_yaml, read_config
 from checks import CHECKS
 from checks.base import Check, CheckConfig
 
@@ -62,7 +62,7 @@ class AgentSection(BaseModel):
     state_dir: str = ""
     outage_tolerance: Seconds = 3600.0  # pending for: timers survive a restart within this
     heartbeat: HeartbeatConfig | None = None
-    listen: str = "127.0.0.1:9464"  # /healthz, /status, /metrics and the status page; "" turns it off
+    listen: str = DEFAULT_LISTEN  # /healthz, /status, /metrics and the status page; "" turns it off
 
     _labels = field_validator("labels")(_check_labels)
 
@@ -124,11 +124,6 @@ class AgentConfig:
     telemetry: TelemetryConfig
     checks: tuple[CheckSpec, ...]
     sinks: tuple[SinkSpec, ...]
-
-
-def state_dir_of(configured: str) -> str:
-    """``agent.state_dir``, else systemd's ``$STATE_DIRECTORY``, else ``./state``."""
-    return configured or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or "./state"
 
 
 def default_config_path() -> str:

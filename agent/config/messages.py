@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from agent.yaml_source import Issue, Path, Source
+from agent.config.yaml_source import Issue, Path, Source
 
 _TYPE_WORDS = {
     "string_type": "a string",
