@@ -356,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list-checks":
             return cmd_list_checks(args.sample)
         if args.command == "status":
-            from agent.status_client import cmd_status
+            from agent.web.client import cmd_status
 
             return cmd_status(args.config, args.format, args.timeout)
         return incident_command(args)

@@ -23,7 +23,7 @@ from agent import __version__
 from agent.config.load import AgentConfig, load_config
 from agent.config.yaml_source import ConfigError
 from agent.core.events import Event
-from agent.fd_limit import raise_nofile_limit
+from agent.core.fd_limit import raise_nofile_limit
 from agent.incidents.store import StateLock, Store, StoreError, open_checked
 from agent.incidents.writer import StoreWriter, Trouble
 from agent.runtime import Runtime
@@ -112,7 +112,7 @@ class Agent:
         )
         http = None
         if self.cfg.listen:
-            from agent.http_api import start_http
+            from agent.web.api import start_http
 
             try:
                 http = await start_http(self.cfg.listen, self, state_dir=self.cfg.state_dir)

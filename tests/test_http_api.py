@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from agent.config.settings import parse_listen
-from agent.http_api import HEADER_TIMEOUT, HttpServer, start_http
-from agent.status_client import StatusUnavailable, fetch_status
+from agent.web.api import HEADER_TIMEOUT, HttpServer, start_http
+from agent.web.client import StatusUnavailable, fetch_status
 
 SNAPSHOT: dict[str, Any] = {
     "agent": {
@@ -275,7 +275,7 @@ async def test_an_idle_connection_is_dropped_by_the_header_timeout() -> None:
 
 EMFILE_SCRIPT = """
 import asyncio, logging, os, resource, sys
-from agent.http_api import start_http
+from agent.web.api import start_http
 
 class Source:
     def snapshot(self): return {}

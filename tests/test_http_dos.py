@@ -23,7 +23,7 @@ from tests.helpers import Fleet, read_events
 
 FD_LIMIT = 256
 FLOOD = 320  # more idle connections than the agent may open files
-HEADER_TIMEOUT = 5.0  # agent.http_api.HEADER_TIMEOUT
+HEADER_TIMEOUT = 5.0  # agent.web.api.HEADER_TIMEOUT
 SLACK = 2.5
 
 
@@ -189,7 +189,7 @@ async def test_idle_connections_do_not_starve_probes(tmp_path: Path) -> None:
 def test_raise_nofile_limit_takes_the_soft_limit_to_the_hard_one() -> None:
     """In a child started with soft 256 / hard 512, as under a LimitNOFILE=256:512 unit."""
     script = (
-        "import resource; from agent.fd_limit import listener_cap, raise_nofile_limit; "
+        "import resource; from agent.core.fd_limit import listener_cap, raise_nofile_limit; "
         "print(raise_nofile_limit(), resource.getrlimit(resource.RLIMIT_NOFILE), listener_cap(64))"
     )
 

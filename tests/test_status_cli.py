@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.http_api import start_http
+from agent.web.api import start_http
 from tests.helpers import Run, firstwatch, start_agent
 from tests.test_http_api import SNAPSHOT
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from agent import status_page
 from agent.core.events import iso_time
-from agent.http_api import start_http
+from agent.web import page as status_page
+from agent.web.api import start_http
 from tests.conftest import require_binary
 
 NOW = 1_795_487_700.0  # 2026-11-24T02:35:00Z

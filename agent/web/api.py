@@ -15,7 +15,7 @@ and a Content-Security-Policy that allows nothing but the page's own style block
 inside the agent is logged and answered with a short 500, never a traceback.
 
 The port must never cost the agent its probes. It holds at most :data:`MAX_CONNECTIONS`
-connections (fewer under a low file-descriptor limit, see :func:`agent.fd_limit.listener_cap`);
+connections (fewer under a low file-descriptor limit, see :func:`agent.core.fd_limit.listener_cap`);
 one more is reset as soon as it is accepted. A client has :data:`HEADER_TIMEOUT` seconds from
 connecting to send a complete request head, :data:`KEEPALIVE_TIMEOUT` idle seconds between
 requests, and :data:`REQUEST_TIMEOUT` seconds per request, reading the answer included; past
@@ -38,10 +38,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from agent import status_page
 from agent.config.settings import parse_listen
-from agent.fd_limit import listener_cap
-from agent.status_client import instance_id
+from agent.core.fd_limit import listener_cap
+from agent.web import page as status_page
+from agent.web.client import instance_id
 
 log = logging.getLogger("firstwatch.http")
 
@@ -252,7 +252,7 @@ async def start_http(
 
     ``state_dir`` (the agent's) adds ``agent.instance`` to /status, so that ``firstwatch status``
     can tell this agent from another one on the same port. ``max_connections`` defaults to
-    :func:`agent.fd_limit.listener_cap` of :data:`MAX_CONNECTIONS`."""
+    :func:`agent.core.fd_limit.listener_cap` of :data:`MAX_CONNECTIONS`."""
     host, port = parse_listen(listen)
     options: dict[str, Any] = {"access_log": None, "keepalive_timeout": KEEPALIVE_TIMEOUT}
     identity = {"instance": instance_id(state_dir)} if state_dir else None
