@@ -266,7 +266,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from agent.config.load import load_config
     from agent.config.yaml_source import ConfigError
-    from agent.oneshot import Finding, check_once, exit_code
+    from agent.engine.oneshot import Finding, check_once, exit_code
     from agent.output import RENDERERS
 
     try:
@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             setup_logging(args.log_level)
-            from agent.daemon import run
+            from agent.engine.daemon import run
 
             return run(args.config, args.shard)
         setup_logging("warning")

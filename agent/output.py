@@ -17,9 +17,9 @@ import json
 import math
 from typing import Any
 
-from agent.core.units import format_duration, format_value
-from agent.oneshot import CRITICAL, OK, UNKNOWN, WARNING, Finding, exit_code, groups, worst_severity
-from checks.base import ValueSpec, unit_of
+from agent.core.units import format_duration
+from agent.engine.oneshot import CRITICAL, OK, UNKNOWN, WARNING, Finding, exit_code, groups, worst_severity
+from checks.base import describe_values, unit_of
 
 STATUS_WORDS = {OK: "ok", WARNING: "warning", CRITICAL: "critical", UNKNOWN: "unknown"}
 _NAGIOS_UOM = {"s": "s", "%": "%", "bytes": "B"}  # any other unit: no UOM
@@ -42,13 +42,6 @@ def summary(f: Finding) -> str:
             return f"{f.result.error or f.result.status.upper()}, no rule fires"
         return f"down ({f.result.error}), no rule fires"
     return "ok: " + describe_values(f.spec.cls.VALUES, f.result.values)
-
-
-def describe_values(specs: tuple[ValueSpec, ...], values: dict[str, float], limit: int = 8) -> str:
-    """``cpu 12%, memory 41%, disk[/] 55%``: the measured values in their units."""
-    return ", ".join(
-        f"{name} {format_value(value, unit_of(specs, values, name))}" for name, value in list(values.items())[:limit]
-    )
 
 
 def render_text(findings: list[Finding]) -> str:

@@ -72,8 +72,8 @@ async def worker(args: argparse.Namespace) -> dict[str, float]:
 
     sys.path.insert(0, tree)
     from agent.config.load import parse_config
+    from agent.engine.runtime import Runtime
     from agent.incidents.store import Store
-    from agent.runtime import Runtime
     from checks.base import Observation
     from checks.tcp import TcpCheck
 

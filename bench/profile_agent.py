@@ -132,8 +132,8 @@ async def _inprocess(args: argparse.Namespace, http_port: int, tcp_port: int, tm
     from pyinstrument import Profiler
 
     from agent.config.load import load_config
+    from agent.engine.runtime import Runtime
     from agent.incidents.store import Store
-    from agent.runtime import Runtime
 
     cfg = load_config(firstwatch_config(tmp, args.type, args.rate, 1.0, http_port, tcp_port))
     rt = Runtime(cfg, Store(cfg.state_dir))

@@ -6,7 +6,7 @@
 
 Each scenario ``NxI:D`` runs N ``tcp`` checks (default rules, flap detection, SQLite state in a
 temp dir, a file sink to /dev/null) at interval I seconds for D seconds, in a fresh Python process
-(``--worker``) that builds the real :class:`agent.runtime.Runtime` from YAML text with
+(``--worker``) that builds the real :class:`agent.engine.runtime.Runtime` from YAML text with
 ``parse_config`` and runs it, so its RSS is the agent's alone. The targets are 4 listening ports of
 ``bench/target_server.py`` in another process (its CPU is not counted).
 
@@ -77,9 +77,9 @@ def config_text(n: int, interval: float, ports: list[int], state_dir: str, kind:
 async def run_worker(args: argparse.Namespace) -> dict[str, object]:
     sys.path.insert(0, args.tree or REPO)
     from agent.config.load import parse_config
+    from agent.engine.runtime import Runtime
+    from agent.engine.scheduler import Scheduler
     from agent.incidents.store import Store
-    from agent.runtime import Runtime
-    from agent.scheduler import Scheduler
 
     pid = os.getpid()
     out: dict[str, object] = {"rss_start_mb": rss_mb(pid)[0]}

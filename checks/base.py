@@ -10,7 +10,7 @@ A check type is a class with:
 - ``async probe(target, ctx) -> Observation``: measure once. A target that fails is data
   (``Observation(ok=False, error_kind=..., error=...)``), never an exception.
 
-The runner (``agent.probe_runner``) owns the total deadline, timing and crash capture, so a
+The runner (``agent.engine.probe_runner``) owns the total deadline, timing and crash capture, so a
 probe only measures. Error kinds are stable strings that rules, events and users can rely on:
 
     timeout      the total deadline passed
@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.core.units import Seconds
+from agent.core.units import Seconds, format_value
 
 ERROR_KINDS = (
     "timeout",
@@ -212,3 +212,10 @@ def find_value(specs: tuple[ValueSpec, ...], name: str) -> ValueSpec | None:
         if spec.name == name or spec.pattern.match(name):
             return spec
     return None
+
+
+def describe_values(specs: tuple[ValueSpec, ...], values: dict[str, float], limit: int = 8) -> str:
+    """``cpu 12%, memory 41%, disk[/] 55%``: the measured values in their units."""
+    return ", ".join(
+        f"{name} {format_value(value, unit_of(specs, values, name))}" for name, value in list(values.items())[:limit]
+    )

@@ -17,7 +17,7 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from agent.probe_runner import SharedResources, run_probe
+from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
 from checks.command import CommandCheck, CommandConfig
 from tests.conftest import require_binary

@@ -23,7 +23,7 @@ import dns.rrset
 import pytest
 from pydantic import ValidationError
 
-from agent.probe_runner import SharedResources, run_probe
+from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
 from checks.dns import DnsCheck, DnsConfig, parse_server
 

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from agent.alerting.policy import AlertConfig
 from agent.alerting.rules import compile_rule
-from agent.probe_runner import SharedResources, run_probe
+from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Observation, Result, find_value
 from checks.host import HostCheck, HostConfig
 

@@ -30,7 +30,7 @@ from agent.alerting.policy import AlertConfig
 from agent.alerting.rules import compile_rule
 from agent.config.load import parse_config
 from agent.config.yaml_source import ConfigError
-from agent.probe_runner import SharedResources, run_probe
+from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result, find_value
 from checks.http import HttpCheck, HttpConfig, _hostport
 

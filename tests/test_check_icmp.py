@@ -18,7 +18,7 @@ import icmplib  # type: ignore[import-untyped]
 import pytest
 from pydantic import ValidationError
 
-from agent.probe_runner import SharedResources, run_probe
+from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
 from checks.icmp import NO_ICMP, IcmpCheck, IcmpConfig, icmp_privileged, observe
 

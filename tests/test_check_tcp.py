@@ -15,7 +15,7 @@ import pytest
 import trustme
 from pydantic import ValidationError
 
-from agent.probe_runner import SharedResources, run_probe
+from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
 from checks.tcp import TcpCheck, TcpConfig, parse_target
 

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 import checks.tls
-from agent.probe_runner import SharedResources, run_probe
+from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
 from checks.tls import TlsCheck, TlsConfig
 

@@ -203,7 +203,7 @@ async def test_watchdog_pings_while_the_scheduler_makes_progress(tmp_path: Path,
 
 
 def test_healthy_means_the_scheduler_keeps_its_schedule() -> None:
-    from agent.scheduler import Job, Scheduler
+    from agent.engine.scheduler import Job, Scheduler
 
     async def nothing() -> None:
         return None

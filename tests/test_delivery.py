@@ -169,7 +169,7 @@ async def test_escalation_only_for_incidents_still_open_and_unacknowledged(tmp_p
 
 async def test_reminders_while_firing_and_unacknowledged(tmp_path: Path) -> None:
     from agent.alerting.book import AlertBook
-    from agent.recorder import Recorder
+    from agent.engine.recorder import Recorder
 
     pager = Spy("pager", repeat="0.2s")
     h = Harness(tmp_path, pager)

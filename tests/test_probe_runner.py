@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from agent.probe_runner import SharedResources, run_probe
+from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext
 
 

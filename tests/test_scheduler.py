@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from agent.scheduler import Job, Scheduler
+from agent.engine.scheduler import Job, Scheduler
 
 
 async def nothing() -> None:

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from agent.runtime import in_shard
+from agent.engine.runtime import in_shard
 from tests.helpers import Fleet
 
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from agent.alerting.book import AlertBook, Change
 from agent.config.load import parse_config
 from agent.core.severity import rank, worst
+from agent.engine.recorder import Recorder
 from agent.incidents.store import Store
-from agent.recorder import Recorder
 from checks.base import Result
 from tests.helpers import Switch, start_daemon
 

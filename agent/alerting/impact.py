@@ -1,6 +1,6 @@
 """Blast radius: the severity of a group (a check with ``targets:`` and ``impact:``) from the share
 of its members failing. Pure, so the daemon (``agent.alerting.book``) and ``firstwatch check``
-(``agent.oneshot``) judge a group the same way.
+(``agent.engine.oneshot``) judge a group the same way.
 
 The group's severity is the highest of the rule's own severity and every ``impact`` level whose
 share is reached (``failing / members >= share``, with a little slack for shares such as 1/3).

@@ -2,7 +2,7 @@
 
 Probes measure, rules judge, the state machine debounces, sinks deliver; a :class:`Runtime` only
 connects them, and can be built completely before it starts, so a reload swaps a whole new one
-in or keeps the old one (``agent.daemon``). It also answers what the HTTP endpoint and the
+in or keeps the old one (``agent.engine.daemon``). It also answers what the HTTP endpoint and the
 watchdog ask: a status snapshot and whether the scheduler is making progress.
 """
 
@@ -27,15 +27,14 @@ from agent.core.units import format_duration
 from agent.delivery.dispatch import Dispatcher
 from agent.delivery.outbox import Outbox
 from agent.delivery.sinks.base import Sink
+from agent.engine.probe_runner import SharedResources, run_probe
+from agent.engine.recorder import Recorder
+from agent.engine.scheduler import Job, Scheduler
 from agent.incidents.store import Entry, Store
 from agent.incidents.writer import StoreWriter, Trouble
-from agent.output import describe_values
-from agent.probe_runner import SharedResources, run_probe
-from agent.recorder import Recorder
-from agent.scheduler import Job, Scheduler
 from agent.telemetry.cloudwatch import EmfWriter
 from agent.telemetry.metrics import Telemetry
-from checks.base import Check, Result
+from checks.base import Check, Result, describe_values
 
 log = logging.getLogger("firstwatch")
 

@@ -28,7 +28,7 @@ from agent.alerting.policy import ImpactLevel
 from agent.alerting.rules import Rule, Verdict
 from agent.config.load import CheckSpec
 from agent.core.severity import rank, worst
-from agent.probe_runner import SharedResources, run_probe
+from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Check, Result
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3

@@ -1,4 +1,4 @@
-"""``firstwatch run``: the process around a :class:`agent.runtime.Runtime`.
+"""``firstwatch run``: the process around a :class:`agent.engine.runtime.Runtime`.
 
 Signals: SIGTERM/SIGINT stop cleanly within a few seconds (alert state and undelivered events
 stay on disk); SIGHUP reloads: the new config is validated and a whole new runtime built first,
@@ -24,10 +24,10 @@ from agent.config.load import AgentConfig, load_config
 from agent.config.yaml_source import ConfigError
 from agent.core.events import Event
 from agent.core.fd_limit import raise_nofile_limit
+from agent.engine.runtime import Runtime
+from agent.engine.systemd import Notifier
 from agent.incidents.store import StateLock, Store, StoreError, open_checked
 from agent.incidents.writer import StoreWriter, Trouble
-from agent.runtime import Runtime
-from agent.systemd_notify import Notifier
 from agent.telemetry.cloudwatch import EmfWriter
 from agent.telemetry.metrics import Telemetry
 
