@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from agent.cli import RepeatFilter
+from agent.cli.main import RepeatFilter
 
 
 class Clock:
@@ -114,7 +114,7 @@ def test_flush_reports_what_is_still_suppressed(setup: Setup) -> None:
 
 FLOOD = """
 import logging
-from agent.cli import setup_logging
+from agent.cli.main import setup_logging
 setup_logging("info")
 log = logging.getLogger("firstwatch.http")
 for i in range(20000):
@@ -137,7 +137,7 @@ def test_a_flood_through_setup_logging_is_a_few_lines() -> None:
 def test_log_lines_escape_control_characters_but_tracebacks_keep_their_lines() -> None:
     code = """
 import logging
-from agent.cli import setup_logging
+from agent.cli.main import setup_logging
 setup_logging("info")
 log = logging.getLogger("firstwatch")
 log.warning("plugin said: %s", "ok\\n2026-01-01T00:00:00.000Z INFO firstwatch: forged \\x1b[2J")

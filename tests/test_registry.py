@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli.docs import example_of
 from agent.config.load import load_config, parse_config
 from agent.delivery.sinks import SINKS
-from agent.docs import example_of
 from checks import CHECKS
 from checks.base import ERROR_KINDS
 

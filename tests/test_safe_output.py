@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from agent.incident_cli import NOTE_MAX_CHARS
+from agent.cli.incidents import NOTE_MAX_CHARS
 from tests.helpers import read_events
 
 # what agent.core.safe_text escapes, but the newline that ends each output line

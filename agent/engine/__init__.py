@@ -8,5 +8,5 @@ decides into the store; ``oneshot`` is ``firstwatch check``'s engine; ``systemd`
 ``sd_notify``.
 
 May import: every room below it (``core``, ``alerting``, ``incidents``, ``telemetry``,
-``delivery``, ``config``, ``web``) and ``checks``. Only ``agent.cli`` imports this room.
+``delivery``, ``config``, ``web``) and ``checks``. Only ``agent.cli.main`` imports this room.
 """

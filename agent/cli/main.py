@@ -264,10 +264,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     import asyncio
     import difflib
 
+    from agent.cli.output import RENDERERS
     from agent.config.load import load_config
     from agent.config.yaml_source import ConfigError
     from agent.engine.oneshot import Finding, check_once, exit_code
-    from agent.output import RENDERERS
 
     try:
         cfg = load_config(args.config)
@@ -305,7 +305,7 @@ def cmd_list_checks(sample: str | None) -> int:
         if cls is None:
             print(f"firstwatch: unknown check type {sample!r} (known: {', '.join(sorted(CHECKS))})", file=sys.stderr)
             return EX_USAGE
-        from agent.docs import example_of
+        from agent.cli.docs import example_of
 
         print(example_of(cls))
         return 0
@@ -320,7 +320,7 @@ def cmd_list_checks(sample: str | None) -> int:
 def incident_command(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from agent import incident_cli
+    from agent.cli import incidents as incident_cli
     from agent.incidents.store import StoreError, is_corruption
 
     try:
