@@ -71,9 +71,23 @@ async def worker(args: argparse.Namespace) -> dict[str, float]:
         }
 
     sys.path.insert(0, tree)
-    from agent.config.load import parse_config
-    from agent.engine.runtime import Runtime
-    from agent.incidents.store import Store
+    try:  # the layout in rooms, with the store writer thread
+        from agent.config.load import parse_config
+        from agent.engine.runtime import Runtime
+        from agent.incidents.store import Store
+        from agent.incidents.writer import StoreWriter
+
+        def runtime(cfg, store):  # type: ignore[no-untyped-def]
+            return Runtime(cfg, store, StoreWriter(store))
+    except ImportError:  # an older tree (flat agent/, SQLite on the loop): A/B across the change
+        from agent.runtime import Runtime  # type: ignore[no-redef]
+        from agent.store import Store  # type: ignore[no-redef]
+
+        from agent.config import parse_config  # type: ignore[no-redef]
+
+        def runtime(cfg, store):  # type: ignore[no-untyped-def]
+            return Runtime(cfg, store)
+
     from checks.base import Observation
     from checks.tcp import TcpCheck
 
@@ -93,7 +107,7 @@ async def worker(args: argparse.Namespace) -> dict[str, float]:
             f'  - {{name: c{i}, type: tcp, target: "127.0.0.1:9", interval: {args.interval:g}s}}'
             for i in range(args.checks)
         ]
-        rt = Runtime(parse_config("\n".join(lines) + "\n", "bench.yaml"), Store(tmp))
+        rt = runtime(parse_config("\n".join(lines) + "\n", "bench.yaml"), Store(tmp))
         await rt.start()
         assert rt.scheduler is not None
         await asyncio.sleep(args.warm)

@@ -134,9 +134,11 @@ async def _inprocess(args: argparse.Namespace, http_port: int, tcp_port: int, tm
     from agent.config.load import load_config
     from agent.engine.runtime import Runtime
     from agent.incidents.store import Store
+    from agent.incidents.writer import StoreWriter
 
     cfg = load_config(firstwatch_config(tmp, args.type, args.rate, 1.0, http_port, tcp_port))
-    rt = Runtime(cfg, Store(cfg.state_dir))
+    store = Store(cfg.state_dir)
+    rt = Runtime(cfg, store, StoreWriter(store))
     await rt.start()
     await asyncio.sleep(args.warm)
     prof = Profiler(interval=0.001, async_mode="disabled")

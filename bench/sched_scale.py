@@ -80,6 +80,7 @@ async def run_worker(args: argparse.Namespace) -> dict[str, object]:
     from agent.engine.runtime import Runtime
     from agent.engine.scheduler import Scheduler
     from agent.incidents.store import Store
+    from agent.incidents.writer import StoreWriter
 
     pid = os.getpid()
     out: dict[str, object] = {"rss_start_mb": rss_mb(pid)[0]}
@@ -92,7 +93,8 @@ async def run_worker(args: argparse.Namespace) -> dict[str, object]:
         out["parse_s"] = time.perf_counter() - t
         out["rss_after_parse_mb"] = rss_mb(pid)[0]
         t = time.perf_counter()
-        rt = Runtime(cfg, Store(os.path.join(tmp, "state")))
+        store = Store(os.path.join(tmp, "state"))
+        rt = Runtime(cfg, store, StoreWriter(store))
         out["build_s"] = time.perf_counter() - t
 
         loop = asyncio.get_running_loop()
