@@ -6,7 +6,7 @@ Uses ``hyperfine`` when installed (``apt-get install -y hyperfine``), else a tim
 side, in the same run: ``python -c pass`` (the interpreter's floor) and ``python -c "import
 agent.config.load"`` (what loading a config imports: the check and sink registries and their
 libraries), so the share of imports in the total is visible. Then ``python -X importtime`` lists
-the heaviest imports of the check command. Target (DESIGN B3): under 0.5 s.
+the heaviest imports of the check command. Target (docs/performance.md): under 0.5 s.
 """
 
 from __future__ import annotations

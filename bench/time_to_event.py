@@ -13,7 +13,7 @@ start, bounded by the interval) and *probe + pipeline* (probe start -> line in t
 probe, rules, alert state, SQLite commit of the outbox row, the sink worker, the file write).
 The target is then restarted and the ``resolved`` line awaited before the next trial.
 
-Target (DESIGN B3): at most ``for`` + interval + 100 ms (1.1 s here), judged on p95 and max.
+Target (docs/performance.md): at most ``for`` + interval + 100 ms (1.1 s here), judged on p95 and max.
 """
 
 from __future__ import annotations

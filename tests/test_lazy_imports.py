@@ -1,4 +1,4 @@
-"""``firstwatch check`` imports only what the command needs (DESIGN.md B3): loading and validating a
+"""``firstwatch check`` imports only what the command needs (docs/performance.md): loading and validating a
 config never imports the heavy libraries behind the probes, sinks and telemetry; building a check
 imports those of its own type only (before any probe runs, so no import stalls a running probe)."""
 

@@ -1,4 +1,4 @@
-"""The ``firstwatch`` command line (DESIGN.md A2). Each command imports only what it needs, so
+"""The ``firstwatch`` command line (docs/contract.md). Each command imports only what it needs, so
 ``firstwatch check`` starts fast enough to run from cron and deploy pipelines."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Render ``firstwatch check`` findings as a text table, one JSON document, or a Nagios plugin line.
 
-Formats are contract (DESIGN.md A2): scripts parse ``--format json``, Nagios/Icinga parse
+Formats are contract (docs/contract.md): scripts parse ``--format json``, Nagios/Icinga parse
 ``--format nagios`` (``STATUS - summary | perfdata``, then one line per failing check and group).
 
 Numbers are for humans in text (:mod:`agent.core.units`: ``11ms``, ``41%``, ``1.2MB``, ``0.0112``).

@@ -1,4 +1,4 @@
-"""The event: one JSON object other tools consume (DESIGN.md A4), and how it is written out.
+"""The event: one JSON object other tools consume (docs/contract.md), and how it is written out.
 
 Field names and kinds are contract. ``id`` is made once, when the event is created, so every
 redelivery carries the same one (the idempotency key); ``fingerprint`` is stable per
