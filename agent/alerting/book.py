@@ -109,6 +109,7 @@ class AlertBook:
     # clock (tests); the daemon passes monotonic times to observe() and the real offset here
     clock_offset: Callable[[], float] = lambda: 0.0
     _offset: float | None = None
+    _fps: dict[Key, str] = field(default_factory=dict)
 
     @property
     def offset(self) -> float:
@@ -137,7 +138,9 @@ class AlertBook:
                 alert = self.alerts[key] = Alert(flap=FlapDetector(flapping) if flapping else None)
             verdict = rule.evaluate(result)
             holds = verdict.holds
-            fp = fingerprint(self.agent_name, result.check, result.target, rule.text)
+            fp = self._fps.get(key)
+            if fp is None:  # a sha256 per run is measurable at thousands of runs a second: once per alert
+                fp = self._fps[key] = fingerprint(self.agent_name, result.check, result.target, rule.text)
 
             def change(kind: str, text: str, **kw: Any) -> Change:
                 return Change(kind, wall, result.check, result.target, rule.text, fp, text, **kw)  # noqa: B023
