@@ -24,8 +24,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
 
 from agent.config.load import parse_config
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
-from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.email import EmailConfig, EmailSink
 
 CANARY = "CANARY-pw-9d2e41"

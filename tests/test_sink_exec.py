@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
-from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.exec import ExecConfig, ExecSink
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"

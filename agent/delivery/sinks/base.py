@@ -4,9 +4,10 @@ A sink class has ``TYPE`` (its ``type:`` in the config), ``Config`` (a pydantic 
 :class:`SinkConfig`) and ``async send(event)``, which raises on failure so the dispatcher can retry,
 count and report it: :class:`DeliveryError` for a failure worth retrying (refused, timeout, 5xx),
 :class:`PermanentDeliveryError` for one that retrying cannot fix (a 4xx that is not 408/429: the
-event is dropped, counted and reported). The message of either is shown to users: never put a
-secret (a header value, a token in a URL) in it. Delivery is at least once: a sink that talks
-to a remote service sends the event ``id`` as an idempotency key where the service allows it.
+event is dropped, counted and reported; both live in :mod:`agent.core.errors`). The message of
+either is shown to users: never put a secret (a header value, a token in a URL) in it. Delivery
+is at least once: a sink that talks to a remote service sends the event ``id`` as an idempotency
+key where the service allows it.
 
 Routing (``min_severity``, ``kinds``, ``checks``) is decided once, in :meth:`SinkConfig.accepts`,
 never inside a sink; ``delay`` (escalation) and ``repeat`` (reminders) are the dispatcher's.
@@ -21,14 +22,6 @@ from pydantic import BaseModel, ConfigDict
 from agent.core.events import Event, Kind
 from agent.core.severity import Severity, rank
 from agent.core.units import Seconds
-
-
-class DeliveryError(Exception):
-    """Delivery failed; worth retrying with backoff (the target is down, slow or overloaded)."""
-
-
-class PermanentDeliveryError(DeliveryError):
-    """Delivery failed in a way retrying cannot fix (the target rejected the event itself)."""
 
 
 def positive_timeout(value: float) -> float:

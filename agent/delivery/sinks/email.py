@@ -58,9 +58,10 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
 from agent.core.units import Seconds, format_duration
-from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
+from agent.delivery.sinks.base import BaseSink, SinkConfig
 from agent.delivery.sinks.webhook import _ca_file
 
 if TYPE_CHECKING:  # the email package and smtplib are imported where a mail is built or sent, never at load

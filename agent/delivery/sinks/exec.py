@@ -43,10 +43,11 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
 from agent.core.subprocesses import Completed, run_capped, signal_name
 from agent.core.units import Seconds, format_duration
-from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
+from agent.delivery.sinks.base import BaseSink, SinkConfig, positive_timeout
 
 OUTPUT_CAP = 64 * 1024  # bytes kept of stdout and of stderr each
 EXCERPT = 200  # characters of stderr shown in an error

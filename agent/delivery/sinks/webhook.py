@@ -61,9 +61,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent import __version__
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
 from agent.core.units import Seconds, format_duration
-from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
+from agent.delivery.sinks.base import BaseSink, SinkConfig, positive_timeout
 from agent.delivery.sinks.webhook_formats import FORMATS, OPTIONS_OF, FormatOptions
 
 if TYPE_CHECKING:  # aiohttp and yarl are imported where a sink sends or parses its url, never at load
