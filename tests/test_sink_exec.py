@@ -98,7 +98,7 @@ async def test_program_gets_event_json_on_stdin_and_env_vars(tmp_path: Path, mon
     env.pop("LC_CTYPE", None)  # Python may set it itself on some platforms
     assert env == {
         "PATH": os.environ["PATH"],
-        "LANG": "C.UTF-8",
+        "LANG": "C",
         "TEAM": "blue",
         "FIRSTWATCH_EVENT_ID": e.id,
         "FIRSTWATCH_KIND": "firing",

@@ -7,7 +7,7 @@ Options (besides the routing keys every sink has):
              in the event reach the program literally. The program is an absolute path or a
              name found on PATH; it must exist and be executable when the config loads.
     env      variables added to the program's environment. It does not inherit the agent's
-             environment: it gets only PATH, ``LANG=C.UTF-8``, these and the event's variables.
+             environment: it gets only PATH, ``LANG=C``, these and the event's variables.
              Pass secrets here, not in ``command`` (arguments show in ``ps``): env values are
              never shown in an error, even when the program prints them on stderr.
     timeout  how long the program may run (default 10s); then it and every process it started
@@ -36,17 +36,16 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
-from agent.core.subprocesses import Completed, run_capped, signal_name
+from agent.core.subprocesses import Completed, base_env, resolve_program, run_capped, signal_name
 from agent.core.units import Seconds, format_duration
+from agent.core.validators import program_argv
 from agent.delivery.sinks.base import BaseSink, SinkConfig, positive_timeout
 
 OUTPUT_CAP = 64 * 1024  # bytes kept of stdout and of stderr each
@@ -55,26 +54,6 @@ ENV_CAP = 4096  # characters of an event field in a FIRSTWATCH_* variable
 SYSEXITS = range(64, 79)  # EX_USAGE .. EX_CONFIG: retrying cannot help
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
-
-
-def base_env(extra: dict[str, str]) -> dict[str, str]:
-    """PATH and ``LANG=C.UTF-8``, then ``extra``."""
-    return {"PATH": os.environ.get("PATH") or os.defpath, "LANG": "C.UTF-8", **extra}
-
-
-def resolve_program(name: str, path: str) -> str:
-    """The absolute path of the program ``name``; raises ValueError saying why there is none."""
-    if os.path.isabs(name):
-        if not os.path.isfile(name) or not os.access(name, os.X_OK):
-            what = "is not an executable file" if os.path.exists(name) else "not found"
-            raise ValueError(f"program {name!r} {what}")
-        return name
-    if not name or os.sep in name:
-        raise ValueError(f"program {name!r}: write an absolute path, or a program name found on PATH")
-    found = shutil.which(name, path=path)
-    if found is None:
-        raise ValueError(f"program {name!r} not found on PATH ({path})")
-    return os.path.abspath(found)
 
 
 class ExecConfig(SinkConfig):
@@ -113,12 +92,7 @@ class ExecConfig(SinkConfig):
     @field_validator("command")
     @classmethod
     def _check_command(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        if not v:
-            raise ValueError("command must name a program: [PROGRAM, ARG, ...]")
-        if any("\0" in arg for arg in v):
-            raise ValueError("command arguments must not contain NUL bytes")
-        resolve_program(v[0], base_env(info.data.get("env") or {})["PATH"])
-        return v
+        return program_argv(v, info.data.get("env") or {})
 
     _check_timeout = field_validator("timeout")(positive_timeout)
 
