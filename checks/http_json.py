@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
+from agent.core import validators
+
 Step = str | int
 _STEP = re.compile(r"""\.?([^.\[\]'"\s]+)|\[(-?\d+)\]|\["([^"]*)"\]|\['([^']*)'\]""")
 _NAME_KEY = re.compile(r"[\w\-]+\Z")
@@ -110,14 +112,6 @@ def show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {value!r}: {exc}") from None
-    return value
-
-
 class JsonAssertion(BaseModel):
     """One ``expect.json`` entry: ``path`` and one of ``equals``, ``matches`` or ``op`` + ``value``."""
 
@@ -125,7 +119,7 @@ class JsonAssertion(BaseModel):
 
     path: JsonPath
     equals: Any = None
-    matches: Annotated[str, AfterValidator(_regex)] | None = None
+    matches: Annotated[str, AfterValidator(validators.regex)] | None = None
     op: Literal[">", ">=", "<", "<=", "==", "!="] | None = None
     value: float | None = None
 

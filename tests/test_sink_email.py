@@ -355,7 +355,7 @@ def test_config_errors_and_defaults(tmp_path: Path) -> None:
     assert config_error(starttls=True, username="u").startswith("authentication needs both username and password")
     assert config_error(starttls=True, password="p").startswith("authentication needs both username and password")
     assert config_error(starttls=True, username="u", password="p", password_file=str(tmp_path / "x")).startswith(
-        "cannot read"
+        "no such file"
     )
     assert config_error(to=[]) == "List should have at least 1 item after validation, not 0"
     assert config_error(to=["not-an-address"]) == (

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 import ssl
 from collections.abc import Mapping, Sequence
+from typing import Annotated
+
+from pydantic import BeforeValidator, SecretStr
 
 from agent.core.subprocesses import base_env, resolve_program
 
@@ -53,6 +56,10 @@ def secret_file(path: object) -> object:
     if not text:
         raise ValueError(f"{path!r} is empty")
     return text
+
+
+SecretFile = Annotated[SecretStr | None, BeforeValidator(secret_file)]
+"""A ``*_file`` option: the path of a file holding a secret, which the field holds once loaded."""
 
 
 def program_argv(argv: list[str], env: Mapping[str, str], also: Sequence[str] = ()) -> list[str]:

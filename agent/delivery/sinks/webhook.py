@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent import __version__
+from agent.core import validators
 from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
 from agent.core.units import Seconds, format_duration
@@ -77,16 +78,6 @@ _RESERVED = frozenset({"content-type", "content-length", "transfer-encoding", "i
 _SCHEMES = frozenset({"basic", "bearer", "digest", "token"})  # auth scheme names are no secret
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _CONTROL = re.compile(r"(?:\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x1f\x7f-\x9f])+")  # incl. terminal colour codes
-
-
-def _ca_file(value: str) -> str:
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {value!r}") from None
-    except (ssl.SSLError, OSError) as exc:
-        raise ValueError(f"{value!r} holds no usable PEM certificates: {exc}") from None
-    return value
 
 
 class WebhookConfig(SinkConfig):
@@ -172,7 +163,7 @@ class WebhookConfig(SinkConfig):
     @field_validator("ca_file")
     @classmethod
     def _check_ca_file(cls, v: str | None) -> str | None:
-        return None if v is None else _ca_file(v)
+        return None if v is None else validators.ca_file(v)
 
 
 def _secrets(cfg: WebhookConfig) -> list[str]:
