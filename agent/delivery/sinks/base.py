@@ -15,10 +15,12 @@ never inside a sink; ``delay`` (escalation) and ``repeat`` (reminders) are the d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event, Kind
 from agent.core.severity import Severity, rank
 from agent.core.units import Seconds
@@ -71,7 +73,8 @@ class Sink(Protocol):
 
 
 class BaseSink:
-    """Shared plumbing: holds the config and the sink's display name."""
+    """Shared plumbing: holds the config and the sink's display name, and makes its errors
+    (:meth:`_fail`) with the secrets a sink lists in ``_secrets`` masked (:meth:`_redact`)."""
 
     TYPE: ClassVar[str] = ""
     Config: ClassVar[type[SinkConfig]] = SinkConfig
@@ -83,6 +86,18 @@ class BaseSink:
     def __init__(self, config: SinkConfig, name: str) -> None:
         self.config = config
         self.name = name
+        self._secrets: Sequence[str] = ()  # never shown in an error; longest first
+
+    def _redact(self, text: str) -> str:
+        """``text`` with every one of the sink's secrets as ``***``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
+        """The error to raise: ``TYPE NAME: reason``, secrets redacted; permanent or worth retrying."""
+        cls = PermanentDeliveryError if permanent else DeliveryError
+        return cls(f"{self.TYPE} {self.name}: {self._redact(reason)}")
 
     async def send(self, event: Event) -> None:
         raise NotImplementedError

@@ -59,7 +59,6 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent.core import validators
-from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
 from agent.core.units import Seconds, format_duration
 from agent.delivery.sinks.base import BaseSink, SinkConfig
@@ -256,15 +255,6 @@ class EmailSink(BaseSink):
         if not self._cfg.tls_verify:
             ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         return ctx
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
-        cls = PermanentDeliveryError if permanent else DeliveryError
-        return cls(f"email {self.name}: {self._redact(reason)}")
 
     def _answer(self, code: int, text: bytes | str) -> str:
         raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text

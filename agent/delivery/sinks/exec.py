@@ -41,7 +41,6 @@ from typing import Any, ClassVar
 
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
-from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
 from agent.core.subprocesses import Completed, base_env, resolve_program, run_capped, signal_name
 from agent.core.units import Seconds, format_duration
@@ -112,15 +111,6 @@ class ExecSink(BaseSink):
 
     def __repr__(self) -> str:  # the config may hold secrets
         return f"<ExecSink {self.name!r} running {self._argv[0]}>"
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
-        cls = PermanentDeliveryError if permanent else DeliveryError
-        return cls(f"exec {self.name}: {self._redact(reason)}")
 
     def _event_env(self, event: Event) -> dict[str, str]:
         fields = {

@@ -62,7 +62,6 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from agent import __version__
 from agent.core import validators
-from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
 from agent.core.units import Seconds, format_duration
 from agent.delivery.sinks.base import BaseSink, SinkConfig, positive_timeout
@@ -220,15 +219,6 @@ class WebhookSink(BaseSink):
                 headers={"User-Agent": f"firstwatch/{__version__}"},
             )
         return self._session
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
-        cls = PermanentDeliveryError if permanent else DeliveryError
-        return cls(f"webhook {self.name}: {self._redact(reason)}")
 
     async def send(self, event: Event) -> None:
         import aiohttp
