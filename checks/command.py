@@ -76,7 +76,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationInfo, field_validator
 
 from agent.core.subprocesses import Completed, base_env, resolve_program, run_capped, signal_name
-from agent.core.validators import program_argv
+from agent.core.validators import program_argv, string_args
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, Values, ValueSpec
 from checks.perfdata import parse_output
 
@@ -116,14 +116,7 @@ class CommandConfig(CheckConfig):
     @field_validator("command", mode="before")
     @classmethod
     def _strings_only(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            for i, arg in enumerate(v):
-                if not isinstance(arg, str):  # never echo the value: it may be a secret
-                    raise ValueError(
-                        f"command[{i}] is not a string: quote every argument"
-                        " (YAML reads 5432, yes or 0755 as numbers or booleans)"
-                    )
-        return v
+        return string_args(v)
 
     @field_validator("command")
     @classmethod

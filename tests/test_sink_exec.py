@@ -267,7 +267,9 @@ def test_config_errors(tmp_path: Path) -> None:
         "program './notify': write an absolute path, or a program name found on PATH"
     )
     assert config_error(command=[]) == "command must name a program: [PROGRAM, ARG, ...]"
-    assert config_error(command=[SLEEP, 5]) == "command[1] is not a string: quote every argument"
+    assert config_error(command=[SLEEP, 5]) == (
+        "command[1] is not a string: quote every argument (YAML reads 5432, yes or 0755 as numbers or booleans)"
+    )
     assert config_error(command=[SLEEP], env={"A-B": "x"}) == "invalid environment variable name 'A-B'"
     assert config_error(command=[SLEEP], env={"TOKEN": 1234}) == "env TOKEN: the value must be a string (quote it)"
     assert config_error(command=[SLEEP], env={"FIRSTWATCH_KIND": "x"}) == (

@@ -62,6 +62,19 @@ SecretFile = Annotated[SecretStr | None, BeforeValidator(secret_file)]
 """A ``*_file`` option: the path of a file holding a secret, which the field holds once loaded."""
 
 
+def string_args(argv: object) -> object:
+    """``argv`` unless it is a list holding something other than a string (for a ``mode="before"``
+    validator: YAML reads ``5432``, ``yes`` or ``0755`` as numbers or booleans)."""
+    if isinstance(argv, list):
+        for i, arg in enumerate(argv):
+            if not isinstance(arg, str):  # never echo the value: it may be a secret
+                raise ValueError(
+                    f"command[{i}] is not a string: quote every argument"
+                    " (YAML reads 5432, yes or 0755 as numbers or booleans)"
+                )
+    return argv
+
+
 def program_argv(argv: list[str], env: Mapping[str, str], also: Sequence[str] = ()) -> list[str]:
     """``argv`` if it names a program that exists and may run (looked up on the ``PATH`` of
     :func:`agent.core.subprocesses.base_env` with ``env``, then in ``also``) and holds no NUL."""

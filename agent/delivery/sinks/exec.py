@@ -44,7 +44,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from agent.core.events import Event
 from agent.core.subprocesses import Completed, base_env, resolve_program, run_capped, signal_name
 from agent.core.units import Seconds, format_duration
-from agent.core.validators import program_argv
+from agent.core.validators import program_argv, string_args
 from agent.delivery.sinks.base import BaseSink, SinkConfig, positive_timeout
 
 OUTPUT_CAP = 64 * 1024  # bytes kept of stdout and of stderr each
@@ -82,11 +82,7 @@ class ExecConfig(SinkConfig):
     @field_validator("command", mode="before")
     @classmethod
     def _strings_only(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            for i, arg in enumerate(v):
-                if not isinstance(arg, str):
-                    raise ValueError(f"command[{i}] is not a string: quote every argument")
-        return v
+        return string_args(v)
 
     @field_validator("command")
     @classmethod
