@@ -9,26 +9,18 @@ path. There are no wildcards: each path names at most one JSON value.
 from __future__ import annotations
 
 import json
-import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 from agent.core import validators
+from agent.core.units import COMPARISONS
 
 Step = str | int
 _STEP = re.compile(r"""\.?([^.\[\]'"\s]+)|\[(-?\d+)\]|\["([^"]*)"\]|\['([^']*)'\]""")
 _NAME_KEY = re.compile(r"[\w\-]+\Z")
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 
 
 def parse_path(text: str) -> tuple[Step, ...]:
@@ -169,7 +161,7 @@ class JsonRules:
                 number = _number(got) if not isinstance(got, bool) else None
                 if number is None:
                     return f"{where} is {show(got)}, expected a number"
-                if not _OPS[test.op](number, test.value):
+                if not COMPARISONS[test.op](number, test.value):
                     return f"{where} is {show(got)}, expected {test.op} {test.value:g}"
             elif not _same(got, test.equals):
                 return f"{where} is {show(got)}, expected {show(test.equals)}"
