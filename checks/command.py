@@ -71,7 +71,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import ValidationInfo, field_validator
 
@@ -113,10 +113,7 @@ class CommandConfig(CheckConfig):
             raise ValueError(f"cwd {v!r} is not a directory")
         return v
 
-    @field_validator("command", mode="before")
-    @classmethod
-    def _strings_only(cls, v: Any) -> Any:
-        return string_args(v)
+    _strings_only = field_validator("command", mode="before")(string_args)
 
     @field_validator("command")
     @classmethod

@@ -12,7 +12,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import Annotated
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BeforeValidator, SecretStr, ValidationInfo
 
 from agent.core.subprocesses import base_env, resolve_program
 
@@ -84,3 +84,9 @@ def program_argv(argv: list[str], env: Mapping[str, str], also: Sequence[str] = 
         raise ValueError("command arguments must not contain NUL bytes")
     resolve_program(argv[0], base_env(env)["PATH"], also)  # missing: a load error
     return argv
+
+
+def command_argv(argv: list[str], info: ValidationInfo) -> list[str]:
+    """:func:`program_argv` for a model's ``command``, with the ``env`` declared before it (use as
+    ``field_validator("command")(command_argv)``)."""
+    return program_argv(argv, info.data.get("env") or {})

@@ -39,12 +39,12 @@ import asyncio
 import re
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from agent.core.events import Event
 from agent.core.subprocesses import Completed, base_env, resolve_program, run_capped, signal_name
 from agent.core.units import Seconds, format_duration
-from agent.core.validators import program_argv, string_args
+from agent.core.validators import command_argv, string_args
 from agent.delivery.sinks.base import BaseSink, SinkConfig, positive_timeout
 
 OUTPUT_CAP = 64 * 1024  # bytes kept of stdout and of stderr each
@@ -79,16 +79,8 @@ class ExecConfig(SinkConfig):
                 raise ValueError(f"env {key}: the value must not contain NUL bytes")
         return v
 
-    @field_validator("command", mode="before")
-    @classmethod
-    def _strings_only(cls, v: Any) -> Any:
-        return string_args(v)
-
-    @field_validator("command")
-    @classmethod
-    def _check_command(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        return program_argv(v, info.data.get("env") or {})
-
+    _strings_only = field_validator("command", mode="before")(string_args)
+    _check_command = field_validator("command")(command_argv)
     _check_timeout = field_validator("timeout")(positive_timeout)
 
 
