@@ -231,3 +231,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 def print_machine() -> None:
     print(table(["machine", ""], list(machine().items())))
     print()
+
+
+def print_header(name: str, tree_note: str | None = None) -> None:
+    """The head of a benchmark's report: its command line, the machine, and (``tree_note``) where
+    the code under test comes from when it is not this checkout."""
+    print(f"# {name}: " + " ".join(sys.argv))
+    print()
+    print_machine()
+    if tree_note:
+        print(tree_note)

@@ -51,7 +51,7 @@ from common import (
     free_port,
     med_spread,
     parse_alts,
-    print_machine,
+    print_header,
     processes,
     rss_mb,
     start_targets,
@@ -279,11 +279,7 @@ def main() -> None:
         ap.error("prometheus-blackbox-exporter not found: apt-get install -y prometheus-blackbox-exporter")
     protocols = args.protocols.split(",")
 
-    print("# cpu_per_probe: " + " ".join(sys.argv))
-    print()
-    print_machine()
-    if args.tree:
-        print(f"firstwatch runs agent/ and checks/ from {args.tree}")
+    print_header("cpu_per_probe", args.tree and f"firstwatch runs agent/ and checks/ from {args.tree}")
     tmp = tempfile.mkdtemp(prefix="fwbench-cpu-")
     results: dict[str, dict[str, list[dict[str, float]]]] = {p: {c: [] for c in contenders} for p in protocols}
     try:

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, REPO, free_port, parse_alts, print_machine, processes, start_targets, table, tree_env
+from common import PYTHON, REPO, free_port, parse_alts, print_header, processes, start_targets, table, tree_env
 
 TARGET_S = 0.5
 
@@ -77,11 +77,7 @@ def main() -> None:
     global CWD, ENV
     if args.tree:
         CWD, ENV = os.path.abspath(args.tree), tree_env(os.path.abspath(args.tree))
-    print("# oneshot: " + " ".join(sys.argv))
-    print()
-    print_machine()
-    if args.tree:
-        print(f"agent/ and checks/ imported from {args.tree}")
+    print_header("oneshot", args.tree and f"agent/ and checks/ imported from {args.tree}")
     tmp = tempfile.mkdtemp(prefix="fwbench-oneshot-")
     try:
         with processes() as procs:

@@ -33,7 +33,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, REPO, cpu_seconds, med_spread, parse_alts, print_machine, table
+from common import PYTHON, REPO, cpu_seconds, med_spread, parse_alts, print_header, table
 
 
 async def worker(args: argparse.Namespace) -> dict[str, float]:
@@ -150,9 +150,7 @@ def main() -> None:
     trees = parse_alts(args.tree) or {"firstwatch": REPO}
     if not args.no_floor:
         trees["floor"] = "floor"
-    print("# pipeline_overhead: " + " ".join(sys.argv))
-    print()
-    print_machine()
+    print_header("pipeline_overhead")
     print(f"{args.checks} checks at {args.interval:g}s (stub probe), warm {args.warm:g}s, window {args.window:g}s")
     res: dict[str, list[float]] = {n: [] for n in trees}
     names = list(trees)

@@ -45,7 +45,7 @@ from common import (
     free_port,
     med_spread,
     pct,
-    print_machine,
+    print_header,
     processes,
     rss_mb,
     start_targets,
@@ -213,11 +213,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(run_worker(args))))
         return
     scenarios = [parse_scenario(s) for s in (args.scenario or ["10000x60:130", "1000x1:60"])]
-    print("# sched_scale: " + " ".join(sys.argv))
-    print()
-    print_machine()
-    if args.tree:
-        print(f"agent/ and checks/ imported from {args.tree}")
+    print_header("sched_scale", args.tree and f"agent/ and checks/ imported from {args.tree}")
     results: dict[str, list[dict[str, float]]] = {}
     with processes() as procs:
         ports = [free_port() for _ in range(4)]

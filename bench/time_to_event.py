@@ -29,7 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, Proc, free_port, pct, print_machine, processes, start_targets, table, tree_env
+from common import PYTHON, Proc, free_port, pct, print_header, processes, start_targets, table, tree_env
 
 
 class Tail:
@@ -73,11 +73,7 @@ def main() -> None:
     args = ap.parse_args()
     from agent.core.events import parse_iso
 
-    print("# time_to_event: " + " ".join(sys.argv))
-    print()
-    print_machine()
-    if args.tree:
-        print(f"the daemon runs agent/ and checks/ from {args.tree}")
+    print_header("time_to_event", args.tree and f"the daemon runs agent/ and checks/ from {args.tree}")
     bound = args.for_s + args.interval + 0.1
     tmp = tempfile.mkdtemp(prefix="fwbench-tte-")
     events = os.path.join(tmp, "events.jsonl")

@@ -71,12 +71,12 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import ValidationInfo, field_validator
 
-from agent.core.subprocesses import Completed, run_capped, signal_name
+from agent.core.subprocesses import Completed, base_env, resolve_program, run_capped, signal_name
+from agent.core.validators import program_argv, string_args
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, Values, ValueSpec
 from checks.perfdata import parse_output
 
@@ -88,27 +88,6 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _STATES = {1: ("WARNING", "warning"), 2: ("CRITICAL", "command")}  # exit code -> (state word, error kind)
 _TARGET_CAP = 80  # characters of the command shown as the target
 _NOT_SECRET = frozenset({"PATH", "HOME", "PWD", "OLDPWD", "SHELL", "USER", "LOGNAME", "LANG", "TERM", "TZ", "SHLVL"})
-
-
-def base_env(extra: dict[str, str]) -> dict[str, str]:
-    """The plugin's whole environment: PATH and ``LANG=C``, then ``extra``."""
-    return {"PATH": os.environ.get("PATH") or os.defpath, "LANG": "C", **extra}
-
-
-def resolve_program(name: str, path: str) -> str:
-    """The absolute path of the program ``name``; raises ValueError saying why there is none."""
-    if os.path.isabs(name):
-        if not os.path.exists(name):
-            raise ValueError(f"program {name!r} not found")
-        if not os.path.isfile(name) or not os.access(name, os.X_OK):
-            raise ValueError(f"program {name!r} is not an executable file")
-        return name
-    if not name or os.sep in name:
-        raise ValueError(f"program {name!r}: write an absolute path, or a program name found on PATH")
-    found = shutil.which(name, path=os.pathsep.join([path, *PLUGIN_DIRS]))
-    if found is None:
-        raise ValueError(f"program {name!r} not found on PATH ({path}) nor in {', '.join(PLUGIN_DIRS)}")
-    return os.path.abspath(found)
 
 
 class CommandConfig(CheckConfig):
@@ -134,31 +113,16 @@ class CommandConfig(CheckConfig):
             raise ValueError(f"cwd {v!r} is not a directory")
         return v
 
-    @field_validator("command", mode="before")
-    @classmethod
-    def _strings_only(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            for i, arg in enumerate(v):
-                if not isinstance(arg, str):  # never echo the value: it may be a secret
-                    raise ValueError(
-                        f"command[{i}] is not a string: quote every argument"
-                        " (YAML reads 5432, yes or 0755 as numbers or booleans)"
-                    )
-        return v
+    _strings_only = field_validator("command", mode="before")(string_args)
 
     @field_validator("command")
     @classmethod
     def _check_command(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        if not v:
-            raise ValueError("command must name a program: [PROGRAM, ARG, ...]")
-        if any("\0" in arg for arg in v):
-            raise ValueError("command arguments must not contain NUL bytes")
-        resolve_program(v[0], base_env(info.data.get("env") or {})["PATH"])  # missing: a load error
-        return v
+        return program_argv(v, info.data.get("env") or {}, also=PLUGIN_DIRS)
 
     def program(self) -> str:
         """The absolute path of the program to run."""
-        return resolve_program(self.command[0], base_env(self.env)["PATH"])
+        return resolve_program(self.command[0], base_env(self.env)["PATH"], PLUGIN_DIRS)
 
 
 def describe(code: int, text: str, stderr: str) -> tuple[str, str]:

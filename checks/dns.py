@@ -58,6 +58,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from agent.core import validators
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 
 RECORDS = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "PTR")
@@ -111,14 +112,6 @@ def _server(text: str) -> str:
     return text
 
 
-def _regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise ValueError(f"invalid answer regex {text!r}: {exc}") from None
-    return text
-
-
 def _choice(kind: str, names_of: Callable[[], tuple[str, ...]], shown: int) -> AfterValidator:
     def check(text: str) -> str:
         names = names_of()
@@ -144,7 +137,7 @@ class DnsExpect(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rcode: Annotated[str, _choice("rcode", _rcodes, 6)] = "NOERROR"
-    answer: Annotated[str, AfterValidator(_regex)] | None = None
+    answer: Annotated[str, AfterValidator(functools.partial(validators.regex, what="answer regex"))] | None = None
     min_answers: int | None = Field(default=None, ge=0)
 
 

@@ -78,11 +78,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import ssl
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from agent.core import validators
 from agent.core.units import parse_quantity
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 from checks.http_auth import HttpAuth
@@ -130,22 +130,7 @@ def _status(value: int | str) -> int | str:
     return value
 
 
-def _ca_file(value: str) -> str:
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {value!r}") from None
-    except (ssl.SSLError, OSError) as exc:
-        raise ValueError(f"{value!r} holds no usable PEM certificates: {exc}") from None
-    return value
 
-
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {value!r}: {exc}") from None
-    return value
 
 
 def _value_path(path: str) -> str:
@@ -154,7 +139,7 @@ def _value_path(path: str) -> str:
 
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
-Regex = Annotated[str, AfterValidator(_regex)]
+Regex = Annotated[str, AfterValidator(validators.regex)]
 ByteCount = Annotated[int, BeforeValidator(lambda v: parse_quantity(v, "bytes") if isinstance(v, str) else v)]
 
 
@@ -181,7 +166,7 @@ class HttpConfig(CheckConfig):
     expect: HttpExpect = HttpExpect()
     follow_redirects: bool = True
     tls_verify: bool = True
-    ca_file: Annotated[str, AfterValidator(_ca_file)] | None = None
+    ca_file: Annotated[str, AfterValidator(validators.ca_file)] | None = None
     max_body: Annotated[ByteCount, Field(gt=0)] = 1048576  # after decompression
     values_from_json: list[Annotated[str, AfterValidator(_value_path)]] = []
 

@@ -16,28 +16,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, model_validator
 
+from agent.core import validators
 
-def _secret_file(path: object) -> object:
-    """The secret in the file at ``path``, read once at load, its trailing newline dropped."""
-    if path is None:
-        return None
-    if not isinstance(path, str):
-        raise ValueError("expected the path of a file holding the secret")
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode().rstrip("\r\n")
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {path!r}") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path!r} is not UTF-8 text") from None
-    if not text:
-        raise ValueError(f"{path!r} is empty")
-    return text
-
-
-SecretFile = Annotated[SecretStr | None, BeforeValidator(_secret_file)]  # holds the file's content once loaded
+SecretFile = validators.SecretFile  # holds the file's content once loaded
 
 
 class BasicAuth(BaseModel):

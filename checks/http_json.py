@@ -9,24 +9,18 @@ path. There are no wildcards: each path names at most one JSON value.
 from __future__ import annotations
 
 import json
-import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
+from agent.core import validators
+from agent.core.units import COMPARISONS
+
 Step = str | int
 _STEP = re.compile(r"""\.?([^.\[\]'"\s]+)|\[(-?\d+)\]|\["([^"]*)"\]|\['([^']*)'\]""")
 _NAME_KEY = re.compile(r"[\w\-]+\Z")
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 
 
 def parse_path(text: str) -> tuple[Step, ...]:
@@ -110,14 +104,6 @@ def show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {value!r}: {exc}") from None
-    return value
-
-
 class JsonAssertion(BaseModel):
     """One ``expect.json`` entry: ``path`` and one of ``equals``, ``matches`` or ``op`` + ``value``."""
 
@@ -125,7 +111,7 @@ class JsonAssertion(BaseModel):
 
     path: JsonPath
     equals: Any = None
-    matches: Annotated[str, AfterValidator(_regex)] | None = None
+    matches: Annotated[str, AfterValidator(validators.regex)] | None = None
     op: Literal[">", ">=", "<", "<=", "==", "!="] | None = None
     value: float | None = None
 
@@ -175,7 +161,7 @@ class JsonRules:
                 number = _number(got) if not isinstance(got, bool) else None
                 if number is None:
                     return f"{where} is {show(got)}, expected a number"
-                if not _OPS[test.op](number, test.value):
+                if not COMPARISONS[test.op](number, test.value):
                     return f"{where} is {show(got)}, expected {test.op} {test.value:g}"
             elif not _same(got, test.equals):
                 return f"{where} is {show(got)}, expected {show(test.equals)}"

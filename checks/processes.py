@@ -19,20 +19,14 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
+from agent.core import validators
+
 _LABEL = re.compile(r"[A-Za-z0-9_.:@/-]+\Z")
 
 
 def _label(value: str) -> str:
     if not _LABEL.match(value):
         raise ValueError(f"invalid process name {value!r}: use letters, digits and _ . : @ / -")
-    return value
-
-
-def _regex(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {value!r}: {exc}") from None
     return value
 
 
@@ -45,8 +39,8 @@ class ProcessMatch(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[str, AfterValidator(_label)]
-    match: Annotated[str, AfterValidator(_regex)] | None = None
-    cmdline: Annotated[str, AfterValidator(_regex)] | None = None
+    match: Annotated[str, AfterValidator(validators.regex)] | None = None
+    cmdline: Annotated[str, AfterValidator(validators.regex)] | None = None
     user: str | None = None
 
     @model_validator(mode="after")

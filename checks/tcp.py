@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import os
 import re
 import socket
 import ssl
@@ -47,6 +46,7 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.core import validators
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 
 _HOST = re.compile(r"[A-Za-z0-9_.-]+\Z")
@@ -102,24 +102,12 @@ class TcpConfig(CheckConfig):
     @field_validator("expect")
     @classmethod
     def _check_expect(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"invalid expect regex {v!r}: {exc}") from None
-        return v
+        return None if v is None else validators.regex(v, "expect regex")
 
     @field_validator("ca_file")
     @classmethod
     def _check_ca_file(cls, v: str | None) -> str | None:
-        if v is not None:
-            if not os.path.isfile(v):
-                raise ValueError(f"ca_file {v!r} not found")
-            try:
-                ssl.create_default_context(cafile=v)
-            except (ssl.SSLError, OSError) as exc:
-                raise ValueError(f"ca_file {v!r} holds no usable PEM certificates: {exc}") from None
-        return v
+        return None if v is None else validators.ca_file(v)
 
     @model_validator(mode="after")
     def _check_tls_options(self) -> TcpConfig:

@@ -59,6 +59,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import field_validator, model_validator
 
+from agent.core import validators
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 from checks.tcp import parse_target
 
@@ -108,15 +109,7 @@ class TlsConfig(CheckConfig):
     @field_validator("ca_file")
     @classmethod
     def _check_ca_file(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if not os.path.isfile(v):
-            raise ValueError(f"ca_file {v!r} not found")
-        try:
-            ssl.create_default_context(cafile=v)
-        except (ssl.SSLError, OSError) as exc:
-            raise ValueError(f"ca_file {v!r} holds no usable PEM certificates: {exc}") from None
-        return v
+        return None if v is None else validators.ca_file(v)
 
     @model_validator(mode="after")
     def _check_client_cert(self) -> TlsConfig:

@@ -29,7 +29,7 @@ from yarl import URL
 from agent.alerting.policy import AlertConfig
 from agent.alerting.rules import compile_rule
 from agent.config.load import parse_config
-from agent.config.yaml_source import ConfigError
+from agent.core.errors import ConfigError
 from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result, find_value
 from checks.http import HttpCheck, HttpConfig, _hostport

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 import agent.telemetry.cloudwatch as emf
 from agent.config.load import parse_config
-from agent.config.yaml_source import ConfigError
+from agent.core.errors import ConfigError
 from agent.telemetry.cloudwatch import CloudWatchConfig, EmfWriter
 from checks.base import Result, ValueSpec
 from checks.host import HostCheck

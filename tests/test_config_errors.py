@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.config.load import load_config, parse_config
-from agent.config.yaml_source import ConfigError
+from agent.core.errors import ConfigError
 
 CONFIGS = Path(__file__).parent / "configs"
 CORPUS = sorted(CONFIGS.glob("invalid-*.yaml"))

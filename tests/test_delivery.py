@@ -14,10 +14,11 @@ from typing import ClassVar
 
 import pytest
 
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
 from agent.delivery.dispatch import Dispatcher
 from agent.delivery.outbox import Outbox
-from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
+from agent.delivery.sinks.base import BaseSink, SinkConfig
 from agent.incidents.store import Store
 
 

@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from agent.config.load import load_config, parse_config
-from agent.config.yaml_source import MAX_ALIASED, MAX_BYTES, MAX_DEPTH, MAX_NODES, ConfigError, load_yaml
+from agent.config.yaml_source import MAX_ALIASED, MAX_BYTES, MAX_DEPTH, MAX_NODES, load_yaml
+from agent.core.errors import ConfigError
 from tests.helpers import read_events, start_agent, wait_for_events
 
 ROOT = Path(__file__).parent.parent

@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 
 from agent.config.settings import parse_listen
+from agent.core.errors import StatusUnavailable
 from agent.web.api import HEADER_TIMEOUT, HttpServer, start_http
-from agent.web.client import StatusUnavailable, fetch_status
+from agent.web.client import fetch_status
 
 SNAPSHOT: dict[str, Any] = {
     "agent": {

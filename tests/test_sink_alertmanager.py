@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event, iso_time
 from agent.delivery.sinks.alertmanager import (
     AlertBook,
@@ -23,7 +24,6 @@ from agent.delivery.sinks.alertmanager import (
     hold,
     label_name,
 )
-from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from tests.alertmanager_peer import BINARY, Alertmanager, free_port, route_config
 from tests.conftest import require_binary
 

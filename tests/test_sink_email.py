@@ -24,8 +24,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
 
 from agent.config.load import parse_config
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
-from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.email import EmailConfig, EmailSink
 
 CANARY = "CANARY-pw-9d2e41"
@@ -355,7 +355,7 @@ def test_config_errors_and_defaults(tmp_path: Path) -> None:
     assert config_error(starttls=True, username="u").startswith("authentication needs both username and password")
     assert config_error(starttls=True, password="p").startswith("authentication needs both username and password")
     assert config_error(starttls=True, username="u", password="p", password_file=str(tmp_path / "x")).startswith(
-        "cannot read"
+        "no such file"
     )
     assert config_error(to=[]) == "List should have at least 1 item after validation, not 0"
     assert config_error(to=["not-an-address"]) == (

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
-from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.exec import ExecConfig, ExecSink
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
@@ -98,7 +98,7 @@ async def test_program_gets_event_json_on_stdin_and_env_vars(tmp_path: Path, mon
     env.pop("LC_CTYPE", None)  # Python may set it itself on some platforms
     assert env == {
         "PATH": os.environ["PATH"],
-        "LANG": "C.UTF-8",
+        "LANG": "C",
         "TEAM": "blue",
         "FIRSTWATCH_EVENT_ID": e.id,
         "FIRSTWATCH_KIND": "firing",
@@ -267,7 +267,9 @@ def test_config_errors(tmp_path: Path) -> None:
         "program './notify': write an absolute path, or a program name found on PATH"
     )
     assert config_error(command=[]) == "command must name a program: [PROGRAM, ARG, ...]"
-    assert config_error(command=[SLEEP, 5]) == "command[1] is not a string: quote every argument"
+    assert config_error(command=[SLEEP, 5]) == (
+        "command[1] is not a string: quote every argument (YAML reads 5432, yes or 0755 as numbers or booleans)"
+    )
     assert config_error(command=[SLEEP], env={"A-B": "x"}) == "invalid environment variable name 'A-B'"
     assert config_error(command=[SLEEP], env={"TOKEN": 1234}) == "env TOKEN: the value must be a string (quote it)"
     assert config_error(command=[SLEEP], env={"FIRSTWATCH_KIND": "x"}) == (

@@ -17,10 +17,9 @@ from pydantic import ValidationError
 from agent import __version__
 from agent.cli.docs import example_of
 from agent.config.load import parse_config
-from agent.config.yaml_source import ConfigError
+from agent.core.errors import ConfigError, DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
 from agent.delivery.sinks import SINKS
-from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.otlp import OtlpSink, OtlpSinkConfig
 from tests.otlp_logs_receiver import OtlpLogsReceiver, Record
 from tests.otlp_receiver import BlackHole, closed_port

@@ -21,8 +21,8 @@ import trustme
 from aiohttp import web
 from pydantic import ValidationError
 
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event
-from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.webhook import WebhookConfig, WebhookSink
 
 CANARY = "CANARY-5e1f9a7c-secret"

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from agent.config.load import parse_config
-from agent.config.yaml_source import ConfigError
+from agent.core.errors import ConfigError
 from agent.core.events import Event
 from agent.delivery.dispatch import Dispatcher
 from agent.delivery.outbox import Outbox

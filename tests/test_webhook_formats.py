@@ -18,9 +18,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from agent.config.load import parse_config
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import KINDS, Event
 from agent.core.severity import SEVERITIES
-from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.webhook import WebhookConfig, WebhookSink
 from agent.delivery.sinks.webhook_formats import FormatOptions, render_pagerduty, render_slack
 

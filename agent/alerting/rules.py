@@ -10,23 +10,13 @@ holds its current state instead of resolving a real problem because another one 
 from __future__ import annotations
 
 import difflib
-import operator
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.alerting.policy import AlertConfig
-from agent.core.units import format_duration, format_value, parse_quantity
+from agent.core.units import COMPARISONS, format_duration, format_value, parse_quantity
 from checks.base import Result, ValueSpec, find_value
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 _COMPARISON = re.compile(
     r"\s*(perf\.\S+?|[A-Za-z_][\w.\-]*(?:\[[^\]]+\][\w.\-]*)*)\s*(>=|<=|==|!=|>|<)\s*([-+.\d].*?)\s*\Z"
 )
@@ -69,7 +59,7 @@ class Rule:
         if value is None:
             return Verdict(None, None, f"{self.value_name} not measured")
         assert self.op is not None and self.threshold is not None
-        holds = _OPS[self.op](value, self.threshold)
+        holds = COMPARISONS[self.op](value, self.threshold)
         shown = format_value(value, self.unit)
         return Verdict(holds, value, f"{self.value_name} ({shown}) {self.when.split(' ', 1)[1]}")
 

@@ -16,9 +16,10 @@ import time
 from datetime import UTC, datetime
 
 from agent.config.settings import agent_setting, state_dir_of
+from agent.core.errors import StoreError
 from agent.core.events import iso_time
 from agent.core.safe_text import printable
-from agent.incidents.store import Store, StoreError
+from agent.incidents.store import Store
 
 EX_NOINPUT = 66
 EX_USAGE = 64

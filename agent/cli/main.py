@@ -248,7 +248,7 @@ def _print_issues(exc: Exception) -> None:
 
 def cmd_validate(config: str) -> int:
     from agent.config.load import load_config
-    from agent.config.yaml_source import ConfigError
+    from agent.core.errors import ConfigError
 
     try:
         cfg = load_config(config)
@@ -266,7 +266,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from agent.cli.output import RENDERERS
     from agent.config.load import load_config
-    from agent.config.yaml_source import ConfigError
+    from agent.core.errors import ConfigError
     from agent.engine.oneshot import Finding, check_once, exit_code
 
     try:
@@ -321,7 +321,8 @@ def incident_command(args: argparse.Namespace) -> int:
     import sqlite3
 
     from agent.cli import incidents as incident_cli
-    from agent.incidents.store import StoreError, is_corruption
+    from agent.core.errors import StoreError
+    from agent.incidents.store import is_corruption
 
     try:
         if args.command == "timeline":

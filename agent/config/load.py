@@ -21,7 +21,8 @@ from agent.alerting.policy import AlertConfig, AlertPolicy
 from agent.alerting.rules import Rule, compile_rule
 from agent.config.messages import issues_from_validation, suggest
 from agent.config.settings import DEFAULT_LISTEN, parse_listen, state_dir_of
-from agent.config.yaml_source import ConfigError, Issue, Path, Source, load_yaml, read_config
+from agent.config.yaml_source import Path, Source, load_yaml, read_config
+from agent.core.errors import ConfigError, Issue
 from agent.core.units import Seconds
 from agent.delivery.sinks import SINKS
 from agent.delivery.sinks.base import Sink

@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from agent.config.yaml_source import Issue, Path, Source
+from agent.config.yaml_source import Path, Source
+from agent.core.errors import Issue
 
 _TYPE_WORDS = {
     "string_type": "a string",

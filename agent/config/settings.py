@@ -9,7 +9,8 @@ import ipaddress
 import os
 import re
 
-from agent.config.yaml_source import ConfigError, load_yaml, read_config
+from agent.config.yaml_source import load_yaml, read_config
+from agent.core.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:9464"  # /healthz, /status, /metrics and the status page
 EXAMPLE = f"e.g. {DEFAULT_LISTEN} or [::1]:9464"

@@ -24,9 +24,9 @@ from typing import Any
 
 import yaml
 
-from agent.core.safe_text import printable
+from agent.core.errors import ConfigError, ConfigPath, Issue
 
-Path = tuple[str | int, ...]
+Path = ConfigPath
 
 MAX_BYTES = 8 * 1024 * 1024  # a 10,000-check config is about 2.5 MB
 MAX_DEPTH = 64  # levels of nesting, after alias expansion (a real config needs about 8)
@@ -34,33 +34,6 @@ MAX_NODES = 500_000  # values after alias expansion (a 10,000-check config has a
 MAX_ALIASED = 200_000  # of which brought in by aliases: a small file never costs more than ~60 MB
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\$")
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One problem in a config file, at a position, about a dotted path."""
-
-    file: str
-    line: int
-    col: int
-    path: Path
-    message: str
-
-    def __str__(self) -> str:
-        where = dotted(self.path)
-        text = f"{self.file}:{self.line}:{self.col}: {where + ': ' if where else ''}{self.message}"
-        return printable(text)  # keys and values come from the file: never raw escapes on a terminal
-
-
-def dotted(path: Path) -> str:
-    """``("checks", 7, "intervall")`` -> ``checks[7].intervall``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
 
 
 @dataclass
@@ -99,14 +72,6 @@ class Source:
             if isinstance(value, str) and value:
                 text = text.replace(value, "<redacted>")
         return text
-
-
-class ConfigError(Exception):
-    """Raised with every issue found, never just the first."""
-
-    def __init__(self, issues: list[Issue]) -> None:
-        super().__init__("\n".join(str(i) for i in issues))
-        self.issues = issues
 
 
 def read_config(path: str) -> str:

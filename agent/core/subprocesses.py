@@ -1,12 +1,17 @@
 """Run an argv (never through a shell) in its own session, keep a capped share of its output, and
 never leave its process group behind: the group is killed when the program exits (a leftover
-child holding the pipes must not stall the caller) and when the caller cancels (its deadline)."""
+child holding the pipes must not stall the caller) and when the caller cancels (its deadline).
+
+A program never inherits the agent's environment: :func:`base_env` is all it gets (``PATH``,
+``LANG=C``, then the config's ``env``), for the ``command`` check and the ``exec`` sink alike, and
+:func:`resolve_program` finds it at load."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -14,6 +19,30 @@ from dataclasses import dataclass
 
 DRAIN = 1.0  # seconds to wait for the rest of the output once the program has exited
 REAP = 2.0  # seconds to wait for a killed program to be reaped
+
+
+def base_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """A program's whole environment: PATH and ``LANG=C`` (the POSIX locale: present on every
+    system, and what Nagios plugins expect), then ``extra``."""
+    return {"PATH": os.environ.get("PATH") or os.defpath, "LANG": "C", **extra}
+
+
+def resolve_program(name: str, path: str, also: Sequence[str] = ()) -> str:
+    """The absolute path of the program ``name``, looked up on ``path`` and then in the folders
+    ``also``; raises ValueError saying why there is none."""
+    if os.path.isabs(name):
+        if not os.path.exists(name):
+            raise ValueError(f"program {name!r} not found")
+        if not os.path.isfile(name) or not os.access(name, os.X_OK):
+            raise ValueError(f"program {name!r} is not an executable file")
+        return name
+    if not name or os.sep in name:
+        raise ValueError(f"program {name!r}: write an absolute path, or a program name found on PATH")
+    found = shutil.which(name, path=os.pathsep.join([path, *also]))
+    if found is None:
+        elsewhere = f" nor in {', '.join(also)}" if also else ""
+        raise ValueError(f"program {name!r} not found on PATH ({path}){elsewhere}")
+    return os.path.abspath(found)
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,28 @@ check``, the daemon's log, the status page and rule explanations alike.
 - days: ``12.5 days``
 - plain numbers: integers as they are; others with 3 significant digits, never in exponent form
   (``0.41``, ``12.3``, ``0.0112``, ``1235``)
+
+:data:`COMPARISONS` are the operators a value is compared with (alert rules, JSON assertions).
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import re
+from collections.abc import Callable
 from typing import Annotated
 
 from pydantic import BeforeValidator
+
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")

@@ -24,9 +24,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from agent.core.errors import PermanentDeliveryError
 from agent.core.events import Event
 from agent.delivery.outbox import Outbox, Row
-from agent.delivery.sinks.base import PermanentDeliveryError, Sink
+from agent.delivery.sinks.base import Sink
 
 log = logging.getLogger("firstwatch.dispatch")
 

@@ -21,12 +21,12 @@ from typing import Any
 
 from agent import __version__
 from agent.config.load import AgentConfig, load_config
-from agent.config.yaml_source import ConfigError
+from agent.core.errors import ConfigError, StoreError
 from agent.core.events import Event
 from agent.core.fd_limit import raise_nofile_limit
 from agent.engine.runtime import Runtime
 from agent.engine.systemd import Notifier
-from agent.incidents.store import StateLock, Store, StoreError, open_checked
+from agent.incidents.store import StateLock, Store, open_checked
 from agent.incidents.writer import StoreWriter, Trouble
 from agent.telemetry.cloudwatch import EmfWriter
 from agent.telemetry.metrics import Telemetry

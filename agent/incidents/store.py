@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from agent.core.errors import StoreError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS timeline (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -110,15 +112,6 @@ class Entry:
 
 
 DB_NAME = "firstwatch.db"
-
-
-class StoreError(Exception):
-    """A problem with the state database, with a message fit for users. ``corrupt``: the file is
-    damaged (not a lock, a permission or a full disk)."""
-
-    def __init__(self, message: str, *, corrupt: bool = False) -> None:
-        super().__init__(message)
-        self.corrupt = corrupt
 
 
 def is_corruption(exc: sqlite3.Error) -> bool:

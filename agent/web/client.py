@@ -15,16 +15,13 @@ import os
 from typing import Any
 
 from agent.config.settings import parse_listen
+from agent.core.errors import StatusUnavailable
 
 
 def instance_id(state_dir: str) -> str:
     """A short, stable name for the agent that keeps its state in ``state_dir`` (the path itself
     is not published on the port): two agents answer alike only if they share their state."""
     return hashlib.sha256(os.path.realpath(state_dir).encode()).hexdigest()[:16]
-
-
-class StatusUnavailable(Exception):
-    """The running agent could not be asked (not running, endpoint off, or it answered an error)."""
 
 
 MAX_BODY = 16 * 1024 * 1024
@@ -104,7 +101,7 @@ def _expected(config: str) -> tuple[str, str, str]:
 
     from agent.config.load import load_config
     from agent.config.settings import DEFAULT_LISTEN, agent_setting, state_dir_of
-    from agent.config.yaml_source import ConfigError
+    from agent.core.errors import ConfigError
 
     try:
         cfg = load_config(config)

@@ -42,9 +42,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event, iso_time
 from agent.core.units import Seconds, format_duration
-from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
+from agent.delivery.sinks.base import BaseSink, SinkConfig
 
 if TYPE_CHECKING:  # aiohttp and yarl are imported where the sink posts or parses a url, never at load
     import aiohttp

@@ -4,9 +4,10 @@ A sink class has ``TYPE`` (its ``type:`` in the config), ``Config`` (a pydantic 
 :class:`SinkConfig`) and ``async send(event)``, which raises on failure so the dispatcher can retry,
 count and report it: :class:`DeliveryError` for a failure worth retrying (refused, timeout, 5xx),
 :class:`PermanentDeliveryError` for one that retrying cannot fix (a 4xx that is not 408/429: the
-event is dropped, counted and reported). The message of either is shown to users: never put a
-secret (a header value, a token in a URL) in it. Delivery is at least once: a sink that talks
-to a remote service sends the event ``id`` as an idempotency key where the service allows it.
+event is dropped, counted and reported; both live in :mod:`agent.core.errors`). The message of
+either is shown to users: never put a secret (a header value, a token in a URL) in it. Delivery
+is at least once: a sink that talks to a remote service sends the event ``id`` as an idempotency
+key where the service allows it.
 
 Routing (``min_severity``, ``kinds``, ``checks``) is decided once, in :meth:`SinkConfig.accepts`,
 never inside a sink; ``delay`` (escalation) and ``repeat`` (reminders) are the dispatcher's.
@@ -14,21 +15,15 @@ never inside a sink; ``delay`` (escalation) and ``repeat`` (reminders) are the d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event, Kind
 from agent.core.severity import Severity, rank
 from agent.core.units import Seconds
-
-
-class DeliveryError(Exception):
-    """Delivery failed; worth retrying with backoff (the target is down, slow or overloaded)."""
-
-
-class PermanentDeliveryError(DeliveryError):
-    """Delivery failed in a way retrying cannot fix (the target rejected the event itself)."""
 
 
 def positive_timeout(value: float) -> float:
@@ -78,7 +73,8 @@ class Sink(Protocol):
 
 
 class BaseSink:
-    """Shared plumbing: holds the config and the sink's display name."""
+    """Shared plumbing: holds the config and the sink's display name, and makes its errors
+    (:meth:`_fail`) with the secrets a sink lists in ``_secrets`` masked (:meth:`_redact`)."""
 
     TYPE: ClassVar[str] = ""
     Config: ClassVar[type[SinkConfig]] = SinkConfig
@@ -90,6 +86,18 @@ class BaseSink:
     def __init__(self, config: SinkConfig, name: str) -> None:
         self.config = config
         self.name = name
+        self._secrets: Sequence[str] = ()  # never shown in an error; longest first
+
+    def _redact(self, text: str) -> str:
+        """``text`` with every one of the sink's secrets as ``***``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
+        """The error to raise: ``TYPE NAME: reason``, secrets redacted; permanent or worth retrying."""
+        cls = PermanentDeliveryError if permanent else DeliveryError
+        return cls(f"{self.TYPE} {self.name}: {self._redact(reason)}")
 
     async def send(self, event: Event) -> None:
         raise NotImplementedError

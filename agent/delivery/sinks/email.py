@@ -56,12 +56,12 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
-from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from agent.core import validators
 from agent.core.events import Event
 from agent.core.units import Seconds, format_duration
-from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig
-from agent.delivery.sinks.webhook import _ca_file
+from agent.delivery.sinks.base import BaseSink, SinkConfig
 
 if TYPE_CHECKING:  # the email package and smtplib are imported where a mail is built or sent, never at load
     import smtplib
@@ -74,20 +74,6 @@ WIDTH = 60  # body lines: readable on a phone without sideways scrolling
 EXCERPT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\Z")
-
-
-def _secret_file(path: object) -> object:
-    """The password in the file at ``path``, read once at load, its trailing newline dropped."""
-    if path is None or not isinstance(path, str):
-        return path  # pydantic says what is wrong
-    try:
-        with open(path, "rb") as f:
-            text = f.read().decode().rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"cannot read {path!r}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}") from None
-    if not text:
-        raise ValueError(f"{path!r} is empty")
-    return text
 
 
 def _address(value: str, what: str) -> str:
@@ -110,7 +96,7 @@ class EmailConfig(SinkConfig):
     tls: bool = False
     username: str | None = None
     password: SecretStr | None = Field(default=None, repr=False)
-    password_file: Annotated[SecretStr | None, BeforeValidator(_secret_file)] = Field(default=None, repr=False)
+    password_file: validators.SecretFile = Field(default=None, repr=False)
     timeout: Annotated[Seconds, Field(gt=0)] = 30.0
     tls_verify: bool = True
     ca_file: str | None = None
@@ -131,7 +117,7 @@ class EmailConfig(SinkConfig):
     @field_validator("ca_file")
     @classmethod
     def _check_ca_file(cls, v: str | None) -> str | None:
-        return None if v is None else _ca_file(v)
+        return None if v is None else validators.ca_file(v)
 
     @model_validator(mode="after")
     def _check_auth(self) -> EmailConfig:
@@ -269,15 +255,6 @@ class EmailSink(BaseSink):
         if not self._cfg.tls_verify:
             ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         return ctx
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
-        cls = PermanentDeliveryError if permanent else DeliveryError
-        return cls(f"email {self.name}: {self._redact(reason)}")
 
     def _answer(self, code: int, text: bytes | str) -> str:
         raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text

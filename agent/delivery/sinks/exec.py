@@ -7,7 +7,7 @@ Options (besides the routing keys every sink has):
              in the event reach the program literally. The program is an absolute path or a
              name found on PATH; it must exist and be executable when the config loads.
     env      variables added to the program's environment. It does not inherit the agent's
-             environment: it gets only PATH, ``LANG=C.UTF-8``, these and the event's variables.
+             environment: it gets only PATH, ``LANG=C``, these and the event's variables.
              Pass secrets here, not in ``command`` (arguments show in ``ps``): env values are
              never shown in an error, even when the program prints them on stderr.
     timeout  how long the program may run (default 10s); then it and every process it started
@@ -36,17 +36,16 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from agent.core.events import Event
-from agent.core.subprocesses import Completed, run_capped, signal_name
+from agent.core.subprocesses import Completed, base_env, resolve_program, run_capped, signal_name
 from agent.core.units import Seconds, format_duration
-from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
+from agent.core.validators import command_argv, string_args
+from agent.delivery.sinks.base import BaseSink, SinkConfig, positive_timeout
 
 OUTPUT_CAP = 64 * 1024  # bytes kept of stdout and of stderr each
 EXCERPT = 200  # characters of stderr shown in an error
@@ -54,26 +53,6 @@ ENV_CAP = 4096  # characters of an event field in a FIRSTWATCH_* variable
 SYSEXITS = range(64, 79)  # EX_USAGE .. EX_CONFIG: retrying cannot help
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
-
-
-def base_env(extra: dict[str, str]) -> dict[str, str]:
-    """PATH and ``LANG=C.UTF-8``, then ``extra``."""
-    return {"PATH": os.environ.get("PATH") or os.defpath, "LANG": "C.UTF-8", **extra}
-
-
-def resolve_program(name: str, path: str) -> str:
-    """The absolute path of the program ``name``; raises ValueError saying why there is none."""
-    if os.path.isabs(name):
-        if not os.path.isfile(name) or not os.access(name, os.X_OK):
-            what = "is not an executable file" if os.path.exists(name) else "not found"
-            raise ValueError(f"program {name!r} {what}")
-        return name
-    if not name or os.sep in name:
-        raise ValueError(f"program {name!r}: write an absolute path, or a program name found on PATH")
-    found = shutil.which(name, path=path)
-    if found is None:
-        raise ValueError(f"program {name!r} not found on PATH ({path})")
-    return os.path.abspath(found)
 
 
 class ExecConfig(SinkConfig):
@@ -100,25 +79,8 @@ class ExecConfig(SinkConfig):
                 raise ValueError(f"env {key}: the value must not contain NUL bytes")
         return v
 
-    @field_validator("command", mode="before")
-    @classmethod
-    def _strings_only(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            for i, arg in enumerate(v):
-                if not isinstance(arg, str):
-                    raise ValueError(f"command[{i}] is not a string: quote every argument")
-        return v
-
-    @field_validator("command")
-    @classmethod
-    def _check_command(cls, v: list[str], info: ValidationInfo) -> list[str]:
-        if not v:
-            raise ValueError("command must name a program: [PROGRAM, ARG, ...]")
-        if any("\0" in arg for arg in v):
-            raise ValueError("command arguments must not contain NUL bytes")
-        resolve_program(v[0], base_env(info.data.get("env") or {})["PATH"])
-        return v
-
+    _strings_only = field_validator("command", mode="before")(string_args)
+    _check_command = field_validator("command")(command_argv)
     _check_timeout = field_validator("timeout")(positive_timeout)
 
 
@@ -137,15 +99,6 @@ class ExecSink(BaseSink):
 
     def __repr__(self) -> str:  # the config may hold secrets
         return f"<ExecSink {self.name!r} running {self._argv[0]}>"
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
-        cls = PermanentDeliveryError if permanent else DeliveryError
-        return cls(f"exec {self.name}: {self._redact(reason)}")
 
     def _event_env(self, event: Event) -> dict[str, str]:
         fields = {

@@ -26,9 +26,9 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from agent import __version__
+from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event, iso_time
 from agent.core.units import format_duration
-from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.otlp import _CONTROL, OtlpSinkConfig
 from agent.telemetry.env import resource_attributes
 

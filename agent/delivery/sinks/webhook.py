@@ -61,9 +61,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from agent import __version__
+from agent.core import validators
 from agent.core.events import Event
 from agent.core.units import Seconds, format_duration
-from agent.delivery.sinks.base import BaseSink, DeliveryError, PermanentDeliveryError, SinkConfig, positive_timeout
+from agent.delivery.sinks.base import BaseSink, SinkConfig, positive_timeout
 from agent.delivery.sinks.webhook_formats import FORMATS, OPTIONS_OF, FormatOptions
 
 if TYPE_CHECKING:  # aiohttp and yarl are imported where a sink sends or parses its url, never at load
@@ -76,16 +77,6 @@ _RESERVED = frozenset({"content-type", "content-length", "transfer-encoding", "i
 _SCHEMES = frozenset({"basic", "bearer", "digest", "token"})  # auth scheme names are no secret
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _CONTROL = re.compile(r"(?:\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x1f\x7f-\x9f])+")  # incl. terminal colour codes
-
-
-def _ca_file(value: str) -> str:
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=value)
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {value!r}") from None
-    except (ssl.SSLError, OSError) as exc:
-        raise ValueError(f"{value!r} holds no usable PEM certificates: {exc}") from None
-    return value
 
 
 class WebhookConfig(SinkConfig):
@@ -171,7 +162,7 @@ class WebhookConfig(SinkConfig):
     @field_validator("ca_file")
     @classmethod
     def _check_ca_file(cls, v: str | None) -> str | None:
-        return None if v is None else _ca_file(v)
+        return None if v is None else validators.ca_file(v)
 
 
 def _secrets(cfg: WebhookConfig) -> list[str]:
@@ -228,15 +219,6 @@ class WebhookSink(BaseSink):
                 headers={"User-Agent": f"firstwatch/{__version__}"},
             )
         return self._session
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def _fail(self, reason: str, permanent: bool = False) -> DeliveryError:
-        cls = PermanentDeliveryError if permanent else DeliveryError
-        return cls(f"webhook {self.name}: {self._redact(reason)}")
 
     async def send(self, event: Event) -> None:
         import aiohttp
