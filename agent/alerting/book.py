@@ -78,6 +78,23 @@ class Alert:
         return a
 
 
+@dataclass(frozen=True)
+class NewIncident:
+    """The incident a firing change opens, as the store records it (it satisfies
+    ``agent.incidents.model.Opening``): ``severity`` is also the worst reached so far."""
+
+    id: str
+    fingerprint: str
+    check: str
+    target: str
+    rule: str
+    severity: str
+    summary: str
+    first_error: str | None
+    started_at: float  # the first failing run
+    fired_at: float
+
+
 @dataclass
 class Change:
     """Something worth recording: a timeline entry, and the event to deliver if there is one."""
@@ -92,7 +109,7 @@ class Change:
     incident: str | None = None
     severity: str | None = None
     event: Event | None = None
-    opened: dict[str, Any] | None = None  # the incident row, when this change opens one
+    opened: NewIncident | None = None  # when this change opens an incident
     max_severity: str | None = None  # a change: the worst severity the incident reached
     headline: str | None = None  # a change: the incident's summary from now on
 
@@ -312,19 +329,19 @@ class AlertBook:
             affected=affected,
         )
         opened = None
-        if kind == "firing":
-            opened = {
-                "id": alert.incident,
-                "fingerprint": fp,
-                "check": spec.config.name,
-                "target": target,
-                "rule": rule.text,
-                "severity": severity,
-                "summary": summary,
-                "first_error": alert.first_error,
-                "started_at": wall_started if wall_started is not None else at,
-                "fired_at": at,
-            }
+        if kind == "firing" and alert.incident is not None:  # a firing alert always has its new id
+            opened = NewIncident(
+                id=alert.incident,
+                fingerprint=fp,
+                check=spec.config.name,
+                target=target,
+                rule=rule.text,
+                severity=severity,
+                summary=summary,
+                first_error=alert.first_error,
+                started_at=wall_started if wall_started is not None else at,
+                fired_at=at,
+            )
         return Change(
             kind, at, spec.config.name, target, rule.text, fp, summary, alert.incident, severity, event, opened
         )
