@@ -80,19 +80,14 @@ class Alert:
 
 @dataclass(frozen=True)
 class NewIncident:
-    """The incident a firing change opens, as the store records it (it satisfies
-    ``agent.incidents.model.Opening``): ``severity`` is also the worst reached so far."""
+    """What a firing change adds to open its incident (the change itself says the check, target,
+    rule, fingerprint, summary and when it fired): the id and severity, both certain here, the
+    first error and when the condition started."""
 
     id: str
-    fingerprint: str
-    check: str
-    target: str
-    rule: str
     severity: str
-    summary: str
     first_error: str | None
     started_at: float  # the first failing run
-    fired_at: float
 
 
 @dataclass
@@ -330,18 +325,8 @@ class AlertBook:
         )
         opened = None
         if kind == "firing" and alert.incident is not None:  # a firing alert always has its new id
-            opened = NewIncident(
-                id=alert.incident,
-                fingerprint=fp,
-                check=spec.config.name,
-                target=target,
-                rule=rule.text,
-                severity=severity,
-                summary=summary,
-                first_error=alert.first_error,
-                started_at=wall_started if wall_started is not None else at,
-                fired_at=at,
-            )
+            started_at = wall_started if wall_started is not None else at
+            opened = NewIncident(alert.incident, severity, alert.first_error, started_at)
         return Change(
             kind, at, spec.config.name, target, rule.text, fp, summary, alert.incident, severity, event, opened
         )

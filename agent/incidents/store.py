@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from agent.incidents.model import Entry, Incident, Opening
+from agent.incidents.model import Entry, Incident
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS timeline (
@@ -246,16 +246,18 @@ class Store:
 
     # --- incidents ------------------------------------------------------------------------
 
-    def open_incident(self, new: Opening) -> None:
-        """Record a new incident (nothing happens if its id is already recorded)."""
+    def open_incident(
+        self, incident: str, *, fingerprint: str, check: str, target: str, rule: str, severity: str, summary: str,
+        first_error: str | None, started_at: float, fired_at: float,
+    ) -> None:  # fmt: skip
+        """Record a new incident (nothing happens if its id is already recorded); ``severity`` is
+        also the worst it has reached so far."""
+        what = (incident, fingerprint, check, target, rule, severity)
         self.db.execute(
             "INSERT OR IGNORE INTO incidents (id, fingerprint, check_name, target, rule, severity, max_severity,"
             " summary, first_error, started_at, fired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                new.id, new.fingerprint, new.check, new.target, new.rule, new.severity, new.severity, new.summary,
-                new.first_error, new.started_at, new.fired_at,
-            ),
-        )  # fmt: skip
+            (*what, severity, summary, first_error, started_at, fired_at),
+        )
 
     def set_severity(self, incident: str, severity: str, max_severity: str, summary: str | None = None) -> None:
         """A changed incident: its severity, the worst it reached, and what it is now."""
