@@ -167,6 +167,9 @@ class Check(Protocol):
 
     config: CheckConfig
 
+    def __init__(self, config: CheckConfig) -> None:
+        """A check is built from its validated config (``CHECKS[type](config)``)."""
+
     def targets(self) -> list[str]:
         """The targets this check probes, one member each."""
 

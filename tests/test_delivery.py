@@ -64,9 +64,8 @@ class Harness:
             for e in events:
                 if e.kind == "firing" and e.incident:
                     self.store.open_incident(
-                        {"id": e.incident, "fingerprint": "f", "check": "c", "target": "t", "rule": "down",
-                         "severity": e.severity, "summary": e.summary, "first_error": None,
-                         "started_at": e.time, "fired_at": e.time}
+                        e.incident, fingerprint="f", check="c", target="t", rule="down", severity=e.severity,
+                        summary=e.summary, first_error=None, started_at=e.time, fired_at=e.time,
                     )  # fmt: skip
                 if e.kind == "resolved" and e.incident:
                     self.store.resolve_incident(e.incident, e.time)

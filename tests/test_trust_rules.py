@@ -179,11 +179,11 @@ def test_an_escalated_group_incident_reads_as_it_is_now(tmp_path: Path) -> None:
     recorder = Recorder(store, book)
     recorder.record(run_round(book, spec, {TARGETS[0]}, 0))
     (inc,) = store.incidents(open_only=True)
-    assert inc["summary"].startswith("shop-web: 1 of 3 targets (https://10.0.0.1/)")
+    assert inc.summary.startswith("shop-web: 1 of 3 targets (https://10.0.0.1/)")
     for t in (1, 2):
         recorder.record(run_round(book, spec, set(TARGETS), t))
-    again = store.incident(inc["id"])
-    assert again["severity"] == "critical" and again["summary"].startswith("shop-web: 3 of 3 targets: ")
+    again = store.incident(inc.id)
+    assert again.severity == "critical" and again.summary.startswith("shop-web: 3 of 3 targets: ")
 
 
 # --- 4. reloads never starve a target -------------------------------------------------------------------------

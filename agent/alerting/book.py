@@ -78,6 +78,18 @@ class Alert:
         return a
 
 
+@dataclass(frozen=True)
+class NewIncident:
+    """What a firing change adds to open its incident (the change itself says the check, target,
+    rule, fingerprint, summary and when it fired): the id and severity, both certain here, the
+    first error and when the condition started."""
+
+    id: str
+    severity: str
+    first_error: str | None
+    started_at: float  # the first failing run
+
+
 @dataclass
 class Change:
     """Something worth recording: a timeline entry, and the event to deliver if there is one."""
@@ -92,7 +104,7 @@ class Change:
     incident: str | None = None
     severity: str | None = None
     event: Event | None = None
-    opened: dict[str, Any] | None = None  # the incident row, when this change opens one
+    opened: NewIncident | None = None  # when this change opens an incident
     max_severity: str | None = None  # a change: the worst severity the incident reached
     headline: str | None = None  # a change: the incident's summary from now on
 
@@ -315,19 +327,9 @@ class AlertBook:
             affected=affected,
         )
         opened = None
-        if kind == "firing":
-            opened = {
-                "id": alert.incident,
-                "fingerprint": fp,
-                "check": spec.config.name,
-                "target": target,
-                "rule": rule.text,
-                "severity": severity,
-                "summary": summary,
-                "first_error": alert.first_error,
-                "started_at": wall_started if wall_started is not None else at,
-                "fired_at": at,
-            }
+        if kind == "firing" and alert.incident is not None:  # a firing alert always has its new id
+            started_at = wall_started if wall_started is not None else at
+            opened = NewIncident(alert.incident, severity, alert.first_error, started_at)
         return Change(
             kind, at, spec.config.name, target, rule.text, fp, summary, alert.incident, severity, event, opened
         )

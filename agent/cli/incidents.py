@@ -97,10 +97,8 @@ def cmd_note(config: str, ref: str, words: list[str], by: str | None) -> int:
     store = open_store(config)
     inc = store.incident(ref)
     with store.transaction():
-        store.add_entry(
-            "note", text, incident=inc["id"], check=inc["check_name"], target=inc["target"], author=by or whoami()
-        )
-    print(printable(f"noted on incident {inc['id']} ({inc['summary']})"))
+        store.add_entry("note", text, incident=inc.id, check=inc.check, target=inc.target, author=by or whoami())
+    print(printable(f"noted on incident {inc.id} ({inc.summary})"))
     return 0
 
 
@@ -110,11 +108,12 @@ def cmd_ack(config: str, ref: str, by: str | None) -> int:
     store = open_store(config)
     inc = store.incident(ref)
     who = by or whoami()
-    if store.ack(inc["id"], who):
-        print(printable(f"incident {inc['id']} acknowledged by {who}: reminders and escalation stop"))
+    if store.ack(inc.id, who):
+        print(printable(f"incident {inc.id} acknowledged by {who}: reminders and escalation stop"))
     else:
-        again = store.incident(inc["id"])
-        acked = f"incident {inc['id']} was already acknowledged by {again['acked_by']} at {iso_time(again['acked_at'])}"
+        again = store.incident(inc.id)
+        when = iso_time(again.acked_at) if again.acked_at is not None else "?"  # set: the ack found it set
+        acked = f"incident {inc.id} was already acknowledged by {again.acked_by} at {when}"
         print(printable(acked))
     return 0
 
@@ -124,6 +123,6 @@ def cmd_report(config: str, ref: str, fmt: str) -> int:
 
     store = open_store(config)
     inc = store.incident(ref)
-    entries = store.entries(incident=inc["id"])
+    entries = store.entries(incident=inc.id)
     print(render_json(inc, entries) if fmt == "json" else render_markdown(inc, entries))
     return 0

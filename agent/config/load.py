@@ -98,7 +98,7 @@ class CheckSpec:
     policy: AlertPolicy = field(default_factory=AlertPolicy)
 
     def build(self) -> Check:
-        return self.cls(self.config)  # type: ignore[call-arg]
+        return self.cls(self.config)
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class SinkSpec:
     name: str
 
     def build(self) -> Sink:
-        return self.cls(self.config, self.name)  # type: ignore[call-arg]
+        return self.cls(self.config, self.name)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import time
-from typing import Any
 
 from agent import __version__
 from agent.config.load import AgentConfig, load_config
@@ -30,6 +29,7 @@ from agent.incidents.store import StateLock, Store, open_checked
 from agent.incidents.writer import StoreWriter, Trouble
 from agent.telemetry.cloudwatch import EmfWriter
 from agent.telemetry.metrics import Telemetry
+from agent.web.snapshot import Snapshot
 
 log = logging.getLogger("firstwatch")
 
@@ -72,7 +72,7 @@ class Agent:
 
     # --- status endpoint --------------------------------------------------------------------
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self) -> Snapshot:
         return await self.runtime.snapshot(self.started_at)
 
     def healthy(self) -> tuple[bool, str]:

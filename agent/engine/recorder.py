@@ -62,7 +62,11 @@ class Recorder:
                     target=c.target, severity=c.severity,
                 )  # fmt: skip
                 if c.opened is not None:
-                    store.open_incident(c.opened)
+                    store.open_incident(
+                        c.opened.id, fingerprint=c.fingerprint, check=c.check, target=c.target, rule=c.rule,
+                        severity=c.opened.severity, summary=c.text, first_error=c.opened.first_error,
+                        started_at=c.opened.started_at, fired_at=c.time,
+                    )  # fmt: skip
                 elif c.kind == "changed" and c.incident and c.severity:
                     store.set_severity(c.incident, c.severity, c.max_severity or c.severity, c.headline)
                 elif c.kind == "resolved" and c.incident:

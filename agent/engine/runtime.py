@@ -30,10 +30,12 @@ from agent.delivery.sinks.base import Sink
 from agent.engine.probe_runner import SharedResources, run_probe
 from agent.engine.recorder import Recorder
 from agent.engine.scheduler import Job, Scheduler
-from agent.incidents.store import Entry, Store
+from agent.incidents.model import Entry
+from agent.incidents.store import Store
 from agent.incidents.writer import StoreWriter, Trouble
 from agent.telemetry.cloudwatch import EmfWriter
 from agent.telemetry.metrics import Telemetry
+from agent.web.snapshot import CheckView, FiringRule, IncidentView, MemberView, Snapshot, TimelineItem
 from checks.base import Check, Result, describe_values
 
 log = logging.getLogger("firstwatch")
@@ -366,17 +368,17 @@ class Runtime:
             return False, f"scheduler is {behind:.0f}s behind"
         return True, "ok"
 
-    async def snapshot(self, started_at: float) -> dict[str, Any]:
+    async def snapshot(self, started_at: float) -> Snapshot:
         open_incidents = await self.writer.call(lambda: self.store.incidents(open_only=True))
-        timelines = await self.writer.call(self._timelines, [inc["id"] for inc in open_incidents])
-        members: dict[str, list[dict[str, Any]]] = {}
-        firing: dict[tuple[str, str], list[dict[str, str]]] = {}
+        timelines = await self.writer.call(self._timelines, [inc.id for inc in open_incidents])
+        members: dict[str, list[MemberView]] = {}
+        firing: dict[tuple[str, str], list[FiringRule]] = {}
         for (name, member, rule), alert in self.book.firing():
             firing.setdefault((name, member), []).append({"rule": rule, "severity": alert.severity or ""})
         up = down = 0
-        checks = []
+        checks: list[CheckView] = []
         for spec, check in self.checks:
-            rows = []
+            rows: list[MemberView] = []
             for target in check.targets():
                 r = self.last.get((spec.config.name, target))
                 up += bool(r and r.ok)
@@ -403,24 +405,24 @@ class Runtime:
                     "members": rows,
                 }
             )
-        incidents = []
-        for inc in sorted(open_incidents, key=lambda i: (-rank(i["severity"]), i["fired_at"])):
-            timeline = [
+        incidents: list[IncidentView] = []
+        for inc in sorted(open_incidents, key=lambda i: (-rank(i.severity), i.fired_at)):
+            timeline: list[TimelineItem] = [
                 {"time": iso_time(e.time), "kind": e.kind, "text": e.text, "author": e.author}
-                for e in timelines[inc["id"]]
+                for e in timelines[inc.id]
                 if e.kind != "delivered"
             ]
             incidents.append(
                 {
-                    "id": inc["id"],
-                    "summary": inc["summary"],
-                    "severity": inc["severity"],
-                    "check": inc["check_name"],
-                    "target": inc["target"],
-                    "started_at": iso_time(inc["started_at"]),
-                    "fired_at": iso_time(inc["fired_at"]),
-                    "acked_by": inc["acked_by"],
-                    "acked_at": iso_time(inc["acked_at"]) if inc["acked_at"] else None,
+                    "id": inc.id,
+                    "summary": inc.summary,
+                    "severity": inc.severity,
+                    "check": inc.check,
+                    "target": inc.target,
+                    "started_at": iso_time(inc.started_at),
+                    "fired_at": iso_time(inc.fired_at),
+                    "acked_by": inc.acked_by,
+                    "acked_at": iso_time(inc.acked_at) if inc.acked_at else None,
                     "timeline": timeline[-50:],
                 }
             )

@@ -15,7 +15,7 @@ from typing import Any
 from agent.core.events import iso_time
 from agent.core.safe_text import printable
 from agent.core.units import format_duration
-from agent.incidents.store import Entry
+from agent.incidents.model import Entry, Incident
 
 SHOWN_KINDS = {
     "pending": "pending",
@@ -37,45 +37,45 @@ def _since(a: float | None, b: float | None) -> str | None:
     return format_duration(max(0.0, b - a)) if a is not None and b is not None else None
 
 
-def facts(incident: dict[str, Any], entries: list[Entry]) -> dict[str, Any]:
+def facts(incident: Incident, entries: list[Entry]) -> dict[str, Any]:
     """Everything the report says, as data (the JSON format)."""
     history = [
         {"time": iso_time(e.time), "severity": e.severity, "kind": e.kind}
         for e in entries
-        if e.kind in ("firing", "changed") and e.incident == incident["id"]
+        if e.kind in ("firing", "changed") and e.incident == incident.id
     ]
     members = sorted({e.target for e in entries if e.kind in ("member-firing", "pending") and e.target})
     return {
-        "incident": incident["id"],
-        "summary": incident["summary"],
-        "check": incident["check_name"],
-        "target": incident["target"],
-        "rule": incident["rule"],
-        "severity": incident["severity"],
-        "max_severity": incident["max_severity"],
-        "status": "resolved" if incident["resolved_at"] else ("acknowledged" if incident["acked_at"] else "firing"),
-        "first_failure": iso_time(incident["started_at"]),
-        "first_error": incident["first_error"],
-        "detected_at": iso_time(incident["fired_at"]),
-        "time_to_detect": _since(incident["started_at"], incident["fired_at"]),
-        "acknowledged_at": iso_time(incident["acked_at"]) if incident["acked_at"] else None,
-        "acknowledged_by": incident["acked_by"],
-        "time_to_acknowledge": _since(incident["fired_at"], incident["acked_at"]),
-        "resolved_at": iso_time(incident["resolved_at"]) if incident["resolved_at"] else None,
-        "time_to_recover": _since(incident["started_at"], incident["resolved_at"]),
+        "incident": incident.id,
+        "summary": incident.summary,
+        "check": incident.check,
+        "target": incident.target,
+        "rule": incident.rule,
+        "severity": incident.severity,
+        "max_severity": incident.max_severity,
+        "status": "resolved" if incident.resolved_at else ("acknowledged" if incident.acked_at else "firing"),
+        "first_failure": iso_time(incident.started_at),
+        "first_error": incident.first_error,
+        "detected_at": iso_time(incident.fired_at),
+        "time_to_detect": _since(incident.started_at, incident.fired_at),
+        "acknowledged_at": iso_time(incident.acked_at) if incident.acked_at else None,
+        "acknowledged_by": incident.acked_by,
+        "time_to_acknowledge": _since(incident.fired_at, incident.acked_at),
+        "resolved_at": iso_time(incident.resolved_at) if incident.resolved_at else None,
+        "time_to_recover": _since(incident.started_at, incident.resolved_at),
         "severity_history": history,
-        "affected_targets": members or [incident["target"]],
+        "affected_targets": members or [incident.target],
         "notes": [{"time": iso_time(e.time), "author": e.author, "text": e.text} for e in entries if e.kind == "note"],
         "timeline": [e.to_dict() for e in entries],
     }
 
 
-def render_json(incident: dict[str, Any], entries: list[Entry]) -> str:
+def render_json(incident: Incident, entries: list[Entry]) -> str:
     """JSON text: json.dumps escapes every control character itself."""
     return json.dumps(facts(incident, entries), indent=2)
 
 
-def render_markdown(incident: dict[str, Any], entries: list[Entry]) -> str:
+def render_markdown(incident: Incident, entries: list[Entry]) -> str:
     """The draft for people, one Markdown line per fact or timeline entry."""
     f = facts(incident, entries)
     lines = [

@@ -17,10 +17,10 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from agent.core.errors import StoreError
+from agent.incidents.model import Entry, Incident
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS timeline (
@@ -81,37 +81,13 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One line of the timeline."""
-
-    seq: int
-    time: float
-    kind: str
-    incident: str | None
-    fingerprint: str | None
-    check: str | None
-    target: str | None
-    severity: str | None
-    text: str
-    author: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        from agent.core.events import iso_time
-
-        return {
-            "time": iso_time(self.time),
-            "kind": self.kind,
-            "incident": self.incident,
-            "check": self.check,
-            "target": self.target,
-            "severity": self.severity,
-            "text": self.text,
-            "author": self.author,
-        }
-
-
 DB_NAME = "firstwatch.db"
+
+# an incident's columns in the order of :class:`Incident`'s fields
+_INCIDENT = (
+    "SELECT id, fingerprint, check_name, target, rule, severity, max_severity, summary, first_error, started_at,"
+    " fired_at, acked_at, acked_by, resolved_at FROM incidents"
+)
 
 
 def is_corruption(exc: sqlite3.Error) -> bool:
@@ -262,12 +238,17 @@ class Store:
 
     # --- incidents ------------------------------------------------------------------------
 
-    def open_incident(self, row: dict[str, Any]) -> None:
+    def open_incident(
+        self, incident: str, *, fingerprint: str, check: str, target: str, rule: str, severity: str, summary: str,
+        first_error: str | None, started_at: float, fired_at: float,
+    ) -> None:  # fmt: skip
+        """Record a new incident (nothing happens if its id is already recorded); ``severity`` is
+        also the worst it has reached so far."""
+        what = (incident, fingerprint, check, target, rule, severity)
         self.db.execute(
             "INSERT OR IGNORE INTO incidents (id, fingerprint, check_name, target, rule, severity, max_severity,"
-            " summary, first_error, started_at, fired_at) VALUES (:id, :fingerprint, :check, :target, :rule,"
-            " :severity, :severity, :summary, :first_error, :started_at, :fired_at)",
-            row,
+            " summary, first_error, started_at, fired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*what, severity, summary, first_error, started_at, fired_at),
         )
 
     def set_severity(self, incident: str, severity: str, max_severity: str, summary: str | None = None) -> None:
@@ -280,24 +261,20 @@ class Store:
     def resolve_incident(self, incident: str, when: float) -> None:
         self.db.execute("UPDATE incidents SET resolved_at = ? WHERE id = ?", (when, incident))
 
-    def incident(self, ref: str) -> dict[str, Any]:
+    def incident(self, ref: str) -> Incident:
         """The incident whose id is ``ref`` or starts with it; StoreError if none or ambiguous."""
-        rows = self.db.execute("SELECT * FROM incidents WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(ref),)).fetchall()
-        cols = [d[0] for d in self.db.execute("SELECT * FROM incidents LIMIT 0").description]
+        rows = self.db.execute(_INCIDENT + " WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(ref),)).fetchall()
         if not rows:
             recent = [r[0] for r in self.db.execute("SELECT id FROM incidents ORDER BY fired_at DESC LIMIT 5")]
             hint = f" (recent: {', '.join(recent)})" if recent else " (no incidents recorded yet)"
             raise StoreError(f"no incident {ref!r}{hint}")
         if len(rows) > 1:
             raise StoreError(f"incident {ref!r} is ambiguous: {', '.join(r[0] for r in rows[:5])}")
-        return dict(zip(cols, rows[0], strict=True))
+        return Incident(*rows[0])
 
-    def incidents(self, *, open_only: bool = False) -> list[dict[str, Any]]:
-        cur = self.db.execute(
-            "SELECT * FROM incidents" + (" WHERE resolved_at IS NULL" if open_only else "") + " ORDER BY fired_at"
-        )
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur]
+    def incidents(self, *, open_only: bool = False) -> list[Incident]:
+        cur = self.db.execute(_INCIDENT + (" WHERE resolved_at IS NULL" if open_only else "") + " ORDER BY fired_at")
+        return [Incident(*row) for row in cur]
 
     def ack(self, incident: str, by: str, when: float | None = None) -> bool:
         """Acknowledge; False if it was already acknowledged (the first ack stands)."""

@@ -34,7 +34,7 @@ import math
 import socket
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from aiohttp import web
 
@@ -42,6 +42,7 @@ from agent.config.settings import parse_listen
 from agent.core.fd_limit import listener_cap
 from agent.web import page as status_page
 from agent.web.client import instance_id
+from agent.web.snapshot import Snapshot
 
 log = logging.getLogger("firstwatch.http")
 
@@ -63,11 +64,17 @@ SECURITY_HEADERS = {
 }
 
 
+class Identity(TypedDict):
+    """What the endpoint adds to ``agent`` in /status: which state directory the agent keeps."""
+
+    instance: str
+
+
 class StatusSource(Protocol):
     """What the daemon gives the endpoint. All three are called on the event loop: keep them quick."""
 
-    async def snapshot(self) -> dict[str, Any]:
-        """The status document (see ``status_page`` for its fields)."""
+    async def snapshot(self) -> Snapshot:
+        """The status document (see :mod:`agent.web.snapshot` for its fields)."""
         ...
 
     def healthy(self) -> tuple[bool, str]:
@@ -79,7 +86,7 @@ class StatusSource(Protocol):
         ...
 
 
-def _finite(value: Any) -> Any:
+def _finite(value: object) -> object:
     """``value`` with NaN and infinities replaced by None (JSON has no such numbers)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -90,7 +97,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def status_json(snapshot: dict[str, Any]) -> str:
+def status_json(snapshot: Snapshot) -> str:
     try:
         return json.dumps(snapshot, allow_nan=False, default=str)
     except ValueError:
@@ -195,7 +202,7 @@ class HttpServer:
         await self._runner.cleanup()  # closes the open connections
 
 
-def make_app(source: StatusSource, identity: dict[str, Any] | None = None) -> web.Application:
+def make_app(source: StatusSource, identity: Identity | None = None) -> web.Application:
     async def healthz(_: web.Request) -> web.StreamResponse:
         ok, reason = source.healthy()
         return _text(200, "ok") if ok else _text(503, reason or "unhealthy")
@@ -255,7 +262,7 @@ async def start_http(
     :func:`agent.core.fd_limit.listener_cap` of :data:`MAX_CONNECTIONS`."""
     host, port = parse_listen(listen)
     options: dict[str, Any] = {"access_log": None, "keepalive_timeout": KEEPALIVE_TIMEOUT}
-    identity = {"instance": instance_id(state_dir)} if state_dir else None
+    identity: Identity | None = {"instance": instance_id(state_dir)} if state_dir else None
     runner = web.AppRunner(make_app(source, identity), handle_signals=False, **options)
     await runner.setup()
     guard = _Guard(max_connections or listener_cap(MAX_CONNECTIONS))

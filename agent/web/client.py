@@ -12,10 +12,11 @@ import contextlib
 import hashlib
 import json
 import os
-from typing import Any
+from typing import cast
 
 from agent.config.settings import parse_listen
 from agent.core.errors import StatusUnavailable
+from agent.web.snapshot import Snapshot
 
 
 def instance_id(state_dir: str) -> str:
@@ -27,11 +28,13 @@ def instance_id(state_dir: str) -> str:
 MAX_BODY = 16 * 1024 * 1024
 
 
-def fetch_status(listen: str, timeout: float = 5.0) -> dict[str, Any]:
+def fetch_status(listen: str, timeout: float = 5.0) -> Snapshot:
     """GET /status from the agent listening on ``listen`` (a wildcard address is asked on loopback).
 
     All of it, connect to the last byte, ends within ``timeout`` seconds. Raises
-    :class:`StatusUnavailable` with one line that never quotes what the peer sent."""
+    :class:`StatusUnavailable` with one line that never quotes what the peer sent. The answer is
+    checked at its top (``agent.name`` is text, ``summary`` an object); the rest is the peer's
+    and is read forgivingly (:mod:`agent.web.page`)."""
     import http.client  # here, not at the top: loading a config (parse_listen) never needs it
     import socket
     import threading
@@ -91,7 +94,7 @@ def fetch_status(listen: str, timeout: float = 5.0) -> dict[str, Any]:
     agent = doc.get("agent") if isinstance(doc, dict) else None
     if not (isinstance(agent, dict) and isinstance(agent.get("name"), str) and isinstance(doc.get("summary"), dict)):
         raise StatusUnavailable(f"{url} is not a firstwatch agent (its answer is not a status document)")
-    return dict(doc)
+    return cast(Snapshot, dict(doc))
 
 
 def _expected(config: str) -> tuple[str, str, str]:
@@ -118,7 +121,7 @@ def _expected(config: str) -> tuple[str, str, str]:
     )
 
 
-def ask(config: str, timeout: float = 5.0) -> dict[str, Any]:
+def ask(config: str, timeout: float = 5.0) -> Snapshot:
     """The status document of the agent of ``config``, and only of that agent: its name must
     match, and so must its state directory when the agent publishes one (``agent.instance``)."""
     listen, name, state_dir = _expected(config)
@@ -159,5 +162,5 @@ def cmd_status(config: str, fmt: str, timeout: float = 5.0) -> int:
 
         text = render_text(doc)
     print("\n".join(printable(line) for line in text.splitlines()))
-    worst = (doc.get("summary") or {}).get("worst")
+    worst = doc["summary"].get("worst")  # fetch_status saw an object
     return 2 if worst in ("critical", "major") else 1 if worst else 0

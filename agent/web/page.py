@@ -10,6 +10,9 @@ by state (failing first), one row per member; the agent line. Every value from t
 HTML-escaped: check names, targets, error texts and notes come from users and peers.
 
 :func:`render_text` gives the same snapshot as plain-text tables (``firstwatch status``).
+
+Both take a :class:`agent.web.snapshot.Snapshot` or any mapping (a peer's answer): every field is
+read through an accessor that checks its type, so an odd or missing field shows as ``-`` or ``?``.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
 
 from agent.core.severity import SEVERITIES, rank
 from agent.core.units import format_duration, format_value
+from agent.web.snapshot import Summary
 
 DEFAULT_REFRESH_S = 10
 MAX_TIMELINE = 30  # the newest entries of an incident's timeline; `firstwatch timeline` has all
@@ -103,33 +106,34 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-# -- small, forgiving accessors: the snapshot comes from a peer process; never trust its shape --
+# -- small, forgiving accessors: the snapshot may come from a peer process (``firstwatch status``);
+# its type (agent.web.snapshot.Snapshot) is what our agent sends, not what any peer may send --
 
 
-def _map(value: Any) -> Mapping[str, Any]:
+def _map(value: object) -> Mapping[str, object]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _list(value: Any) -> list[Any]:
+def _list(value: object) -> list[object]:
     return list(value) if isinstance(value, list | tuple) else []
 
 
-def _text(value: Any, default: str = "") -> str:
+def _text(value: object, default: str = "") -> str:
     return default if value is None else str(value)
 
 
-def _h(value: Any, default: str = "") -> str:
+def _h(value: object, default: str = "") -> str:
     """HTML-escaped text (quotes too, so it is safe inside attributes)."""
     return escape(_text(value, default), quote=True)
 
 
-def _num(value: Any) -> float | None:
+def _num(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
 
 
-def _parse_time(value: Any) -> datetime | None:
+def _parse_time(value: object) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -141,7 +145,7 @@ def _parse_time(value: Any) -> datetime | None:
     return dt.astimezone(UTC)
 
 
-def fmt_time(value: Any) -> str:
+def fmt_time(value: object) -> str:
     """``2026-11-24T02:35:07Z`` (UTC, ISO 8601, whole seconds); unparsable text comes back as is."""
     dt = _parse_time(value)
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else _text(value, "-")
@@ -159,14 +163,14 @@ def fmt_span(seconds: float) -> str:
     return f"{s // 86400}d {s % 86400 // 3600}h" if s % 86400 // 3600 else f"{s // 86400}d"
 
 
-def fmt_duration(value: Any) -> str:
+def fmt_duration(value: object) -> str:
     d = _num(value)
     if d is None:
         return "-"
     return format_duration(d)
 
 
-def _fmt_value(value: Any, unit: str | None = None) -> str:
+def _fmt_value(value: object, unit: str | None = None) -> str:
     """A value in its unit, as ``firstwatch check`` and the log show it (:mod:`agent.core.units`)."""
     v = _num(value)
     if v is None:
@@ -174,7 +178,7 @@ def _fmt_value(value: Any, unit: str | None = None) -> str:
     return format_value(v, unit)
 
 
-def _value_units(check_type: Any, member: Mapping[str, Any]) -> Callable[[str], str | None]:
+def _value_units(check_type: object, member: Mapping[str, object]) -> Callable[[str], str | None]:
     """The unit of each value of a member: the member's ``units`` (a plugin's perfdata) if the
     snapshot has them, else what its check type declares."""
     from checks import CHECKS  # the daemon has loaded them already
@@ -192,7 +196,7 @@ def _value_units(check_type: Any, member: Mapping[str, Any]) -> Callable[[str], 
     return unit
 
 
-def _time_html(value: Any, now: float) -> str:
+def _time_html(value: object, now: float) -> str:
     dt = _parse_time(value)
     if dt is None:
         return f'<span class="mono">{_h(value, "-")}</span>'
@@ -202,11 +206,15 @@ def _time_html(value: Any, now: float) -> str:
     return f'<time datetime="{stamp}">{stamp}</time>{rel}'
 
 
-def _sev_class(severity: Any) -> str:
+def _rank(severity: object) -> int:
+    return rank(severity) if isinstance(severity, str) else 0
+
+
+def _sev_class(severity: object) -> str:
     return f"sev-{severity}" if severity in SEVERITIES else "sev-none"
 
 
-def _badge(severity: Any) -> str:
+def _badge(severity: object) -> str:
     return f'<span class="badge {_sev_class(severity)}">{_h(severity, "unknown")}</span>'
 
 
@@ -217,24 +225,24 @@ def _plural(n: int, word: str) -> str:
 # -- the state of things, shared by the HTML and the text views --
 
 
-def incidents_in_order(snapshot: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def incidents_in_order(snapshot: Mapping[str, object]) -> list[Mapping[str, object]]:
     """Open incidents, critical first, then the oldest first (the longest-running problem)."""
     incidents = [_map(i) for i in _list(snapshot.get("incidents"))]
 
-    def key(inc: Mapping[str, Any]) -> tuple[int, float, str]:
+    def key(inc: Mapping[str, object]) -> tuple[int, float, str]:
         started = _parse_time(inc.get("started_at")) or _parse_time(inc.get("fired_at"))
-        return (-rank(inc.get("severity")), started.timestamp() if started else math.inf, _text(inc.get("id")))
+        return (-_rank(inc.get("severity")), started.timestamp() if started else math.inf, _text(inc.get("id")))
 
     return sorted(incidents, key=key)
 
 
-def _member_state(member: Mapping[str, Any]) -> str:
+def _member_state(member: Mapping[str, object]) -> str:
     if _list(member.get("firing")) or member.get("up") is False:
         return "failing"
     return "ok" if member.get("up") is True else "unknown"
 
 
-def check_state(check: Mapping[str, Any]) -> str:
+def check_state(check: Mapping[str, object]) -> str:
     """``failing`` (a member is down or a rule fires), ``unknown`` (no result yet) or ``ok``."""
     states = {_member_state(_map(m)) for m in _list(check.get("members"))}
     for state in ("failing", "unknown"):
@@ -243,9 +251,9 @@ def check_state(check: Mapping[str, Any]) -> str:
     return "ok" if states else "unknown"
 
 
-def _check_worst(check: Mapping[str, Any]) -> int:
+def _check_worst(check: Mapping[str, object]) -> int:
     return max(
-        (rank(_map(f).get("severity")) for m in _list(check.get("members")) for f in _list(_map(m).get("firing"))),
+        (_rank(_map(f).get("severity")) for m in _list(check.get("members")) for f in _list(_map(m).get("firing"))),
         default=0,
     )
 
@@ -253,7 +261,7 @@ def _check_worst(check: Mapping[str, Any]) -> int:
 GROUPS = (("failing", "Failing"), ("unknown", "No result yet"), ("ok", "OK"))
 
 
-def checks_by_state(snapshot: Mapping[str, Any]) -> list[tuple[str, str, list[Mapping[str, Any]]]]:
+def checks_by_state(snapshot: Mapping[str, object]) -> list[tuple[str, str, list[Mapping[str, object]]]]:
     """``[(state, title, checks)]`` in display order; within a group the worst firing rule
     first, then by name."""
     checks = [_map(c) for c in _list(snapshot.get("checks"))]
@@ -266,55 +274,65 @@ def checks_by_state(snapshot: Mapping[str, Any]) -> list[tuple[str, str, list[Ma
     return out
 
 
-def summary_of(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+class Counts(Summary):
+    """The headline's numbers: the snapshot's ``summary``, completed, and the open incidents by
+    severity (worst first, only those with any)."""
+
+    by_severity: dict[str, int]
+
+
+def summary_of(snapshot: Mapping[str, object]) -> Counts:
     """``snapshot["summary"]``, with whatever is missing counted from the rest."""
     given = _map(snapshot.get("summary"))
     checks = [_map(c) for c in _list(snapshot.get("checks"))]
     members = [_map(m) for c in checks for m in _list(c.get("members"))]
     incidents = [_map(i) for i in _list(snapshot.get("incidents"))]
-    counted: dict[str, Any] = {
-        "checks": len(checks),
-        "targets": len(members),
-        "up": sum(1 for m in members if m.get("up") is True),
-        "down": sum(1 for m in members if m.get("up") is False),
-        "open_incidents": len(incidents),
-    }
-    out = {k: given[k] if isinstance(given.get(k), int) else v for k, v in counted.items()}
-    worst = given.get("worst") if "worst" in given else None
+
+    def count(key: str, counted: int) -> int:
+        value = given.get(key)
+        return value if isinstance(value, int) else counted
+
+    worst = given.get("worst")
     if worst not in SEVERITIES:
-        worst = max((i.get("severity") for i in incidents), key=rank, default=None)
-    out["worst"] = worst if worst in SEVERITIES else None
-    out["by_severity"] = {sev: n for sev in SEVERITIES if (n := sum(1 for i in incidents if i.get("severity") == sev))}
-    return out
+        worst = max((i.get("severity") for i in incidents), key=_rank, default=None)
+    return {
+        "checks": count("checks", len(checks)),
+        "targets": count("targets", len(members)),
+        "up": count("up", sum(1 for m in members if m.get("up") is True)),
+        "down": count("down", sum(1 for m in members if m.get("up") is False)),
+        "open_incidents": count("open_incidents", len(incidents)),
+        "worst": worst if isinstance(worst, str) and worst in SEVERITIES else None,
+        "by_severity": {sev: n for sev in SEVERITIES if (n := sum(1 for i in incidents if i.get("severity") == sev))},
+    }
 
 
-def headline(summary: Mapping[str, Any]) -> tuple[str, str]:
+def headline(summary: Counts) -> tuple[str, str]:
     """(css class, text) of the headline: the worst open severity, else all clear."""
-    worst = summary.get("worst")
+    worst = summary["worst"]
     if worst in SEVERITIES:
         return f"sev-{worst}", str(worst).upper()
-    if summary.get("down"):
+    if summary["down"]:
         return "sev-none", "NO OPEN INCIDENTS"
     return "sev-ok", "ALL CLEAR"
 
 
-def counts_line(summary: Mapping[str, Any]) -> str:
-    parts = [_plural(int(summary.get("open_incidents") or 0), "open incident")]
-    by_sev = _map(summary.get("by_severity"))
+def counts_line(summary: Counts) -> str:
+    parts = [_plural(int(summary["open_incidents"]), "open incident")]
+    by_sev = summary["by_severity"]
     if by_sev:
         parts[0] += " (" + ", ".join(f"{n} {sev}" for sev, n in by_sev.items()) + ")"
-    targets, down = int(summary.get("targets") or 0), int(summary.get("down") or 0)
+    targets, down = int(summary["targets"]), int(summary["down"])
     parts.append(
         f"{down} of {targets} targets down" if down else f"all {targets} targets up" if targets else "no targets"
     )
-    parts.append(_plural(int(summary.get("checks") or 0), "check"))
+    parts.append(_plural(int(summary["checks"]), "check"))
     return " · ".join(parts)
 
 
 # -- HTML --
 
 
-def _incident_html(inc: Mapping[str, Any], now: float) -> str:
+def _incident_html(inc: Mapping[str, object], now: float) -> str:
     sev = inc.get("severity")
     bl = f"bl-{sev}" if sev in SEVERITIES else ""
     meta = [f"<b>{_h(inc.get('check'), '?')}</b>"]
@@ -350,7 +368,7 @@ def _incident_html(inc: Mapping[str, Any], now: float) -> str:
     )
 
 
-def _member_row(member: Mapping[str, Any], now: float, check_type: Any = None) -> str:
+def _member_row(member: Mapping[str, object], now: float, check_type: object = None) -> str:
     up = member.get("up")
     state = (
         '<span class="up">UP</span>'
@@ -382,7 +400,7 @@ def _member_row(member: Mapping[str, Any], now: float, check_type: Any = None) -
     )
 
 
-def _check_html(check: Mapping[str, Any], now: float) -> str:
+def _check_html(check: Mapping[str, object], now: float) -> str:
     interval = _num(check.get("interval_s"))
     every = f" · every {fmt_span(interval)}" if interval else ""
     rows = "".join(_member_row(_map(m), now, check.get("type")) for m in _list(check.get("members")))
@@ -396,7 +414,7 @@ def _check_html(check: Mapping[str, Any], now: float) -> str:
     )
 
 
-def render(snapshot: Mapping[str, Any], *, now: float | None = None) -> str:
+def render(snapshot: Mapping[str, object], *, now: float | None = None) -> str:
     """The status page for ``snapshot`` (the ``/status`` document) as one HTML5 string."""
     now = time.time() if now is None else now
     snapshot = _map(snapshot)
@@ -461,7 +479,7 @@ def _table(headers: list[str], rows: Iterable[list[str]]) -> list[str]:
     return [fmt.format(*headers).rstrip()] + [fmt.format(*r).rstrip() for r in rows]
 
 
-def render_text(snapshot: Mapping[str, Any]) -> str:
+def render_text(snapshot: Mapping[str, object]) -> str:
     """The snapshot as plain-text tables: the headline, open incidents, then every member."""
     snapshot = _map(snapshot)
     summary = summary_of(snapshot)

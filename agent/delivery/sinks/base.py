@@ -65,6 +65,9 @@ class Sink(Protocol):
     name: str
     config: SinkConfig
 
+    def __init__(self, config: SinkConfig, name: str) -> None:
+        """A sink is built from its validated config and its display name (``SINKS[type](config, name)``)."""
+
     async def send(self, event: Event) -> None:
         """Deliver one event; raise on failure."""
 

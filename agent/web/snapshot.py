@@ -1,0 +1,98 @@
+"""The status document: what ``/status`` serves, the status page shows and ``firstwatch status``
+prints, typed field by field.
+
+The daemon builds it (``agent.engine.runtime.Runtime.snapshot``); :mod:`agent.web.api` serves it as
+JSON (adding ``agent.instance``); :mod:`agent.web.page` renders it. Times are ISO 8601 UTC text,
+durations seconds. A document read back from the network is checked only at its top
+(:mod:`agent.web.client`); the page reads every field forgivingly, as it would a peer's.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+
+class AgentInfo(TypedDict):
+    """Which agent answers: its name, version, uptime and labels."""
+
+    name: str
+    version: str
+    started_at: str
+    uptime_s: float
+    labels: dict[str, str]
+    instance: NotRequired[str]  # a hash of the state directory, added by the HTTP endpoint
+
+
+class Summary(TypedDict):
+    """The counts of the headline; ``worst`` is the worst open severity (None: nothing open)."""
+
+    checks: int
+    targets: int
+    up: int
+    down: int
+    open_incidents: int
+    worst: str | None
+
+
+class TimelineItem(TypedDict):
+    """One entry of an open incident's timeline (deliveries left out)."""
+
+    time: str
+    kind: str
+    text: str
+    author: str | None
+
+
+class IncidentView(TypedDict):
+    """An open incident, with the newest 50 entries of its timeline."""
+
+    id: str
+    summary: str
+    severity: str
+    check: str
+    target: str
+    started_at: str
+    fired_at: str
+    acked_by: str | None
+    acked_at: str | None
+    timeline: list[TimelineItem]
+
+
+class FiringRule(TypedDict):
+    """A rule firing on a member (or on its group)."""
+
+    rule: str
+    severity: str
+
+
+class MemberView(TypedDict):
+    """One target of a check and its last result (all None before the first run)."""
+
+    target: str
+    up: bool | None
+    last_run: str | None
+    duration_s: float | None
+    error: str | None
+    values: dict[str, float]
+    units: dict[str, str]  # the units a plugin reported for its values
+    firing: list[FiringRule]
+
+
+class CheckView(TypedDict):
+    """A check, its type, its interval and its members."""
+
+    name: str
+    type: str
+    interval_s: float
+    members: list[MemberView]
+
+
+class Snapshot(TypedDict):
+    """The whole document, as ``GET /status`` serves it."""
+
+    agent: AgentInfo
+    refresh_s: int  # how often the page reloads itself
+    summary: Summary
+    incidents: list[IncidentView]  # by severity, worst first, then by when they fired
+    checks: list[CheckView]
+    severities: list[str]  # every severity, the worst first
