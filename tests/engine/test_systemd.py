@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import require_binary
 
-UNIT = Path(__file__).parent.parent / "systemd" / "firstwatch.service"
+UNIT = Path(__file__).parents[2] / "systemd" / "firstwatch.service"
 
 
 def unit_with_real_binary(tmp_path: Path) -> Path:

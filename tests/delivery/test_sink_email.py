@@ -29,7 +29,7 @@ from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.email import EmailConfig, EmailSink
 
 CANARY = "CANARY-pw-9d2e41"
-EXAMPLE = Path(__file__).parent.parent / "config" / "examples" / "email.yaml"
+EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "email.yaml"
 T0 = 1795919700.0  # 2026-11-29T02:35:00Z
 
 

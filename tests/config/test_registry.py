@@ -14,7 +14,7 @@ from agent.delivery.sinks import SINKS
 from checks import CHECKS
 from checks.base import ERROR_KINDS
 
-EXAMPLES = Path(__file__).parent.parent / "config" / "examples"
+EXAMPLES = Path(__file__).parents[2] / "config" / "examples"
 ENV = {"API_TOKEN": "t", "API_SYNTHETIC_PASSWORD": "p"}
 
 

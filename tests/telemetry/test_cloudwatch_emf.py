@@ -26,7 +26,7 @@ from checks.base import Result, ValueSpec
 from checks.host import HostCheck
 from checks.http import HttpCheck
 
-EXAMPLE = Path(__file__).parent.parent / "config" / "examples" / "cloudwatch.yaml"
+EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "cloudwatch.yaml"
 UNITS = [
     "Seconds", "Microseconds", "Milliseconds", "Bytes", "Kilobytes", "Megabytes", "Gigabytes", "Terabytes",
     "Bits", "Kilobits", "Megabits", "Gigabits", "Terabits", "Percent", "Count", "Bytes/Second",

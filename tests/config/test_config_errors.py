@@ -1,6 +1,6 @@
 """A corpus of bad configs, each with the exact messages users must see (error text is UI).
 
-Each ``tests/configs/invalid-*.yaml`` starts with ``# expect: FILE:LINE:COL: path: message`` lines;
+Each ``tests/config/configs/invalid-*.yaml`` starts with ``# expect: FILE:LINE:COL: path: message`` lines;
 loading it must report exactly those issues, in that order, and ``firstwatch validate`` must exit
 78 and print them.
 """

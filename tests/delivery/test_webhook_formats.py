@@ -25,7 +25,7 @@ from agent.delivery.sinks.webhook import WebhookConfig, WebhookSink
 from agent.delivery.sinks.webhook_formats import FormatOptions, render_pagerduty, render_slack
 
 ROUTING_KEY = "R0CANARY5e1f9a7c0123456789abcdef"  # 32 characters, a secret
-EXAMPLES = Path(__file__).parent.parent / "config" / "examples"
+EXAMPLES = Path(__file__).parents[2] / "config" / "examples"
 T0 = 1795919700.0  # 2026-11-29T02:35:00Z
 LINK = "https://status.example.com/?team=shop&view=incidents"
 

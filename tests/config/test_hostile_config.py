@@ -26,7 +26,7 @@ from agent.config.load import load_config, parse_config
 from agent.config.yaml_source import MAX_ALIASED, MAX_BYTES, MAX_DEPTH, MAX_NODES, ConfigError, load_yaml
 from tests.helpers import read_events, start_agent, wait_for_events
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def laughs(width: int, levels: int, word: str = '"lol"') -> str:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from agent.web.api import start_http
 from tests.helpers import Run, firstwatch, start_agent
-from tests.test_http_api import SNAPSHOT
+from tests.web.test_http_api import SNAPSHOT
 
 ESC = "\x1b"
 

@@ -22,7 +22,7 @@ from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
 from checks.icmp import NO_ICMP, IcmpCheck, IcmpConfig, icmp_privileged, observe
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def make(**options: Any) -> IcmpCheck:
