@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.helpers import Fleet
+from tests.support.peers.fleet import Fleet
 
 
 def require_binary(name: str, package: str) -> str:

@@ -18,7 +18,8 @@ from agent.core.severity import rank, worst
 from agent.engine.recorder import Recorder
 from agent.incidents.store import Store
 from checks.base import Result
-from tests.helpers import Switch, start_daemon
+from tests.support.agent import start_daemon
+from tests.support.peers.fleet import Switch
 
 TARGETS = ["https://10.0.0.1/", "https://10.0.0.2/", "https://10.0.0.3/"]
 

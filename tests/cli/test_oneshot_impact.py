@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.helpers import firstwatch
+from tests.support.agent import firstwatch
 
 
 class Servers:

@@ -24,7 +24,7 @@ import yaml
 
 from agent.config.load import load_config, parse_config
 from agent.config.yaml_source import MAX_ALIASED, MAX_BYTES, MAX_DEPTH, MAX_NODES, ConfigError, load_yaml
-from tests.helpers import read_events, start_agent, wait_for_events
+from tests.support.agent import read_events, start_agent, wait_for_events
 
 ROOT = Path(__file__).parents[2]
 

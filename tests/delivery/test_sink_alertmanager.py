@@ -24,8 +24,8 @@ from agent.delivery.sinks.alertmanager import (
     label_name,
 )
 from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
-from tests.alertmanager_peer import BINARY, Alertmanager, free_port, route_config
 from tests.conftest import require_binary
+from tests.support.peers.alertmanager import BINARY, Alertmanager, free_port, route_config
 
 SECRET = "Basic czNjcjN0OnMzY3IzdA=="
 STARTED = time.time() - 120

@@ -22,8 +22,7 @@ from agent.core.events import Event
 from agent.delivery.sinks import SINKS
 from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.otlp import OtlpSink, OtlpSinkConfig
-from tests.otlp_logs_receiver import OtlpLogsReceiver, Record
-from tests.otlp_receiver import BlackHole, closed_port
+from tests.support.peers.otlp import BlackHole, OtlpLogsReceiver, Record, closed_port
 
 CANARY = "s3cr3t-canary-7f3a9b"
 PROTOCOLS = ("grpc", "http/protobuf")

@@ -11,7 +11,8 @@ import json
 import signal
 from pathlib import Path
 
-from tests.helpers import Fleet, firstwatch, start_agent, wait_for_events
+from tests.support.agent import firstwatch, start_agent, wait_for_events
+from tests.support.peers.fleet import Fleet
 
 
 def write_config(tmp_path: Path, fleet: Fleet, extra: str = "", severity: str = "critical") -> str:

@@ -15,7 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.helpers import Fleet, read_events, start_agent, wait_for_events
+from tests.support.agent import read_events, start_agent, wait_for_events
+from tests.support.peers.fleet import Fleet
 
 
 def config(tmp_path: Path, checks: str, sinks: str = "", agent: str = "") -> str:

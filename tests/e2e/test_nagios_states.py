@@ -12,7 +12,7 @@ from pathlib import Path
 
 from checks.perfdata import parse_perfdata
 from tests.conftest import require_binary
-from tests.helpers import firstwatch, start_agent, wait_for_events
+from tests.support.agent import firstwatch, start_agent, wait_for_events
 
 DUMMY = "/usr/lib/nagios/plugins/check_dummy"
 CANARY = "s3cr3t-canary-plugin-42"

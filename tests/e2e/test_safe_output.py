@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from agent.cli.incidents import NOTE_MAX_CHARS
-from tests.helpers import read_events
+from tests.support.agent import read_events
 
 # what agent.core.safe_text escapes, but the newline that ends each output line
 RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.helpers import firstwatch, wait_for_events
+from tests.support.agent import firstwatch, wait_for_events
 
 CANARY = "s3cr3t-canary-7f1d9a"
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from agent.engine.runtime import in_shard
-from tests.helpers import Fleet
+from tests.support.peers.fleet import Fleet
 
 
 def test_shards_partition_any_set_of_names() -> None:

@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 
 from agent.incidents.store import Store, open_checked
-from tests.helpers import Switch, firstwatch, read_events, start_daemon, wait_for_events
+from tests.support.agent import firstwatch, read_events, start_daemon, wait_for_events
+from tests.support.peers.fleet import Switch
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import socket
 import urllib.request
 from pathlib import Path
 
-from tests.helpers import Fleet, start_agent
-from tests.otlp_receiver import OtlpReceiver
+from tests.support.agent import start_agent
+from tests.support.peers.fleet import Fleet
+from tests.support.peers.otlp import OtlpReceiver
 
 
 async def endpoint_of(proc: asyncio.subprocess.Process) -> str:

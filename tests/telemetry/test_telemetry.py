@@ -27,7 +27,7 @@ from checks.base import Result, Values
 from checks.command import CommandCheck
 from checks.host import HostCheck
 from checks.http import HttpCheck
-from tests.otlp_receiver import BlackHole, OtlpReceiver, Point, closed_port
+from tests.support.peers.otlp import BlackHole, OtlpReceiver, Point, closed_port
 
 SHOP = "https://shop.example.com/"
 ENDPOINT = {"grpc": "grpc_endpoint", "http/protobuf": "http_endpoint"}

@@ -19,7 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.helpers import Fleet, read_events
+from tests.support.agent import read_events
+from tests.support.peers.fleet import Fleet
 
 FD_LIMIT = 256
 FLOOD = 320  # more idle connections than the agent may open files

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.web.api import start_http
-from tests.helpers import Run, firstwatch, start_agent
+from tests.support.agent import Run, firstwatch, start_agent
 from tests.web.test_http_api import SNAPSHOT
 
 ESC = "\x1b"

@@ -1,4 +1,5 @@
-"""Shared end-to-end helpers: a controllable fleet of web servers and the CLI as a subprocess."""
+"""The shipped agent as a user runs it: the CLI (``firstwatch``) and the daemon (``start_agent``,
+``start_daemon`` with its log collected) as real subprocesses, and the events of a file sink."""
 
 from __future__ import annotations
 
@@ -13,42 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 Run = tuple[int, str, str]
-
-
-class Fleet:
-    """Three web servers whose status the test controls."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.runners: list[web.AppRunner] = []
-        self.ports: list[int] = []
-        self.hits = 0
-        self.then: tuple[int, int] | None = None  # (after N requests, switch to this status)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        status = self.status
-        self.hits += 1
-        if self.then is not None and self.hits >= self.then[0]:
-            self.status, self.then = self.then[1], None
-        return web.Response(status=status, text="Add to cart" if status == 200 else "oops")
-
-    async def start(self, n: int = 3) -> None:
-        for _ in range(n):
-            app = web.Application()
-            app.router.add_get("/", self.handle)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            self.runners.append(runner)
-            self.ports.append(runner.addresses[0][1])
-
-    @property
-    def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{p}/" for p in self.ports]
 
 
 async def firstwatch(*args: str, timeout: float = 30) -> Run:
@@ -128,31 +94,3 @@ async def start_daemon(config: Path, *args: str, env: dict[str, str] | None = No
         env={**os.environ, **(env or {})},
     )  # fmt: skip
     return Daemon(proc)
-
-
-class Switch:
-    """TCP servers on 127.0.0.1 that the test takes down and brings back, counting connections."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.ports: list[int] = []
-        self.hits: list[int] = [0] * n
-        self.servers: list[asyncio.Server | None] = [None] * n
-
-    async def up(self, i: int) -> None:
-        def accepted(_r: asyncio.StreamReader, w: asyncio.StreamWriter, i: int = i) -> None:
-            self.hits[i] += 1
-            w.close()
-
-        port = self.ports[i] if len(self.ports) > i else 0
-        server = await asyncio.start_server(accepted, "127.0.0.1", port, reuse_address=True)
-        if len(self.ports) <= i:
-            self.ports.append(server.sockets[0].getsockname()[1])
-        self.servers[i] = server
-
-    async def down(self, i: int) -> None:
-        server = self.servers[i]
-        if server is not None:
-            server.close()
-            await server.wait_closed()
-            self.servers[i] = None
