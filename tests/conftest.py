@@ -10,6 +10,8 @@ import pytest
 
 from tests.support.peers.fleet import Fleet
 
+pytest_plugins = ["tests.support.peers.tls"]  # the ca and ca_file fixtures
+
 
 def require_binary(name: str, package: str) -> str:
     """The path of ``name``; skips with a reason when missing, but fails when ``CI`` is set

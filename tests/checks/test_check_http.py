@@ -33,6 +33,8 @@ from agent.config.yaml_source import ConfigError
 from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result, find_value
 from checks.http import HttpCheck, HttpConfig, _hostport
+from tests.support.peers.servers import serve_app
+from tests.support.peers.tls import server_context
 
 CERT_DAYS = 30
 
@@ -123,16 +125,6 @@ USER, PASSWORD, TOKEN = "synthetic", "pä55:word", "t0ken-CANARY-8f3a"
 GOOD_AUTH = {"Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode(), f"Bearer {TOKEN}"}
 
 
-async def start_app(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    return runner, server.sockets[0].getsockname()[1]
-
-
 @pytest.fixture
 def seen() -> list[dict[str, Any]]:
     return []
@@ -140,17 +132,12 @@ def seen() -> list[dict[str, Any]]:
 
 @pytest.fixture
 async def base(seen: list[dict[str, Any]]) -> AsyncIterator[str]:
-    runner, port = await start_app(make_app(seen))
+    runner, port = await serve_app(make_app(seen))
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
 
 
 # --- TLS ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +149,7 @@ def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> str:
 
 async def start_tls(ca: trustme.CA, *names: str, days: int = CERT_DAYS) -> tuple[web.AppRunner, int]:
     not_after = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*names, not_after=not_after).configure_cert(ctx)
-    return await start_app(make_app([]), ctx)
+    return await serve_app(make_app([]), server_context(ca.issue_cert(*names, not_after=not_after)))
 
 
 @pytest.fixture
@@ -384,7 +369,7 @@ async def test_self_signed_certificate_is_a_tls_failure(ca: trustme.CA, tmp_path
     ca.cert_pem.write_to_path(str(tmp_path / "cert.pem"))
     ca.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")  # the CA's own, self-signed cert
-    runner, port = await start_app(make_app([]), ctx)
+    runner, port = await serve_app(make_app([]), ctx)
     try:
         r = await probe(f"https://127.0.0.1:{port}/ok")
     finally:
@@ -648,7 +633,7 @@ async def test_credentials_are_not_sent_to_another_origin_on_redirect(base: str,
     assert (await probe(f"{base}/private/redirect?to=/private", auth={"bearer": TOKEN})).ok  # same origin: kept
     assert [s["authorization"] for s in seen] == [f"Bearer {TOKEN}"] * 2
     seen.clear()
-    runner, other = await start_app(make_app(seen))
+    runner, other = await serve_app(make_app(seen))
     try:
         r = await probe(f"{base}/private/redirect?to=http://127.0.0.1:{other}/private", auth={"bearer": TOKEN})
     finally:
@@ -871,7 +856,7 @@ async def dual() -> AsyncIterator[tuple[int, list[str]]]:
         return application
 
     for _attempt in range(5):
-        runner4, port = await start_app(app("v4"))
+        runner4, port = await serve_app(app("v4"))
         runner6 = web.AppRunner(app("v6"))
         await runner6.setup()
         try:

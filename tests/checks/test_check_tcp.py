@@ -6,8 +6,7 @@ import asyncio
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ from pydantic import ValidationError
 from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
 from checks.tcp import TcpCheck, TcpConfig, parse_target
+from tests.support.peers.servers import serve_tcp
+from tests.support.peers.tls import server_context
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -28,34 +29,6 @@ def make(**options: Any) -> TcpCheck:
 
 async def probe(check: TcpCheck, target: str | None = None) -> Result:
     return await run_probe(check, target or check.targets()[0], SharedResources("test"))
-
-
-@asynccontextmanager
-async def serve(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
-    """Run ``handler`` per connection; yields the ``127.0.0.1:PORT`` target."""
-
-    handlers: set[asyncio.Task[None]] = set()
-
-    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
-            pass  # the probe hung up on us (expected for hostile servers), or the test is over
-        finally:
-            writer.transport.abort()
-
-    server = await asyncio.start_server(guarded, "127.0.0.1", 0, ssl=tls)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.close()
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers)
 
 
 async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -72,7 +45,7 @@ async def smtp_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
 
 
 async def test_connect_ok() -> None:
-    async with serve(silent) as target:
+    async with serve_tcp(silent) as target:
         r = await probe(make(target=target))
     assert r.ok, r.error
     assert r.error_kind is None
@@ -102,13 +75,13 @@ async def test_dns_failure(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_banner_expect_matches() -> None:
-    async with serve(smtp_like) as target:
+    async with serve_tcp(smtp_like) as target:
         r = await probe(make(target=target, expect=r"^220 .*ready"))
     assert r.ok, r.error
 
 
 async def test_send_then_expect_reply() -> None:
-    async with serve(smtp_like) as target:
+    async with serve_tcp(smtp_like) as target:
         r = await probe(make(target=target, send="EHLO firstwatch\r\n", expect=r"(?m)^250 hello firstwatch"))
     assert r.ok, r.error
 
@@ -118,7 +91,7 @@ async def test_expect_mismatch_then_close() -> None:
         writer.write(b"554 go away\r\n")
         await writer.drain()
 
-    async with serve(refuse) as target:
+    async with serve_tcp(refuse) as target:
         r = await probe(make(target=target, expect="^220"))
     assert not r.ok
     assert r.error_kind == "expect"
@@ -129,7 +102,7 @@ async def test_server_closes_before_sending() -> None:
     async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()
 
-    async with serve(close_at_once) as target:
+    async with serve_tcp(close_at_once) as target:
         r = await probe(make(target=target, expect="^220"))
     assert r.error_kind == "expect"
     assert r.error == "connection closed before /^220/ matched (got nothing)"
@@ -141,14 +114,14 @@ async def test_server_resets_mid_exchange() -> None:
         sock = writer.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
 
-    async with serve(reset) as target:
+    async with serve_tcp(reset) as target:
         r = await probe(make(target=target, send="PING\r\n", expect="PONG"))
     assert r.error_kind == "reset"
     assert r.error == "connection reset by peer during expect"
 
 
 async def test_server_never_answers_times_out() -> None:
-    async with serve(silent) as target:
+    async with serve_tcp(silent) as target:
         r = await probe(make(target=target, expect="^220", timeout="400ms"))
     assert r.error_kind == "timeout"
     assert 0.4 <= r.duration_s < 0.9
@@ -161,7 +134,7 @@ async def test_drip_server_cannot_hold_the_probe() -> None:
             await writer.drain()
             await asyncio.sleep(0.02)
 
-    async with serve(drip) as target:
+    async with serve_tcp(drip) as target:
         r = await probe(make(target=target, expect="^220", timeout="400ms"))
     assert r.error_kind == "timeout"
     assert r.duration_s < 0.9
@@ -173,7 +146,7 @@ async def test_flood_stops_at_max_read() -> None:
             writer.write(b"y" * 1_000_000)
             await writer.drain()
 
-    async with serve(flood) as target:
+    async with serve_tcp(flood) as target:
         r = await probe(make(target=target, expect="^220"))
         assert r.error_kind == "expect"
         assert r.error == "expected /^220/ not found in the first 64 KiB"
@@ -185,27 +158,13 @@ async def test_flood_stops_at_max_read() -> None:
 # TLS
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 def tls_server_ctx(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(ctx)
-    return ctx
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
+    return server_context(ca.issue_cert("localhost", "127.0.0.1"))
 
 
 async def test_tls_ok_with_ca_file(tls_server_ctx: ssl.SSLContext, ca_file: str) -> None:
-    async with serve(smtp_like, tls=tls_server_ctx) as target:
+    async with serve_tcp(smtp_like, tls=tls_server_ctx) as target:
         r = await probe(make(target=target, tls=True, ca_file=ca_file, expect="^220"))
         assert r.ok, r.error
         r = await probe(make(target=target, tls=True, ca_file=ca_file, server_name="localhost"))
@@ -215,7 +174,7 @@ async def test_tls_ok_with_ca_file(tls_server_ctx: ssl.SSLContext, ca_file: str)
 async def test_tls_unknown_ca(tls_server_ctx: ssl.SSLContext, tmp_path: Path) -> None:
     other = tmp_path / "other.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
-    async with serve(silent, tls=tls_server_ctx) as target:
+    async with serve_tcp(silent, tls=tls_server_ctx) as target:
         r = await probe(make(target=target, tls=True, ca_file=str(other)))
         assert r.error_kind == "tls"
         assert r.error is not None and r.error.startswith("certificate verify failed: unable to get local issuer")
@@ -224,7 +183,7 @@ async def test_tls_unknown_ca(tls_server_ctx: ssl.SSLContext, tmp_path: Path) ->
 
 
 async def test_tls_wrong_name(tls_server_ctx: ssl.SSLContext, ca_file: str) -> None:
-    async with serve(silent, tls=tls_server_ctx) as target:
+    async with serve_tcp(silent, tls=tls_server_ctx) as target:
         r = await probe(make(target=target, tls=True, ca_file=ca_file, server_name="db.example.com"))
     assert r.error_kind == "tls"
     assert r.error is not None and "db.example.com" in r.error and "certificate verify failed" in r.error
@@ -236,7 +195,7 @@ async def test_tls_to_a_plaintext_server(ca_file: str) -> None:
         writer.write(b"HTTP/1.0 400 Bad Request\r\n\r\n")
         await writer.drain()
 
-    async with serve(plain) as target:
+    async with serve_tcp(plain) as target:
         r = await probe(make(target=target, tls=True, ca_file=ca_file))
     assert r.error_kind == "tls"
     assert r.error == "TLS handshake failed: wrong version number (does this port speak TLS?)"

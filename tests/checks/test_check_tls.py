@@ -26,6 +26,8 @@ import checks.tls
 from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
 from checks.tls import TlsCheck, TlsConfig
+from tests.support.peers.servers import serve_tcp
+from tests.support.peers.tls import server_context
 
 NOW = dt.datetime.now(dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -44,52 +46,15 @@ async def serve(tls: ssl.SSLContext | None, *, plain_reply: bytes | None = None)
     """A server on 127.0.0.1 that handshakes (``tls``) or, without it, reads and answers ``plain_reply``
     (or stays silent); yields the ``127.0.0.1:PORT`` target."""
 
-    handlers: set[asyncio.Task[None]] = set()
-
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        try:
-            if plain_reply is not None:
-                await reader.read(1)
-                writer.write(plain_reply)
-                await writer.drain()
-            await asyncio.sleep(10)
-        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.transport.abort()
+        if plain_reply is not None:
+            await reader.read(1)
+            writer.write(plain_reply)
+            await writer.drain()
+        await asyncio.sleep(10)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.close()
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers)
-
-
-def server_ctx(leaf: trustme.LeafCert, max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    leaf.configure_cert(ctx)
-    if max_version is not None:
-        ctx.maximum_version = max_version
-    return ctx
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
+    async with serve_tcp(handle, tls) as target:
+        yield target
 
 
 def assert_days(r: Result, expected: float) -> None:
@@ -133,7 +98,7 @@ def pem_files(tmp_path: Path, chain: list[x509.Certificate], key: ec.EllipticCur
 
 async def test_valid_certificate(ca: trustme.CA, ca_file: str) -> None:
     leaf = ca.issue_cert("localhost", "127.0.0.1", not_before=NOW - DAY, not_after=NOW + 30 * DAY)
-    async with serve(server_ctx(leaf)) as target:
+    async with serve(server_context(leaf)) as target:
         r = await probe(make(target=target, ca_file=ca_file))
         assert r.ok, r.error
         assert r.error_kind is None and r.type == "tls"
@@ -159,7 +124,7 @@ async def test_days_left_is_the_earliest_expiry_in_the_presented_chain(tmp_path:
 
 async def test_expired_certificate_still_reports_days_left(ca: trustme.CA, ca_file: str) -> None:
     leaf = ca.issue_cert("127.0.0.1", not_before=NOW - 90 * DAY, not_after=NOW - 3 * DAY)
-    async with serve(server_ctx(leaf)) as target:
+    async with serve(server_context(leaf)) as target:
         r = await probe(make(target=target, ca_file=ca_file))
         assert not r.ok
         assert r.error_kind == "tls"
@@ -176,7 +141,7 @@ async def test_expired_certificate_still_reports_days_left(ca: trustme.CA, ca_fi
 
 async def test_not_yet_valid_certificate(ca: trustme.CA, ca_file: str) -> None:
     leaf = ca.issue_cert("127.0.0.1", not_before=NOW + 2 * DAY, not_after=NOW + 60 * DAY)
-    async with serve(server_ctx(leaf)) as target:
+    async with serve(server_context(leaf)) as target:
         r = await probe(make(target=target, ca_file=ca_file))
     assert r.error_kind == "tls"
     start = (NOW + 2 * DAY).strftime("%Y-%m-%d %H:%M:%S")
@@ -208,7 +173,7 @@ async def test_self_signed_root_in_chain(tmp_path: Path) -> None:
 
 async def test_hostname_mismatch(ca: trustme.CA, ca_file: str) -> None:
     leaf = ca.issue_cert("localhost", not_after=NOW + 50 * DAY)
-    async with serve(server_ctx(leaf)) as target:
+    async with serve(server_context(leaf)) as target:
         r = await probe(make(target=target, ca_file=ca_file, server_name="db.example.com"))
         assert r.error_kind == "tls"
         assert r.error == "hostname mismatch: the certificate is not valid for 'db.example.com'"
@@ -223,7 +188,7 @@ async def test_unknown_ca(ca: trustme.CA, tmp_path: Path) -> None:
     leaf = ca.issue_cert("127.0.0.1", not_after=NOW + 70 * DAY)
     other = tmp_path / "other.pem"
     trustme.CA().cert_pem.write_to_path(str(other))
-    async with serve(server_ctx(leaf)) as target:
+    async with serve(server_context(leaf)) as target:
         r = await probe(make(target=target))
         assert r.error_kind == "tls"
         assert r.error == (
@@ -280,8 +245,8 @@ def serve_blocking(ctx: ssl.SSLContext) -> Iterator[str]:
         listener.close()
 
 
-def mtls_server_ctx(ca: trustme.CA, version: ssl.TLSVersion) -> ssl.SSLContext:
-    ctx = server_ctx(ca.issue_cert("127.0.0.1"), max_version=version)
+def mtls_server_context(ca: trustme.CA, version: ssl.TLSVersion) -> ssl.SSLContext:
+    ctx = server_context(ca.issue_cert("127.0.0.1"), max_version=version)
     ctx.verify_mode = ssl.CERT_REQUIRED
     ca.configure_trust(ctx)
     return ctx
@@ -301,7 +266,7 @@ async def test_client_certificate_required(
     cert_path, key_path = tmp_path / "stranger.pem", tmp_path / "stranger.key"
     stranger.cert_chain_pems[0].write_to_path(str(cert_path))
     stranger.private_key_pem.write_to_path(str(key_path))
-    with serve_blocking(mtls_server_ctx(ca, version)) as target:
+    with serve_blocking(mtls_server_context(ca, version)) as target:
         r = await probe(make(target=target, ca_file=ca_file, **client_files))
         assert r.ok, r.error
         assert r.values["duration"] < 2, "the TLS 1.3 session ticket should end the wait for a verdict"
@@ -324,7 +289,7 @@ async def test_server_hanging_up_on_a_missing_client_certificate(
     ca: trustme.CA, ca_file: str, version: ssl.TLSVersion
 ) -> None:
     # asyncio servers close without an alert: with TLS 1.3 that happens after our handshake is done.
-    async with serve(mtls_server_ctx(ca, version)) as target:
+    async with serve(mtls_server_context(ca, version)) as target:
         r = await probe(make(target=target, ca_file=ca_file))
     assert r.error_kind == "reset"
     assert r.error == "connection closed by peer during TLS handshake"
@@ -334,7 +299,7 @@ async def test_server_hanging_up_on_a_missing_client_certificate(
 
 
 async def test_min_version_against_an_old_server(ca: trustme.CA, ca_file: str) -> None:
-    with serve_blocking(server_ctx(ca.issue_cert("127.0.0.1"), max_version=ssl.TLSVersion.TLSv1_2)) as target:
+    with serve_blocking(server_context(ca.issue_cert("127.0.0.1"), max_version=ssl.TLSVersion.TLSv1_2)) as target:
         r = await probe(make(target=target, ca_file=ca_file))
         assert r.ok, r.error
         r = await probe(make(target=target, ca_file=ca_file, min_version=1.3))  # as YAML reads `1.3`

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import functools
 import logging
 import socket
 import ssl
@@ -24,31 +25,17 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import ValidationError
 
 from agent.config.load import parse_config
-from agent.core.events import Event
 from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.email import EmailConfig, EmailSink
+from tests.support import factories
+from tests.support.factories import T0
+from tests.support.peers.tls import server_context
 
 CANARY = "CANARY-pw-9d2e41"
 EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "email.yaml"
-T0 = 1795919700.0  # 2026-11-29T02:35:00Z
 
 
-def event(**kw: Any) -> Event:
-    base: dict[str, Any] = {
-        "kind": "firing",
-        "severity": "critical",
-        "summary": "shop-web: 3 of 3 targets: HTTP 503 from 10.0.0.2:443 for 1m",
-        "agent": "web-01",
-        "time": T0 + 60,
-        "started_at": T0,
-        "incident": "3f9c2a7b1d04",
-        "fingerprint": "a1b2c3d4e5f60718",
-        "check": "shop-web",
-        "target": "3 targets",
-        "type": "http",
-        "rule": "down for 1m",
-    }
-    return Event(**{**base, **kw})
+event = functools.partial(factories.event, factories.SHOP_WEB)
 
 
 class Handler:
@@ -83,22 +70,8 @@ class Handler:
         return AuthResult(success=ok, handled=False)
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return str(path)
-
-
 def server_tls(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
-    return ctx
+    return server_context(ca.issue_cert("127.0.0.1", "localhost"))
 
 
 @pytest.fixture
@@ -339,12 +312,11 @@ async def test_a_silent_server_is_abandoned_at_the_deadline_without_blocking_the
 # --- config ----------------------------------------------------------------------------------------
 
 
-def config_error(**options: Any) -> str:
-    base = {"type": "email", "host": "smtp.example.com", "from": "alerts@example.com", "to": ["a@example.com"]}
-    with pytest.raises(ValidationError) as info:
-        EmailConfig.model_validate({**base, **options})
-    (err,) = info.value.errors()
-    return str(err["msg"]).removeprefix("Value error, ")
+config_error = functools.partial(
+    factories.config_error,
+    EmailConfig,
+    {"type": "email", "host": "smtp.example.com", "from": "alerts@example.com", "to": ["a@example.com"]},
+)
 
 
 def test_config_errors_and_defaults(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ and that nothing goes through a shell."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -17,25 +18,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agent.core.events import Event
 from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.exec import ExecConfig, ExecSink
+from tests.support import factories
+from tests.support.factories import event
 
 SLEEP = shutil.which("sleep") or "/bin/sleep"
-
-
-def event(**kw: Any) -> Event:
-    base: dict[str, Any] = {
-        "kind": "firing",
-        "severity": "critical",
-        "summary": "shop-home: down",
-        "agent": "web-01",
-        "incident": "3f9c2a7b1d04",
-        "check": "shop-home",
-        "target": "https://shop.example.com/",
-        "labels": {"env": "prod"},
-    }
-    return Event(**{**base, **kw})
 
 
 def script(tmp_path: Path, body: str, name: str = "notify") -> str:
@@ -249,11 +237,7 @@ async def test_program_ignoring_a_large_event_on_stdin(tmp_path: Path) -> None:
 # --- config ----------------------------------------------------------------------------------------
 
 
-def config_error(**options: Any) -> str:
-    with pytest.raises(ValidationError) as info:
-        ExecConfig.model_validate({"type": "exec", **options})
-    (err,) = info.value.errors()
-    return str(err["msg"]).removeprefix("Value error, ")
+config_error = functools.partial(factories.config_error, ExecConfig, {"type": "exec"})
 
 
 def test_config_errors(tmp_path: Path) -> None:

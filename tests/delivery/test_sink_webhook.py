@@ -5,10 +5,9 @@ header secrets and URL tokens never show in an error or a log line."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-import socket
-import ssl
 import time
 import traceback
 import tracemalloc
@@ -21,27 +20,16 @@ import trustme
 from aiohttp import web
 from pydantic import ValidationError
 
-from agent.core.events import Event
 from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.webhook import WebhookConfig, WebhookSink
+from tests.support import factories
+from tests.support.factories import event
+from tests.support.peers.servers import free_port, serve_app
+from tests.support.peers.tls import server_context
 
 CANARY = "CANARY-5e1f9a7c-secret"
 URL_TOKEN = "urltok-77c1d0"
 PATH_TOKEN = "B0123456789abcdefXYZ"  # as in https://hooks.slack.com/services/T000/B000/XXXX
-
-
-def event(**kw: Any) -> Event:
-    base: dict[str, Any] = {
-        "kind": "firing",
-        "severity": "critical",
-        "summary": "shop-home: down",
-        "agent": "web-01",
-        "incident": "3f9c2a7b1d04",
-        "check": "shop-home",
-        "target": "https://shop.example.com/",
-        "labels": {"env": "prod"},
-    }
-    return Event(**{**base, **kw})
 
 
 def sink(url: str, name: str = "pager", **options: Any) -> WebhookSink:
@@ -104,16 +92,9 @@ class Receiver:
         raise web.HTTPFound("/hook")
 
 
-async def serve(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
-    # handler_cancellation: a handler still sleeping when the client gave up is cancelled, so
-    # cleanup is quick. No access log: the test server logging its own URLs is not the sink's doing.
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    server = site._server
-    assert isinstance(server, asyncio.Server)
-    return runner, server.sockets[0].getsockname()[1]
+# handler_cancellation: a handler still sleeping when the client gave up is cancelled, so
+# cleanup is quick. No access log: the test server logging its own URLs is not the sink's doing.
+serve = functools.partial(serve_app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
 
 
 @pytest.fixture
@@ -122,12 +103,6 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     runner, port = await serve(r.app)
     yield r, f"127.0.0.1:{port}"
     await runner.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def everything_said(exc: BaseException) -> str:
@@ -290,15 +265,9 @@ async def test_refused_connection_is_retryable() -> None:
     assert str(info.value) == f"webhook pager: cannot connect to 127.0.0.1:{port}: connection refused"
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 async def https(ca: trustme.CA, tmp_path: Path) -> AsyncIterator[tuple[Receiver, str, str]]:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    ctx = server_context(ca.issue_cert("127.0.0.1", "localhost"))
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     r = Receiver()
@@ -373,11 +342,7 @@ async def test_secrets_never_in_errors_or_logs(
 # --- config ----------------------------------------------------------------------------------------
 
 
-def config_error(**options: Any) -> str:
-    with pytest.raises(ValidationError) as info:
-        WebhookConfig.model_validate({"type": "webhook", **options})
-    (err,) = info.value.errors()
-    return str(err["msg"]).removeprefix("Value error, ")
+config_error = functools.partial(factories.config_error, WebhookConfig, {"type": "webhook"})
 
 
 def test_config_errors(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from agent.core.events import Event
 from agent.delivery.dispatch import Dispatcher
 from agent.delivery.outbox import Outbox
 from agent.incidents.store import Store
+from tests.support.peers.servers import serve_app
 
 
 def event(kind: str = "firing", severity: str = "minor", incident: str = "inc1", **kw: Any) -> Event:
@@ -100,11 +101,7 @@ async def test_digest_posts_json(tmp_path: Path) -> None:
 
     app = web.Application()
     app.router.add_post("/digest", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_app(app, access_log=None)
     try:
         (digest,) = sinks(f'  - {{type: digest, url: "http://127.0.0.1:{port}/digest", every: 1h}}\n')
         await digest.send(event())

@@ -4,6 +4,7 @@ local receivers (aiohttp on 127.0.0.1) that get a trigger and then its resolutio
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import traceback
@@ -15,7 +16,6 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 from aiohttp import web
-from pydantic import ValidationError
 
 from agent.config.load import parse_config
 from agent.core.events import KINDS, Event
@@ -23,30 +23,16 @@ from agent.core.severity import SEVERITIES
 from agent.delivery.sinks.base import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.webhook import WebhookConfig, WebhookSink
 from agent.delivery.sinks.webhook_formats import FormatOptions, render_pagerduty, render_slack
+from tests.support import factories
+from tests.support.factories import T0
+from tests.support.peers.servers import serve_app
 
 ROUTING_KEY = "R0CANARY5e1f9a7c0123456789abcdef"  # 32 characters, a secret
 EXAMPLES = Path(__file__).parents[2] / "config" / "examples"
-T0 = 1795919700.0  # 2026-11-29T02:35:00Z
 LINK = "https://status.example.com/?team=shop&view=incidents"
 
 
-def event(**kw: Any) -> Event:
-    base: dict[str, Any] = {
-        "kind": "firing",
-        "severity": "critical",
-        "summary": "shop-web: 3 of 3 targets: HTTP 503 from 10.0.0.2:443 for 1m",
-        "agent": "web-01",
-        "time": T0 + 60,
-        "started_at": T0,
-        "incident": "3f9c2a7b1d04",
-        "fingerprint": "a1b2c3d4e5f60718",
-        "check": "shop-web",
-        "target": "3 targets",
-        "type": "http",
-        "rule": "down for 1m",
-        "labels": {"env": "prod"},
-    }
-    return Event(**{**base, **kw})
+event = functools.partial(factories.event, {**factories.SHOP_WEB, "labels": {"env": "prod"}})
 
 
 def every_event() -> list[Event]:
@@ -309,11 +295,7 @@ class PagerDuty:
 @pytest.fixture
 async def pd() -> AsyncIterator[tuple[PagerDuty, str]]:
     receiver = PagerDuty()
-    runner = web.AppRunner(receiver.app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve_app(receiver.app, access_log=None)
     yield receiver, f"http://127.0.0.1:{port}/v2/enqueue"
     await runner.cleanup()
 
@@ -365,11 +347,7 @@ async def test_slack_receiver_gets_the_message() -> None:
 
     app = web.Application()
     app.router.add_post("/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve_app(app, access_log=None)
     s = sink(f"http://127.0.0.1:{port}/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX", format="slack", link=LINK)
     await s.send(event())
     await s.send(event(kind="resolved", time=T0 + 12 * 60))
@@ -383,12 +361,12 @@ async def test_slack_receiver_gets_the_message() -> None:
 # --- config ----------------------------------------------------------------------------------------
 
 
-def config_error(**options: Any) -> str:
-    with pytest.raises(ValidationError) as info:
-        WebhookConfig.model_validate({"type": "webhook", "url": "https://events.pagerduty.com/v2/enqueue", **options})
-    (err,) = info.value.errors()
-    assert ROUTING_KEY not in str(info.value)
-    return str(err["msg"]).removeprefix("Value error, ")
+config_error = functools.partial(
+    factories.config_error,
+    WebhookConfig,
+    {"type": "webhook", "url": "https://events.pagerduty.com/v2/enqueue"},
+    not_shown=ROUTING_KEY,
+)
 
 
 def test_config_rules() -> None:

@@ -4,7 +4,6 @@ its TSDB with the names, labels and values its query API returns."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from checks.base import Result
 from checks.host import HostCheck
 from checks.http import HttpCheck
 from tests.conftest import require_binary
+from tests.support.peers.servers import free_port, serve_app
 
 SHOP = "https://shop.example.com/"
 
@@ -104,13 +104,6 @@ def test_escaping_and_bucket_edges() -> None:
     assert (buckets["0.1"], buckets["0.25"], buckets["60.0"], buckets["+Inf"]) == (0, 1, 1, 2)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def metrics_url(telemetry: Telemetry) -> AsyncIterator[str]:
     """``prometheus_text()`` served the way the daemon mounts it at ``/metrics``."""
@@ -121,11 +114,8 @@ async def metrics_url(telemetry: Telemetry) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/metrics", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"127.0.0.1:{runner.addresses[0][1]}"
+    runner, port = await serve_app(app, access_log=None)
+    yield f"127.0.0.1:{port}"
     await runner.cleanup()
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from agent.web.api import start_http
 from tests.support.agent import Run, firstwatch, start_agent
+from tests.support.peers.servers import free_port
 from tests.web.test_http_api import SNAPSHOT
 
 ESC = "\x1b"
@@ -30,12 +30,6 @@ def config(tmp_path: Path, port: int, name: str = "mon-01", state: str = "state"
         "sinks: [{type: stdout}]\n"
     )
     return str(path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def assert_unknown(run: Run, *words: str) -> None:
