@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
 from checks.tcp import TcpCheck, TcpConfig, parse_target
-from tests.support.peers.servers import serve_tcp
+from tests.support.peers.servers import free_port, serve_tcp
 from tests.support.peers.tls import server_context
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -54,10 +54,7 @@ async def test_connect_ok() -> None:
 
 
 async def test_refused() -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     r = await probe(make(target=f"127.0.0.1:{port}"))
     assert not r.ok
     assert r.error_kind == "refused"

@@ -26,7 +26,7 @@ import checks.tls
 from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
 from checks.tls import TlsCheck, TlsConfig
-from tests.support.peers.servers import serve_tcp
+from tests.support.peers.servers import free_port, serve_tcp
 from tests.support.peers.tls import server_context
 
 NOW = dt.datetime.now(dt.UTC)
@@ -334,10 +334,7 @@ async def test_server_closes_during_handshake() -> None:
 
 
 async def test_refused() -> None:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = free_port()
     r = await probe(make(target=f"127.0.0.1:{port}"))
     assert r.error_kind == "refused"
     assert r.error == f"connection refused by 127.0.0.1:{port}"
