@@ -65,11 +65,11 @@ def test_log_lines_show_plugin_escapes_as_text(agent: Agent) -> None:
 
 
 def test_a_note_cannot_forge_a_timeline_line_or_drive_the_terminal(agent: Agent) -> None:
-    noted = firstwatch("note", "-c", agent.config.load, agent.incident, FORGED, "--by", "eve\x1b[8m")
+    noted = firstwatch("note", "-c", agent.config, agent.incident, FORGED, "--by", "eve\x1b[8m")
     assert noted.returncode == 0, noted.stderr
     assert not RAW.search(noted.stdout) and r"\x1b[2J" in noted.stdout
-    text = firstwatch("timeline", "-c", agent.config.load)
-    entries = json.loads(firstwatch("timeline", "-c", agent.config.load, "--format", "json").stdout)
+    text = firstwatch("timeline", "-c", agent.config)
+    entries = json.loads(firstwatch("timeline", "-c", agent.config, "--format", "json").stdout)
     assert text.returncode == 0
     assert len(text.stdout.splitlines()) == len(entries)  # one line per entry, whatever a note says
     assert not RAW.search(text.stdout), text.stdout
@@ -82,29 +82,29 @@ def test_a_note_cannot_forge_a_timeline_line_or_drive_the_terminal(agent: Agent)
 
 
 def test_report_escapes_every_line_and_json_keeps_the_text(agent: Agent) -> None:
-    firstwatch("note", "-c", agent.config.load, agent.incident, "report\x1b]0;title\x07 note")
-    report = firstwatch("report", "-c", agent.config.load, agent.incident)
+    firstwatch("note", "-c", agent.config, agent.incident, "report\x1b]0;title\x07 note")
+    report = firstwatch("report", "-c", agent.config, agent.incident)
     assert report.returncode == 0, report.stderr
     assert not RAW.search(report.stdout), report.stdout
     assert report.stdout.startswith(r"# Incident " + agent.incident + r": evil: down (CRITICAL \x1b[2J")
     assert r"**report\x1b]0;title\x07 note**" in report.stdout
-    as_json = json.loads(firstwatch("report", "-c", agent.config.load, agent.incident, "--format", "json").stdout)
+    as_json = json.loads(firstwatch("report", "-c", agent.config, agent.incident, "--format", "json").stdout)
     assert "report\x1b]0;title\x07 note" in [n["text"] for n in as_json["notes"]]
 
 
 def test_a_note_longer_than_the_cap_is_refused_and_nothing_is_written(agent: Agent) -> None:
-    before = firstwatch("timeline", "-c", agent.config.load, "--format", "json").stdout
-    long = firstwatch("note", "-c", agent.config.load, agent.incident, "x" * (NOTE_MAX_CHARS + 1))
+    before = firstwatch("timeline", "-c", agent.config, "--format", "json").stdout
+    long = firstwatch("note", "-c", agent.config, agent.incident, "x" * (NOTE_MAX_CHARS + 1))
     assert long.returncode == 64
     assert long.stderr == "firstwatch: the note is 2,001 characters long; at most 2,000 are allowed\n"
-    assert firstwatch("timeline", "-c", agent.config.load, "--format", "json").stdout == before
-    by = firstwatch("note", "-c", agent.config.load, agent.incident, "ok", "--by", "b" * 101)
+    assert firstwatch("timeline", "-c", agent.config, "--format", "json").stdout == before
+    by = firstwatch("note", "-c", agent.config, agent.incident, "ok", "--by", "b" * 101)
     assert (by.returncode, by.stderr) == (
         64,
         "firstwatch: the --by name is 101 characters long; at most 100 are allowed\n",
     )
-    ack = firstwatch("ack", "-c", agent.config.load, agent.incident, "--by", "b" * 101)
+    ack = firstwatch("ack", "-c", agent.config, agent.incident, "--by", "b" * 101)
     assert ack.returncode == 64
-    assert firstwatch("timeline", "-c", agent.config.load, "--format", "json").stdout == before
-    fits = firstwatch("note", "-c", agent.config.load, agent.incident, "y" * NOTE_MAX_CHARS)
+    assert firstwatch("timeline", "-c", agent.config, "--format", "json").stdout == before
+    fits = firstwatch("note", "-c", agent.config, agent.incident, "y" * NOTE_MAX_CHARS)
     assert fits.returncode == 0, fits.stderr
