@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.helpers import Fleet
+from tests.support.peers.fleet import Fleet
+
+pytest_plugins = ["tests.support.peers.tls"]  # the ca and ca_file fixtures
 
 
 def require_binary(name: str, package: str) -> str:

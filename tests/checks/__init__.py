@@ -1,0 +1,1 @@
+"""Tests of checks/: one file per check type, and the Nagios perfdata parser."""

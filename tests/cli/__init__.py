@@ -1,0 +1,1 @@
+"""Tests of agent.cli: log rate limiting, ``firstwatch check`` judging groups."""

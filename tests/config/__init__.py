@@ -1,0 +1,1 @@
+"""Tests of agent.config: error messages, hostile YAML, lazy imports at load, the registries' examples."""

@@ -1,0 +1,1 @@
+"""Tests of agent.engine: the scheduler, the probe runner, systemd notify."""

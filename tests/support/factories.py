@@ -1,0 +1,62 @@
+"""The objects tests build again and again, defined once: events and config errors.
+
+``event()`` starts from one of two stories and takes any :class:`Event` field as an override:
+:data:`SHOP_HOME` (one page down: what a sink usually carries) and :data:`SHOP_WEB` (three of
+three targets failing for a minute, with times: the page a human reads in Slack, PagerDuty or
+an email). ``config_error()`` validates a config model and returns the one message it reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from agent.core.events import Event
+
+T0 = 1795919700.0  # 2026-11-29T02:35:00Z
+
+SHOP_HOME: Mapping[str, Any] = {
+    "kind": "firing",
+    "severity": "critical",
+    "summary": "shop-home: down",
+    "agent": "web-01",
+    "incident": "3f9c2a7b1d04",
+    "check": "shop-home",
+    "target": "https://shop.example.com/",
+    "labels": {"env": "prod"},
+}
+
+SHOP_WEB: Mapping[str, Any] = {
+    "kind": "firing",
+    "severity": "critical",
+    "summary": "shop-web: 3 of 3 targets: HTTP 503 from 10.0.0.2:443 for 1m",
+    "agent": "web-01",
+    "time": T0 + 60,
+    "started_at": T0,
+    "incident": "3f9c2a7b1d04",
+    "fingerprint": "a1b2c3d4e5f60718",
+    "check": "shop-web",
+    "target": "3 targets",
+    "type": "http",
+    "rule": "down for 1m",
+}
+
+
+def event(story: Mapping[str, Any] = SHOP_HOME, /, **fields: Any) -> Event:
+    """An event of ``story`` with ``fields`` replaced or added."""
+    return Event(**{**story, **fields})
+
+
+def config_error(model: type[BaseModel], base: Mapping[str, Any], /, *, not_shown: str = "", **options: Any) -> str:
+    """The one message ``model`` reports for ``base`` with ``options`` (pydantic's "Value error, "
+    prefix removed); fails unless validation reports exactly one error, or if the whole error
+    text shows ``not_shown`` (a secret)."""
+    with pytest.raises(ValidationError) as info:
+        model.model_validate({**base, **options})
+    if not_shown:
+        assert not_shown not in str(info.value)
+    (err,) = info.value.errors()
+    return str(err["msg"]).removeprefix("Value error, ")
