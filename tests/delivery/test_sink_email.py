@@ -29,6 +29,7 @@ from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.delivery.sinks.email import EmailConfig, EmailSink
 from tests.support import factories
 from tests.support.factories import T0
+from tests.support.loop import ticking
 from tests.support.peers.tls import server_context
 
 CANARY = "CANARY-pw-9d2e41"
@@ -288,25 +289,16 @@ async def test_a_silent_server_is_abandoned_at_the_deadline_without_blocking_the
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    tick = asyncio.create_task(ticker())
-    start = time.monotonic()
-    with pytest.raises(DeliveryError, match=r"no answer from 127\.0\.0\.1:\d+ within 500ms"):
-        await sink(port, timeout="500ms").send(event())
-    elapsed = time.monotonic() - start
-    await asyncio.wait_for(closed.wait(), 5)  # the abandoned session was closed, not left hanging
-    tick.cancel()
+    async with ticking() as ticks:
+        start = time.monotonic()
+        with pytest.raises(DeliveryError, match=r"no answer from 127\.0\.0\.1:\d+ within 500ms"):
+            await sink(port, timeout="500ms").send(event())
+        elapsed = time.monotonic() - start
+        await asyncio.wait_for(closed.wait(), 5)  # the abandoned session was closed, not left hanging
     server.close()
     await server.wait_closed()
     assert 0.45 <= elapsed < 3
-    assert ticks >= 10  # the loop kept running while the thread waited
+    assert ticks.count >= 10  # the loop kept running while the thread waited
 
 
 # --- config ----------------------------------------------------------------------------------------

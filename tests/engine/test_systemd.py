@@ -48,11 +48,23 @@ def test_unit_is_notify_and_does_not_restart_on_config_errors() -> None:
     assert "Type=notify" in text and "RestartPreventExitStatus=78" in text
 
 
-async def test_daemon_notifies_ready_and_stopping(tmp_path: Path) -> None:
-    sock_path = tmp_path / "notify.sock"
+def notify_socket(tmp_path: Path) -> tuple[socket.socket, Path]:
+    """A datagram socket read the way systemd reads NOTIFY_SOCKET."""
+    path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
+    sock.bind(str(path))
     sock.setblocking(False)
+    return sock, path
+
+
+async def reap(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+async def test_daemon_notifies_ready_and_stopping(tmp_path: Path) -> None:
+    sock, sock_path = notify_socket(tmp_path)
     config = tmp_path / "c.yaml"
     config.write_text(
         f"agent: {{state_dir: '{tmp_path}', listen: '127.0.0.1:0'}}\n"
@@ -75,9 +87,7 @@ async def test_daemon_notifies_ready_and_stopping(tmp_path: Path) -> None:
         await asyncio.wait_for(proc.wait(), 10)
         assert proc.returncode == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await reap(proc)
         sock.close()
 
 
@@ -116,10 +126,7 @@ async def test_watchdog_and_exec_reload_work_as_systemd_runs_them(tmp_path: Path
     NOTIFY_SOCKET and WATCHDOG_USEC in the environment, a datagram socket read like systemd
     reads it, and the unit's own ExecReload= line with $MAINPID filled in. WatchdogSec= is
     scaled down from 30 s to 0.6 s so that the pings come quickly."""
-    sock_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    sock.setblocking(False)
+    sock, sock_path = notify_socket(tmp_path)
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "600000"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent", "run", "-c", str(_config(tmp_path)), env=env,
@@ -144,9 +151,7 @@ async def test_watchdog_and_exec_reload_work_as_systemd_runs_them(tmp_path: Path
         await asyncio.wait_for(proc.wait(), 10)
         assert proc.returncode == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await reap(proc)
         sock.close()
 
 

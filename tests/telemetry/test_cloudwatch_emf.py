@@ -25,6 +25,7 @@ from agent.telemetry.cloudwatch import CloudWatchConfig, EmfWriter
 from checks.base import Result, ValueSpec
 from checks.host import HostCheck
 from checks.http import HttpCheck
+from tests.support.loop import ticking
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "cloudwatch.yaml"
 UNITS = [
@@ -297,25 +298,16 @@ async def test_a_peer_that_stops_reading_never_blocks_the_loop(monkeypatch: pyte
     port = server.sockets[0].getsockname()[1]
     w = writer(f"tcp://127.0.0.1:{port}", interval="300ms")
     values = {f"perf.v{i}": i + 0.123456789012 for i in range(100)}  # about 180 KB per document
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    tick = asyncio.create_task(ticker())
     flushing = ticked = 0.0
-    for _ in range(8):  # 10 documents of 100 metrics x 100 samples per flush: more than socket buffers hold
-        for n in range(10):
-            for _ in range(100):
-                w.record(result("big", f"target-{n}", values, type="command"), ())
-        start, before = time.monotonic(), ticks
-        await w.flush()
-        flushing += time.monotonic() - start
-        ticked += ticks - before
-    tick.cancel()
+    async with ticking() as ticks:
+        for _ in range(8):  # 10 documents of 100 metrics x 100 samples per flush: more than socket buffers hold
+            for n in range(10):
+                for _ in range(100):
+                    w.record(result("big", f"target-{n}", values, type="command"), ())
+            start, before = time.monotonic(), ticks.count
+            await w.flush()
+            flushing += time.monotonic() - start
+            ticked += ticks.count - before
     stop.set()
     assert flushing < 8 * 0.3 + 4  # each flush gave up at its deadline
     assert ticked >= flushing / 0.01 / 4  # and the loop went on meanwhile
