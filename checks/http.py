@@ -130,9 +130,6 @@ def _status(value: int | str) -> int | str:
     return value
 
 
-
-
-
 def _value_path(path: str) -> str:
     value_name(path)  # raises ValueError for paths that cannot name a value
     return path

@@ -232,9 +232,7 @@ class AlertBook:
         if 0 < len(firing) < len(targets):  # which ones, when not all
             share += f" ({_members(affected)})"
         example = next((m.last_text for _, m in firing if m.last_text), rule.when)
-        headline = f"{cfg.name}: {share}: {example}" + (
-            f" for {format_duration(rule.for_s)}" if rule.for_s else ""
-        )
+        headline = f"{cfg.name}: {share}: {example}" + (f" for {format_duration(rule.for_s)}" if rule.for_s else "")
         rising = firing and (group.incident is None or rank(severity) > rank(group.severity))
         if rising and imminent:  # more members are about to fire: wait (a little) for them
             if group.hold is None:

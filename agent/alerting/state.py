@@ -9,7 +9,7 @@ first good run). A run with no data (the value was not measured) changes nothing
 The function has no clock, no I/O and no ids: it takes the state, the verdict and ``now``, and
 returns the new state and what happened. The caller (``agent.alerting.book``) turns transitions into
 events and owns the incident ids. That keeps it table- and property-testable (see
-``tests/test_state.py``).
+``tests/alerting/test_state.py``).
 """
 
 from __future__ import annotations

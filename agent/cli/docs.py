@@ -1,7 +1,7 @@
 """Documentation derived from the registries: a check type's example config, from its docstring.
 
 Each check module's docstring ends with an ``Example::`` block (indented YAML); ``list-checks
---sample TYPE`` prints it and ``tests/test_registry.py`` proves every example validates.
+--sample TYPE`` prints it and ``tests/config/test_registry.py`` proves every example validates.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Turn pydantic validation errors into the messages users read: short, positioned, helpful.
 
 ``checks[7].intervall: unknown option; did you mean 'interval'?`` rather than pydantic's
-"Extra inputs are not permitted". Error text is user interface: ``tests/test_config_errors.py``
+"Extra inputs are not permitted". Error text is user interface: ``tests/config/test_config_errors.py``
 asserts it exactly over a corpus of bad configs.
 """
 

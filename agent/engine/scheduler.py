@@ -159,4 +159,3 @@ class Scheduler:
             log.exception("%s: run failed (a firstwatch bug)", job.name)
         finally:
             job.running = False
-
