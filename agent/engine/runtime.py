@@ -17,12 +17,10 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent import __version__
 from agent.alerting.book import AlertBook, Change
 from agent.config.load import AgentConfig, CheckSpec
 from agent.core.events import Event, fingerprint, iso_time
 from agent.core.safe_text import printable
-from agent.core.severity import SEVERITIES, rank, worst
 from agent.core.units import format_duration
 from agent.delivery.dispatch import Dispatcher
 from agent.delivery.outbox import Outbox
@@ -30,12 +28,12 @@ from agent.delivery.sinks.base import Sink
 from agent.engine.probe_runner import SharedResources, run_probe
 from agent.engine.recorder import Recorder
 from agent.engine.scheduler import Job, Scheduler
-from agent.incidents.model import Entry
+from agent.engine.snapshot import build_snapshot
 from agent.incidents.store import Store
 from agent.incidents.writer import StoreWriter, Trouble
 from agent.telemetry.cloudwatch import EmfWriter
 from agent.telemetry.metrics import Telemetry
-from agent.web.snapshot import CheckView, FiringRule, IncidentView, MemberView, Snapshot, TimelineItem
+from agent.web.snapshot import Snapshot
 from checks.base import Check, Result, describe_values
 
 log = logging.getLogger("firstwatch")
@@ -369,87 +367,8 @@ class Runtime:
         return True, "ok"
 
     async def snapshot(self, started_at: float) -> Snapshot:
-        open_incidents = await self.writer.call(lambda: self.store.incidents(open_only=True))
-        timelines = await self.writer.call(self._timelines, [inc.id for inc in open_incidents])
-        members: dict[str, list[MemberView]] = {}
-        firing: dict[tuple[str, str], list[FiringRule]] = {}
-        for (name, member, rule), alert in self.book.firing():
-            firing.setdefault((name, member), []).append({"rule": rule, "severity": alert.severity or ""})
-        up = down = 0
-        checks: list[CheckView] = []
-        for spec, check in self.checks:
-            rows: list[MemberView] = []
-            for target in check.targets():
-                r = self.last.get((spec.config.name, target))
-                up += bool(r and r.ok)
-                down += bool(r and not r.ok)
-                rows.append(
-                    {
-                        "target": target,
-                        "up": None if r is None else r.ok,
-                        "last_run": iso_time(r.started_at) if r else None,
-                        "duration_s": round(r.duration_s, 6) if r else None,
-                        "error": r.error if r else None,
-                        "values": dict(r.values) if r else {},
-                        "units": dict(getattr(r.values, "units", {})) if r else {},
-                        "firing": firing.get((spec.config.name, target), [])
-                        + firing.get((spec.config.name, f"{len(spec.config.targets or [])} targets"), []),
-                    }
-                )
-            members[spec.config.name] = rows
-            checks.append(
-                {
-                    "name": spec.config.name,
-                    "type": spec.config.type,
-                    "interval_s": spec.config.interval,
-                    "members": rows,
-                }
-            )
-        incidents: list[IncidentView] = []
-        for inc in sorted(open_incidents, key=lambda i: (-rank(i.severity), i.fired_at)):
-            timeline: list[TimelineItem] = [
-                {"time": iso_time(e.time), "kind": e.kind, "text": e.text, "author": e.author}
-                for e in timelines[inc.id]
-                if e.kind != "delivered"
-            ]
-            incidents.append(
-                {
-                    "id": inc.id,
-                    "summary": inc.summary,
-                    "severity": inc.severity,
-                    "check": inc.check,
-                    "target": inc.target,
-                    "started_at": iso_time(inc.started_at),
-                    "fired_at": iso_time(inc.fired_at),
-                    "acked_by": inc.acked_by,
-                    "acked_at": iso_time(inc.acked_at) if inc.acked_at else None,
-                    "timeline": timeline[-50:],
-                }
-            )
-        return {
-            "agent": {
-                "name": self.cfg.agent_name,
-                "version": __version__,
-                "started_at": iso_time(started_at),
-                "uptime_s": round(time.time() - started_at, 3),
-                "labels": dict(self.cfg.labels),
-            },
-            "refresh_s": 10,
-            "summary": {
-                "checks": len(self.checks),
-                "targets": sum(len(rows) for rows in members.values()),
-                "up": up,
-                "down": down,
-                "open_incidents": len(incidents),
-                "worst": worst([i["severity"] for i in incidents]),
-            },
-            "incidents": incidents,
-            "checks": checks,
-            "severities": list(SEVERITIES),
-        }
-
-    def _timelines(self, incidents: list[str]) -> dict[str, list[Entry]]:
-        return {inc: self.store.entries(incident=inc) for inc in incidents}
+        """The status document (``/status``, the status page, ``firstwatch status``)."""
+        return await build_snapshot(self, started_at)
 
 
 def _alive(store: Store) -> None:

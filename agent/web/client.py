@@ -158,7 +158,7 @@ def cmd_status(config: str, fmt: str, timeout: float = 5.0) -> int:
     if fmt == "json":
         text = json.dumps(doc, indent=2)
     else:
-        from agent.web.page import render_text
+        from agent.web.text import render_text
 
         text = render_text(doc)
     print("\n".join(printable(line) for line in text.splitlines()))

@@ -23,6 +23,7 @@ import pytest
 from agent.core.events import iso_time
 from agent.web import page as status_page
 from agent.web.api import start_http
+from agent.web.text import render_text
 from tests.conftest import require_binary
 
 NOW = 1_795_487_700.0  # 2026-11-24T02:35:00Z
@@ -214,11 +215,11 @@ def test_tolerates_missing_and_odd_fields() -> None:
     ):
         html = status_page.render(snap)
         assert html.startswith("<!doctype html>") and html.rstrip().endswith("</html>")
-        assert status_page.render_text(snap)
+        assert render_text(snap)
 
 
 def test_text_view_for_firstwatch_status() -> None:
-    text = status_page.render_text(story_snapshot(NOW))
+    text = render_text(story_snapshot(NOW))
     lines = text.splitlines()
     assert (
         lines[0]
