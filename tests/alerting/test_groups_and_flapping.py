@@ -10,6 +10,7 @@ from agent.alerting.flapping import FlapDetector, FlappingConfig
 from agent.config.load import parse_config
 from agent.core.severity import rank
 from checks.base import Result
+from tests.support import factories
 
 TARGETS = [f"10.0.0.{i}:443" for i in range(1, 11)]
 
@@ -31,7 +32,7 @@ checks:
 
 
 def result(target: str, ok: bool, t: float) -> Result:
-    return Result("api", "tcp", target, ok, {}, None if ok else "refused", None if ok else "refused", t, 0.01)
+    return factories.result("api", target, ok, type="tcp", error="refused", error_kind="refused", at=t)
 
 
 def run_round(book: AlertBook, spec, down: set[str], t: float):  # type: ignore[no-untyped-def]

@@ -14,20 +14,12 @@ from agent.config.load import parse_config
 from checks.base import Result
 from checks.host import HostCheck
 from checks.http import HttpCheck
+from tests.support import factories
 
 
 def result(ok: bool = True, t: float = 1000.0, **values: float) -> Result:
-    return Result(
-        check="shop-home",
-        type="http",
-        target="https://shop.example.com/",
-        ok=ok,
-        values=dict(values),
-        error_kind=None if ok else "http_status",
-        error=None if ok else "HTTP 503 from 10.0.0.2:443",
-        started_at=t,
-        duration_s=values.get("duration", 0.1),
-    )
+    took = values.get("duration", 0.1)
+    return factories.result(ok=ok, values=values, error="HTTP 503 from 10.0.0.2:443", at=t, duration=took)
 
 
 def rule(when: str, severity: str = "major", for_: str = "0", cls: type = HttpCheck):  # type: ignore[no-untyped-def]

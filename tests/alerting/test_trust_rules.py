@@ -18,6 +18,7 @@ from agent.core.severity import rank, worst
 from agent.engine.recorder import Recorder
 from agent.incidents.store import Store
 from checks.base import Result
+from tests.support import factories
 from tests.support.agent import start_daemon
 from tests.support.peers.fleet import Switch
 
@@ -42,9 +43,7 @@ checks:
 
 
 def result(target: str, ok: bool, wall: float) -> Result:
-    err = None if ok else "HTTP 503"
-    values = {"status": 200.0 if ok else 503.0}
-    return Result("shop-web", "http", target, ok, values, err and "http_status", err, wall, 0.01)
+    return factories.result("shop-web", target, ok, values={"status": 200.0 if ok else 503.0}, at=wall)
 
 
 def run_round(book: AlertBook, spec, down: set[str], t: float, wall_offset: float = 0.0) -> list[Change]:  # type: ignore[no-untyped-def]

@@ -17,10 +17,9 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from agent.engine.probe_runner import SharedResources, run_probe
-from checks.base import Result
 from checks.command import CommandCheck, CommandConfig
 from tests.conftest import require_binary
+from tests.support import factories
 
 PLUGINS = "/usr/lib/nagios/plugins"
 
@@ -30,12 +29,10 @@ def plugin(name: str) -> str:
 
 
 def make(command: list[Any], **options: Any) -> CommandCheck:
-    raw = {"name": "c", "type": "command", "timeout": "5s", "command": command, **options}
-    return CommandCheck(CommandConfig.model_validate(raw))
+    return factories.check(CommandCheck, **{"name": "c", "timeout": "5s", "command": command, **options})
 
 
-async def probe(check: CommandCheck) -> Result:
-    return await run_probe(check, check.targets()[0], SharedResources("test"))
+probe = factories.probe_once
 
 
 def script(tmp_path: Path, name: str, body: str) -> str:

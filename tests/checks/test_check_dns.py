@@ -23,9 +23,8 @@ import dns.rrset
 import pytest
 from pydantic import ValidationError
 
-from agent.engine.probe_runner import SharedResources, run_probe
-from checks.base import Result
-from checks.dns import DnsCheck, DnsConfig, parse_server
+from checks.dns import DnsCheck, parse_server
+from tests.support import factories
 
 ZONE = """
 test.                   3600 SOA ns1.test. admin.test. 1 7200 900 1209600 300
@@ -144,11 +143,10 @@ async def dns_server(hang: bool = False, host: str = "127.0.0.1") -> AsyncIterat
 
 
 def make(**options: Any) -> DnsCheck:
-    return DnsCheck(DnsConfig.model_validate({"name": "d", "type": "dns", "timeout": "2s", **options}))
+    return factories.check(DnsCheck, **{"name": "d", "timeout": "2s", **options})
 
 
-async def probe(check: DnsCheck, target: str | None = None) -> Result:
-    return await run_probe(check, target or check.targets()[0], SharedResources("test"))
+probe = factories.probe_once
 
 
 def closed_port(kind: socket.SocketKind, host: str = "127.0.0.1") -> int:

@@ -23,19 +23,19 @@ from pydantic import ValidationError
 
 from agent.alerting.policy import AlertConfig
 from agent.alerting.rules import compile_rule
-from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Observation, Result, find_value
 from checks.host import HostCheck, HostConfig
+from tests.support import factories
 
 PERCENTS = ("cpu", "memory", "swap", "disk[/]")
 
 
 def make(**options: Any) -> HostCheck:
-    return HostCheck(HostConfig.model_validate({"name": "box", "type": "host", "timeout": "2s", **options}))
+    return factories.check(HostCheck, **{"name": "box", "timeout": "2s", **options})
 
 
 async def probe(check: HostCheck) -> Result:
-    return await run_probe(check, "localhost", SharedResources("test"))
+    return await factories.probe_once(check, "localhost")
 
 
 async def test_values_present_and_in_range() -> None:

@@ -33,6 +33,7 @@ from agent.core.errors import ConfigError
 from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result, find_value
 from checks.http import HttpCheck, HttpConfig, _hostport
+from tests.support import factories
 from tests.support.peers.servers import serve_app
 from tests.support.peers.tls import server_context
 
@@ -40,7 +41,7 @@ CERT_DAYS = 30
 
 
 def make_check(**options: Any) -> HttpCheck:
-    return HttpCheck(HttpConfig.model_validate({"name": "web", "type": "http", "timeout": "1s", **options}))
+    return factories.check(HttpCheck, **{"name": "web", "timeout": "1s", **options})
 
 
 async def probe(url: str, *, resources: SharedResources | None = None, **options: Any) -> Result:

@@ -18,20 +18,17 @@ import icmplib  # type: ignore[import-untyped]
 import pytest
 from pydantic import ValidationError
 
-from agent.engine.probe_runner import SharedResources, run_probe
-from checks.base import Result
-from checks.icmp import NO_ICMP, IcmpCheck, IcmpConfig, icmp_privileged, observe
+from checks.icmp import NO_ICMP, IcmpCheck, icmp_privileged, observe
+from tests.support import factories
 
 ROOT = Path(__file__).parents[2]
 
 
 def make(**options: Any) -> IcmpCheck:
-    raw = {"name": "p", "type": "icmp", "timeout": "2s", "packet_interval": "50ms", **options}
-    return IcmpCheck(IcmpConfig.model_validate(raw))
+    return factories.check(IcmpCheck, **{"name": "p", "timeout": "2s", "packet_interval": "50ms", **options})
 
 
-async def probe(check: IcmpCheck, target: str | None = None) -> Result:
-    return await run_probe(check, target or check.targets()[0], SharedResources("test"))
+probe = factories.probe_once
 
 
 def ipv6_loopback() -> bool:

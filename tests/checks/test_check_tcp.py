@@ -14,9 +14,8 @@ import pytest
 import trustme
 from pydantic import ValidationError
 
-from agent.engine.probe_runner import SharedResources, run_probe
-from checks.base import Result
-from checks.tcp import TcpCheck, TcpConfig, parse_target
+from checks.tcp import TcpCheck, parse_target
+from tests.support import factories
 from tests.support.peers.servers import free_port, serve_tcp
 from tests.support.peers.tls import server_context
 
@@ -24,11 +23,10 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 def make(**options: Any) -> TcpCheck:
-    return TcpCheck(TcpConfig.model_validate({"name": "t", "type": "tcp", "timeout": "1s", **options}))
+    return factories.check(TcpCheck, **{"name": "t", "timeout": "1s", **options})
 
 
-async def probe(check: TcpCheck, target: str | None = None) -> Result:
-    return await run_probe(check, target or check.targets()[0], SharedResources("test"))
+probe = factories.probe_once
 
 
 async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

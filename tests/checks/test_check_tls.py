@@ -23,9 +23,9 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 
 import checks.tls
-from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Result
-from checks.tls import TlsCheck, TlsConfig
+from checks.tls import TlsCheck
+from tests.support import factories
 from tests.support.peers.servers import free_port, serve_tcp
 from tests.support.peers.tls import server_context
 
@@ -34,11 +34,10 @@ DAY = dt.timedelta(days=1)
 
 
 def make(**options: Any) -> TlsCheck:
-    return TlsCheck(TlsConfig.model_validate({"name": "t", "type": "tls", "timeout": "3s", **options}))
+    return factories.check(TlsCheck, **{"name": "t", "timeout": "3s", **options})
 
 
-async def probe(check: TlsCheck, target: str | None = None) -> Result:
-    return await run_probe(check, target or check.targets()[0], SharedResources("test"))
+probe = factories.probe_once
 
 
 @asynccontextmanager

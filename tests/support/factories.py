@@ -1,20 +1,27 @@
-"""The objects tests build again and again, defined once: events and config errors.
+"""The objects tests build again and again, defined once: events, results, checks, config errors.
 
 ``event()`` starts from one of two stories and takes any :class:`Event` field as an override:
 :data:`SHOP_HOME` (one page down: what a sink usually carries) and :data:`SHOP_WEB` (three of
 three targets failing for a minute, with times: the page a human reads in Slack, PagerDuty or
-an email). ``config_error()`` validates a config model and returns the one message it reports.
+an email). ``result()`` is one probe's result (a failed one says why); ``check()`` builds a
+check of any type from its options and ``probe_once()`` runs it through the real probe runner.
+``config_error()`` validates a config model and returns the one message it reports.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from agent.core.events import Event
+from agent.engine.probe_runner import SharedResources, run_probe
+from checks.base import BaseCheck, Result
+
+C = TypeVar("C", bound=BaseCheck)
 
 T0 = 1795919700.0  # 2026-11-29T02:35:00Z
 
@@ -60,3 +67,35 @@ def config_error(model: type[BaseModel], base: Mapping[str, Any], /, *, not_show
         assert not_shown not in str(info.value)
     (err,) = info.value.errors()
     return str(err["msg"]).removeprefix("Value error, ")
+
+
+def result(
+    check: str = "shop-home",
+    target: str = "https://shop.example.com/",
+    ok: bool = True,
+    *,
+    type: str = "http",
+    values: Mapping[str, float] | None = None,
+    error: str | None = None,
+    error_kind: str | None = None,
+    at: float | None = None,
+    duration: float | None = None,
+) -> Result:
+    """One probe's result. A failed one carries ``error`` (default "HTTP 503") and
+    ``error_kind`` (default "http_status"); ``duration`` defaults to the ``duration`` value, if
+    any, else 10 ms; ``at`` (its start, wall time) to now."""
+    vals = dict(values or {})
+    if not ok:
+        error, error_kind = error or "HTTP 503", error_kind or "http_status"
+    took = duration if duration is not None else vals.get("duration", 0.01)
+    return Result(check, type, target, ok, vals, error_kind, error, time.time() if at is None else at, took)
+
+
+def check(cls: type[C], /, **options: Any) -> C:
+    """A check of type ``cls`` from its config ``options`` (``name`` and ``type`` filled in)."""
+    return cls(cls.Config.model_validate({"name": cls.TYPE, "type": cls.TYPE, **options}))
+
+
+async def probe_once(check: BaseCheck, target: str | None = None) -> Result:
+    """One run of ``check`` (its first target unless ``target``) through the real probe runner."""
+    return await run_probe(check, target or check.targets()[0], SharedResources("test"))

@@ -25,6 +25,7 @@ from agent.telemetry.cloudwatch import CloudWatchConfig, EmfWriter
 from checks.base import Result, ValueSpec
 from checks.host import HostCheck
 from checks.http import HttpCheck
+from tests.support import factories
 from tests.support.loop import ticking
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "examples" / "cloudwatch.yaml"
@@ -115,7 +116,7 @@ def check_emf(line: bytes | str) -> dict[str, Any]:
 
 
 def result(check: str, target: str, values: dict[str, float], ok: bool = True, type: str = "http") -> Result:
-    return Result(check, type, target, ok, values, None if ok else "timeout", None, time.time(), 0.1)
+    return factories.result(check, target, ok, type=type, values=values, error_kind="timeout", duration=0.1)
 
 
 async def until(predicate: Callable[[], object], timeout: float = 5.0) -> None:

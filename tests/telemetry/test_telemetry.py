@@ -27,6 +27,7 @@ from checks.base import Result, Values
 from checks.command import CommandCheck
 from checks.host import HostCheck
 from checks.http import HttpCheck
+from tests.support import factories
 from tests.support.peers.otlp import BlackHole, OtlpReceiver, Point, closed_port
 
 SHOP = "https://shop.example.com/"
@@ -35,8 +36,7 @@ TRANSPORT = {"grpc": "grpc", "http/protobuf": "http"}
 
 
 def result(check: str, type_: str, target: str, ok: bool, values: dict[str, float]) -> Result:
-    duration = values.get("duration", 0.01)
-    return Result(check, type_, target, ok, dict(values), None if ok else "timeout", None, time.time(), duration)
+    return factories.result(check, target, ok, type=type_, values=values, error_kind="timeout")
 
 
 HTTP_OK = result(
