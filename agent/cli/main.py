@@ -10,7 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from agent import __version__
 
@@ -189,10 +189,19 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 64 (EX_USAGE), not argparse's 2: to Nagios and Icinga, which run
+    ``firstwatch check`` as a plugin, 2 means CRITICAL; anything above 3 reads as UNKNOWN."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from agent.config.load import default_config_path
 
-    p = argparse.ArgumentParser(prog="firstwatch", description="Synthetic monitoring and health-check agent.")
+    p = _Parser(prog="firstwatch", description="Synthetic monitoring and health-check agent.")
     p.add_argument("--version", action="version", version=f"firstwatch {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -260,6 +269,20 @@ def cmd_validate(config: str) -> int:
     return 0
 
 
+def _undecided(fmt: str, why: str) -> int:
+    """``check`` could not run: exit 3, and say so on stdout too in the machine formats (a Nagios
+    plugin's status line, a JSON document), since their readers see only stdout."""
+    import json
+
+    from agent.core.safe_text import printable
+
+    if fmt == "nagios":
+        print(f"UNKNOWN - firstwatch: {printable(why)}")
+    elif fmt == "json":
+        print(json.dumps({"status": "unknown", "exit_code": UNKNOWN, "error": why, "results": []}))
+    return UNKNOWN
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     import asyncio
     import difflib
@@ -273,7 +296,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     except ConfigError as exc:
         _print_issues(exc)
-        return UNKNOWN
+        return _undecided(args.format, f"{len(exc.issues)} config error(s) in {args.config}")
     specs = list(cfg.checks)
     if args.only:
         names = {s.config.name for s in specs}
@@ -282,11 +305,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                 close = difflib.get_close_matches(name, sorted(names), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 print(f"firstwatch: no check named {name!r}{hint}", file=sys.stderr)
-                return UNKNOWN
+                return _undecided(args.format, f"no check named {name!r}{hint}")
         specs = [s for s in specs if s.config.name in args.only]
     if not specs:
         print("firstwatch: no checks to run", file=sys.stderr)
-        return UNKNOWN
+        return _undecided(args.format, "no checks to run")
 
     def progress(findings: list[Finding]) -> None:
         failing = [f"{f.result.check} {f.result.target}" for f in findings if not f.ok]

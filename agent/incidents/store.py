@@ -286,7 +286,10 @@ class Store:
             )
             if cur.rowcount == 0:
                 return False
-            self.add_entry("ack", f"acknowledged by {by}", when=when, incident=incident, author=by)
+            row = db.execute("SELECT check_name, target FROM incidents WHERE id = ?", (incident,)).fetchone()
+            self.add_entry(
+                "ack", f"acknowledged by {by}", when=when, incident=incident, check=row[0], target=row[1], author=by
+            )
         return True
 
     def acked(self, incident: str) -> bool:
@@ -328,7 +331,7 @@ class StateLock:
 
     def acquire(self) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        what = f"shard {self.shard[0]}/{self.shard[1]}" if self.shard else "all checks"
+        what = f"this one runs shard {self.shard[0]}/{self.shard[1]}" if self.shard else "this one runs all checks"
         self._take("firstwatch.lock", exclusive=self.shard is None, what=what)
         if self.shard is not None:
             self._take(f"firstwatch-shard-{self.shard[0]}-of-{self.shard[1]}.lock", exclusive=True, what=what)
@@ -346,7 +349,7 @@ class StateLock:
             self.release()
             who = f" (pid {holder})" if holder.isdigit() else ""
             raise StoreError(
-                f"another firstwatch agent{who} is already running on {self.state_dir} ({what} needs it alone);"
+                f"another firstwatch agent{who} is already running on {self.state_dir} ({what});"
                 " give each agent its own agent.state_dir, or distinct --shard K/N"
             ) from None
         self._fds.append(fd)
