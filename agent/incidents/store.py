@@ -262,7 +262,10 @@ class Store:
         self.db.execute("UPDATE incidents SET resolved_at = ? WHERE id = ?", (when, incident))
 
     def incident(self, ref: str) -> Incident:
-        """The incident whose id is ``ref`` or starts with it; StoreError if none or ambiguous."""
+        """The incident whose id is ``ref`` or starts with it; StoreError if none or ambiguous (an
+        empty ``ref`` names none: it would match every incident, and pick the only one)."""
+        if not ref.strip():
+            raise StoreError("give an incident id (or a unique prefix of one): see `firstwatch status`")
         rows = self.db.execute(_INCIDENT + " WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(ref),)).fetchall()
         if not rows:
             recent = [r[0] for r in self.db.execute("SELECT id FROM incidents ORDER BY fired_at DESC LIMIT 5")]
