@@ -153,7 +153,10 @@ def cmd_status(config: str, fmt: str, timeout: float = 5.0) -> int:
     try:
         doc = ask(config, timeout)
     except StatusUnavailable as exc:
-        print(printable(f"UNKNOWN: {exc}"))
+        if fmt == "json":  # a script reading JSON gets JSON, here too
+            print(json.dumps({"status": "unknown", "error": str(exc)}))
+        else:
+            print(printable(f"UNKNOWN: {exc}"))
         return 3
     if fmt == "json":
         text = json.dumps(doc, indent=2)

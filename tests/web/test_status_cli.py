@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,9 @@ async def http_peer(handler: Callable[[web.Request], Awaitable[web.StreamRespons
 
 async def test_nothing_listening_is_unknown(tmp_path: Path) -> None:
     assert_unknown(await firstwatch("status", "-c", config(tmp_path, free_port())), "connection refused")
+    code, out, _ = await firstwatch("status", "-c", config(tmp_path, free_port()), "--format", "json")
+    doc = json.loads(out)  # a script asking for JSON gets JSON, here too
+    assert code == 3 and doc["status"] == "unknown" and "connection refused" in doc["error"]
 
 
 async def test_listen_off_is_unknown(tmp_path: Path) -> None:
