@@ -227,6 +227,16 @@ def _validate_checks(top: TopLevel, src: Source, issues: list[Issue]) -> list[Ch
 
         rules, rule_issues = _compile_rules(cls, merged.get("alerts"), src, where)
         issues.extend(rule_issues)
+        name = raw.get("name")  # judged here, so a broken entry still shows a duplicate name
+        if isinstance(name, str):
+            if not _NAME.match(name):
+                msg = f"invalid name {name!r}: use letters, digits, '.', '_' and '-'"
+                issues.append(src.issue((*path, "name"), msg))
+            elif name in seen:
+                first = src.position(seen[name])[0]
+                msg = f"duplicate check name {name!r} (first used on line {first})"
+                issues.append(src.issue((*path, "name"), msg))
+            seen.setdefault(name, (*path, "name"))
         try:
             cfg, policy = _split(cls, entry_model(cls).model_validate(merged))
         except ValidationError as exc:
@@ -239,13 +249,6 @@ def _validate_checks(top: TopLevel, src: Source, issues: list[Issue]) -> list[Ch
                 issues.append(src.issue((*path, "timeout"), msg))
             else:  # an inherited timeout shrinks to fit the check's own interval
                 cfg = cfg.model_copy(update={"timeout": cfg.interval})
-        name = cfg.name
-        if not _NAME.match(name):
-            issues.append(src.issue((*path, "name"), f"invalid name {name!r}: use letters, digits, '.', '_' and '-'"))
-        elif name in seen:
-            first = src.position(seen[name])[0]
-            issues.append(src.issue((*path, "name"), f"duplicate check name {name!r} (first used on line {first})"))
-        seen.setdefault(name, (*path, "name"))
         out.append(CheckSpec(cls, cfg, tuple(rules), src.position(path)[0], policy))
     return out
 
@@ -253,18 +256,26 @@ def _validate_checks(top: TopLevel, src: Source, issues: list[Issue]) -> list[Ch
 def _compile_rules(
     cls: type[Check], raw_alerts: Any, src: Source, where: Callable[[Path], Path]
 ) -> tuple[list[Rule], list[Issue]]:
-    """Compile each well-formed alert (malformed ones are reported by the model validation)."""
+    """Compile each well-formed alert. A malformed one is reported by the model validation, but
+    its ``when:`` is still judged, so both of its errors show at once."""
     rules: list[Rule] = []
     issues: list[Issue] = []
     for j, raw in enumerate(raw_alerts if isinstance(raw_alerts, list) else []):
+        well_formed = True
         try:
             alert = AlertConfig.model_validate(raw)
         except ValidationError:
-            continue
+            when = raw.get("when") if isinstance(raw, dict) else None
+            if not isinstance(when, str):
+                continue
+            well_formed, alert = False, AlertConfig(when=when, severity="minor")
         try:
-            rules.append(compile_rule(j, alert, cls.VALUES, cls.TYPE))
+            rule = compile_rule(j, alert, cls.VALUES, cls.TYPE)
         except ValueError as exc:
             issues.append(src.issue(where(("alerts", j, "when")), str(exc)))
+            continue
+        if well_formed:
+            rules.append(rule)
     return rules, issues
 
 

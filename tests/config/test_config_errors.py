@@ -97,3 +97,27 @@ checks:
     (issue,) = info.value.issues
     assert "hunter2" not in str(issue)
     assert str(issue).startswith("c.yaml:5:10: checks[0].url: invalid URL '<redacted>'")
+
+
+def test_a_broken_entry_does_not_hide_the_other_errors() -> None:
+    """Every error at once, even across stages: a malformed alert still has its `when:` judged,
+    and a check whose keys are wrong still counts for duplicate names."""
+    text = """checks:
+  - name: x
+    type: http
+    url: http://127.0.0.1:1/
+    alerts:
+      - {when: latency > 2s}
+  - name: x
+    type: tcp
+    target: nothost
+"""
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "c.yaml", env={})
+    assert [str(i) for i in err.value.issues] == [
+        "c.yaml:6:9: checks[0].alerts[0]: missing required option 'severity'",
+        "c.yaml:6:16: checks[0].alerts[0].when: http checks do not measure 'latency' (they measure: duration, dns,"
+        " connect, tls, first_byte, status, body_bytes, tls.days_left, json.PATH)",
+        "c.yaml:7:11: checks[1].name: duplicate check name 'x' (first used on line 2)",
+        "c.yaml:9:13: checks[1].target: invalid target 'nothost': expected HOST:PORT",
+    ]
