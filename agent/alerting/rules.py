@@ -71,7 +71,10 @@ def compile_rule(index: int, alert: AlertConfig, values: tuple[ValueSpec, ...], 
         return Rule(index, "down", None, None, None, "", alert.for_, alert.recover_for, alert.severity)
     m = _COMPARISON.match(when)
     if not m:
-        raise ValueError(f"invalid rule {alert.when!r}: expected 'down' or VALUE OP QUANTITY, like 'duration > 2s'")
+        hint = "; did you mean 'down'?" if difflib.get_close_matches(when.lower(), ["down"], cutoff=0.6) else ""
+        raise ValueError(
+            f"invalid rule {alert.when!r}: expected 'down' or VALUE OP QUANTITY, like 'duration > 2s'{hint}"
+        )
     name, op, quantity = m.groups()
     spec = find_value(values, name)
     if spec is None:

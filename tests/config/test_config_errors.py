@@ -121,3 +121,12 @@ def test_a_broken_entry_does_not_hide_the_other_errors() -> None:
         "c.yaml:7:11: checks[1].name: duplicate check name 'x' (first used on line 2)",
         "c.yaml:9:13: checks[1].target: invalid target 'nothost': expected HOST:PORT",
     ]
+
+
+@pytest.mark.parametrize(("when", "hinted"), [("dwn", True), ("Down", True), ("up", False), ("latency", False)])
+def test_a_misspelled_down_rule_gets_a_hint(when: str, hinted: bool) -> None:
+    text = f"checks: [{{name: x, type: tcp, target: 'a:1', alerts: [{{when: {when}, severity: minor}}]}}]\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "c.yaml", env={})
+    (issue,) = err.value.issues
+    assert str(issue).endswith("did you mean 'down'?") == hinted
