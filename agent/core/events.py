@@ -34,6 +34,11 @@ def fingerprint(agent: str, check: str, target: str, rule: str) -> str:
     return hashlib.sha256(f"{agent}\x1f{check}\x1f{target}\x1f{rule}".encode()).hexdigest()[:16]
 
 
+def new_event_id() -> str:
+    """An event's ``id``: made once, carried by every redelivery (the idempotency key)."""
+    return str(uuid.uuid4())
+
+
 def new_incident_id() -> str:
     """A short id people can type: ``firstwatch ack 3f9c2a7b1d04``."""
     return uuid.uuid4().hex[:12]
@@ -49,7 +54,7 @@ class Event:
     summary: str
     agent: str
     time: float = field(default_factory=time.time)
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=new_event_id)
     incident: str | None = None
     fingerprint: str | None = None
     check: str | None = None

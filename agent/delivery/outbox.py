@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from agent.core.events import Event
+from agent.core.events import Event, new_event_id
 from agent.delivery.sinks.base import Sink
 from agent.incidents.store import Store
 
@@ -190,7 +189,7 @@ class Outbox:
             if now - last >= every:  # bare `body` is from the MAX(created) row (SQLite)
                 latest = Event.from_dict(json.loads(body))
                 summary = "reminder: " + latest.summary.removeprefix("reminder: ")
-                out.append((name, replace(latest, kind="reminder", id=str(uuid.uuid4()), time=now, summary=summary)))
+                out.append((name, replace(latest, kind="reminder", id=new_event_id(), time=now, summary=summary)))
         return out
 
     def prune(self, older_than: float) -> int:

@@ -10,11 +10,11 @@ target no longer exists in the config, so none is forgotten.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from agent.alerting.book import AlertBook, Change, Key
@@ -29,11 +29,6 @@ log = logging.getLogger("firstwatch.recorder")
 
 def _key_str(key: Key) -> str:
     return json.dumps(list(key))
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 class Recorder:
@@ -122,7 +117,7 @@ class Recorder:
         else:
             due = self.outbox.reminders_due(now)
         if due:
-            with self.store.transaction() if not self.store.db.in_transaction else _nothing():
+            with self.store.transaction() if not self.store.db.in_transaction else contextlib.nullcontext():
                 for sink, event in due:
                     self.outbox.enqueue(event, only=sink)
                     self.store.add_entry(

@@ -15,11 +15,12 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from agent.alerting.book import AlertBook, Change
 from agent.config.load import AgentConfig, CheckSpec
-from agent.core.events import Event, fingerprint, iso_time
+from agent.core.events import Event, fingerprint, iso_time, new_event_id
 from agent.core.safe_text import printable
 from agent.core.units import format_duration
 from agent.delivery.dispatch import Dispatcher
@@ -280,47 +281,45 @@ class Runtime:
             log.warning("agent event %s: %s", severity, summary)
         self.writer.submit(self.recorder.agent_event(event, only=only), self.dispatcher.wake)
 
+    def _raise(self, problem: str, subject: str, severity: str, summary: str) -> Event | None:
+        """Open agent problem ``problem`` about ``subject``; None if it is open already."""
+        fp = fingerprint(self.cfg.agent_name, "agent", subject, problem)
+        if fp in self.problems:
+            return None
+        event = self.problems[fp] = Event(
+            kind="agent", severity=severity, summary=summary, agent=self.cfg.agent_name, fingerprint=fp,
+            target=subject, type="agent", rule=problem, labels=self.cfg.labels,
+        )  # fmt: skip
+        log.warning("agent event %s: %s", severity, summary)
+        return event
+
     def problem(self, problem: str, subject: str, severity: str, summary: str, cleared: bool = False) -> None:
         """A problem of the agent's own with an identity (``problem`` about ``subject``: a sink
         failing, the state database, a reload): an ``agent`` event when it starts, and a
         ``resolved`` event with the same fingerprint when it clears, so Alertmanager and pagers
         close it. Raising an open problem again, or clearing one that is not open, does nothing."""
-        fp = fingerprint(self.cfg.agent_name, "agent", subject, problem)
-        raised = self.problems.get(fp)
-        if cleared:
-            if raised is None:
-                return
-            del self.problems[fp]
-            log.warning("agent problem cleared: %s", summary)
-            event = Event(
-                kind="resolved", severity=raised.severity, summary=summary, agent=self.cfg.agent_name,
-                fingerprint=fp, target=subject, type="agent", rule=problem, started_at=raised.time,
-                labels=self.cfg.labels,
-            )  # fmt: skip
+        if not cleared:
+            event = self._raise(problem, subject, severity, summary)
         else:
+            raised = self.problems.pop(fingerprint(self.cfg.agent_name, "agent", subject, problem), None)
             if raised is not None:
-                return
-            event = Event(
-                kind="agent", severity=severity, summary=summary, agent=self.cfg.agent_name, fingerprint=fp,
-                target=subject, type="agent", rule=problem, labels=self.cfg.labels,
-            )  # fmt: skip
-            self.problems[fp] = event
-            log.warning("agent event %s: %s", severity, summary)
-        self.writer.submit(self.recorder.agent_event(event), self.dispatcher.wake)
+                log.warning("agent problem cleared: %s", summary)
+            event = raised and replace(
+                raised, kind="resolved", summary=summary, started_at=raised.time, time=time.time(), id=new_event_id()
+            )
+        if event is not None:
+            self.writer.submit(self.recorder.agent_event(event), self.dispatcher.wake)
 
     def store_trouble(self, trouble: Trouble) -> None:
         """The state database cannot be written: tell the sinks that need no database now (the
-        outbox cannot take the news), and the others once it can."""
+        outbox cannot take the news), and the others once it can (:meth:`store_recovered`)."""
         summary = (
             f"state database cannot be written: {trouble.error}; {trouble.waiting} change(s) kept in memory and"
             " retried; probing goes on"
         )
-        fp = fingerprint(self.cfg.agent_name, "agent", "state", "store_write")
-        event = Event(
-            kind="agent", severity="critical", summary=summary, agent=self.cfg.agent_name, fingerprint=fp,
-            target="state", type="agent", rule="store_write", labels=self.cfg.labels,
-        )  # fmt: skip
-        self.problems[fp] = event
+        event = self._raise("store_write", "state", "critical", summary)
+        if event is None:
+            return
         for sink in self.dispatcher.sinks:
             if sink.DIRECT and sink.config.accepts(event):
                 task = asyncio.create_task(_send_direct(sink, event), name=f"direct:{sink.name}")
@@ -328,8 +327,7 @@ class Runtime:
                 task.add_done_callback(self._direct.discard)
 
     def store_recovered(self, trouble: Trouble) -> None:
-        fp = fingerprint(self.cfg.agent_name, "agent", "state", "store_write")
-        raised = self.problems.get(fp)
+        raised = self.problems.get(fingerprint(self.cfg.agent_name, "agent", "state", "store_write"))
         if raised is None:
             return
         direct = frozenset(s.name for s in self.dispatcher.sinks if s.DIRECT)
