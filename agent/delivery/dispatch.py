@@ -145,7 +145,7 @@ class Dispatcher:
                 summary = f"sink {sink.name} is failing: {reason}; events are kept and retried"
                 self._problem("sink_failing", sink.name, "major", summary)
             return
-        await self._db(self.outbox.finish, row, "delivered")
+        await self._mark_delivered(row)
         self.sent[sink.name] += 1
         if sink.name in self.failing:
             since = self.failing.pop(sink.name)
@@ -155,6 +155,19 @@ class Dispatcher:
             self._problem("sink_failing", sink.name, "major", summary, cleared=True)
         if self.on_delivered is not None:
             self.on_delivered(sink.name, event)
+
+    async def _mark_delivered(self, row: Row) -> None:
+        """Mark a sent row delivered, retrying while the database cannot be written: the worker
+        stays on it, so a full disk never makes it send the same event again and again."""
+        delay = self.backoff
+        while True:
+            try:
+                await self._db(self.outbox.finish, row, "delivered")
+                return
+            except Exception as exc:
+                log.error("sink %s: delivered, but cannot mark it in the outbox: %s; retrying", row.sink, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _dropped(self, sink: str, event: Event, why: str, count: int = 1) -> None:
         self.dropped[sink] += count

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import ClassVar
@@ -204,3 +205,25 @@ async def test_the_pager_hears_the_resolution_of_what_woke_it(tmp_path: Path) ->
     await asyncio.sleep(0.1)
     assert [e.summary for e in pager.got] == ["all down", "now 1 of 3", "over"]
     await h.d.close()
+
+
+async def test_a_sent_event_that_cannot_be_marked_is_not_sent_again(tmp_path: Path) -> None:
+    """The disk fills between the send and the mark: the worker retries the mark, not the send."""
+    pager = Spy("pager")
+    h = Harness(tmp_path, pager)
+    await h.d.close()
+    failures = {"finish": 3}
+
+    async def db(fn, *args):  # type: ignore[no-untyped-def]
+        if fn == h.outbox.finish and failures["finish"]:
+            failures["finish"] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return fn(*args)
+
+    d = Dispatcher(h.sinks, h.outbox, db=db, backoff=0.01, max_backoff=0.05)
+    d.start()
+    h.publish(ev("once", incident=None))
+    d.wake()
+    await h.until(lambda: failures["finish"] == 0 and h.outbox.pending["pager"] == 0)
+    assert [e.summary for e in pager.got] == ["once"]
+    await d.close()
