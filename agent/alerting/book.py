@@ -1,8 +1,9 @@
 """Turn results into incidents: judge each rule, debounce it, group it, and say what changed.
 
 One :class:`AlertBook` per runtime holds an :class:`Alert` per (check, target, rule) and, for
-checks with ``impact:``, a :class:`Group` per (check, rule). It is the only place that creates
-incident ids and writes summaries, so sinks, the timeline and the CLI tell the same story.
+checks with ``impact:``, one more per (check, rule) for the group (target ``"*"``). It is the only
+place that creates incident ids and writes summaries, so sinks, the timeline and the CLI tell the
+same story.
 
 - Without ``impact:`` each target is its own alert and incident.
 - With ``impact:`` the members' alerts still debounce one by one (``for:``, ``recover_for:``), but
@@ -36,7 +37,7 @@ Key = tuple[str, str, str]  # check, target ("*" for a group), rule text
 
 
 class Watched(Protocol):
-    """What the book needs of a check (``agent.config.load.load.CheckSpec`` is one): its probe config,
+    """What the book needs of a check (``agent.config.load.CheckSpec`` is one): its probe config,
     its alerting policy and its compiled rules."""
 
     @property
