@@ -63,7 +63,6 @@ class StoreWriter:
         self.max_backoff = max_backoff
         self.on_rollback: Callable[[], None] | None = None  # a failed batch was rolled back (outbox counts)
         self.trouble: Trouble | None = None
-        self.committed = 0  # writes committed since start (tests and the status line read it)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="firstwatch-db")
         self._journal: list[tuple[Write, Callable[[], None] | None]] = []
         self._wake = asyncio.Event()
@@ -110,7 +109,6 @@ class StoreWriter:
                 delay = min(self.max_backoff, delay * 2)
                 continue
             del self._journal[: len(batch)]
-            self.committed += len(batch)
             delay = self.backoff
             if self.trouble is not None:
                 self._recovered(len(batch))
