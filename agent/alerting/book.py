@@ -228,10 +228,10 @@ class AlertBook:
         fp = fingerprint(self.agent_name, cfg.name, "*", rule.text)
         severity = group_severity(rule.severity, spec.policy.impact, len(firing), len(targets))
         target = f"{len(targets)} targets"
-        affected = [t for t, _ in firing]
+        failing = [t for t, _ in firing]
         share = f"{len(firing)} of {len(targets)} targets"
         if 0 < len(firing) < len(targets):  # which ones, when not all
-            share += f" ({_members(affected)})"
+            share += f" ({_members(failing)})"
         example = next((m.last_text for _, m in firing if m.last_text), rule.when)
         headline = f"{cfg.name}: {share}: {example}" + (f" for {format_duration(rule.for_s)}" if rule.for_s else "")
         rising = firing and (group.incident is None or rank(severity) > rank(group.severity))
@@ -248,7 +248,7 @@ class AlertBook:
             group.incident, group.severity, group.max_severity = self.new_id(), severity, severity
             group.first_error = firing[0][1].first_error
             return [
-                self._incident_change("firing", spec, target, rule, group, fp, now, headline, len(firing), affected)
+                self._incident_change("firing", spec, target, rule, group, fp, now, headline, len(firing), failing)
             ]
         if firing and severity != group.severity:
             if rank(severity) < rank(group.severity) and group.lower_seen != severity:
@@ -261,7 +261,7 @@ class AlertBook:
             old, group.severity = group.severity, severity
             group.max_severity = worst([group.max_severity, severity])
             text = f"{cfg.name}: now {share}: {example} ({old} -> {severity})"
-            change = self._incident_change("changed", spec, target, rule, group, fp, now, text, len(firing), affected)
+            change = self._incident_change("changed", spec, target, rule, group, fp, now, text, len(firing), failing)
             change.max_severity, change.headline = group.max_severity, headline
             return [change]
         group.lower_seen = None
@@ -301,7 +301,7 @@ class AlertBook:
         now: float,
         summary: str,
         value: float | None,
-        affected: list[str] | None = None,
+        members: list[str] | None = None,
         started: float | None = None,
     ) -> Change:
         started = started if started is not None else alert.state.since
@@ -323,7 +323,7 @@ class AlertBook:
             value=value,
             started_at=wall_started,
             labels={**self.labels, **spec.config.labels},
-            affected=affected,
+            members=members,
         )
         opened = None
         if kind == "firing" and alert.incident is not None:  # a firing alert always has its new id

@@ -1,5 +1,6 @@
 """A check's alerting keys as written in the config: ``alerts`` (parsed into rules by
-``agent.alerting.rules``), ``impact`` (blast radius) and ``flapping``. They live here, not in
+``agent.alerting.rules``), ``impact`` (blast radius), ``flapping``, ``depends_on`` and
+``runbook``. They live here, not in
 ``checks``: a probe measures, the alerting room judges; the config loader joins the two."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class AlertConfig(BaseModel):
     for_: Seconds = Field(default=0.0, alias="for", ge=0)
     recover_for: Seconds = Field(default=0.0, ge=0)
     severity: Severity
+    runbook: str | None = None  # a URL; wins over the check's
 
 
 def _share(value: object) -> object:
@@ -53,6 +55,8 @@ class AlertPolicy(BaseModel):
     alerts: list[AlertConfig] | None = None  # None: the built-in default (down is critical)
     impact: list[ImpactLevel] | None = None  # blast radius: the group's severity by share firing
     flapping: FlappingConfig | bool = True  # false turns flap detection off
+    depends_on: list[str] = []  # checks whose failure explains this one's (no page of its own then)
+    runbook: str | None = None  # a URL for every rule of the check that names none
 
     def flap_config(self) -> FlappingConfig | None:
         """The flap detector's settings, or None when ``flapping: false``."""

@@ -44,6 +44,7 @@ class Rule:
     for_s: float
     recover_for_s: float
     severity: str
+    runbook: str | None = None
 
     @property
     def text(self) -> str:
@@ -68,7 +69,7 @@ def compile_rule(index: int, alert: AlertConfig, values: tuple[ValueSpec, ...], 
     """Compile one ``alerts:`` entry; raises ValueError with a message for the user."""
     when = alert.when.strip()
     if when == "down":
-        return Rule(index, "down", None, None, None, "", alert.for_, alert.recover_for, alert.severity)
+        return Rule(index, "down", None, None, None, "", alert.for_, alert.recover_for, alert.severity, alert.runbook)
     m = _COMPARISON.match(when)
     if not m:
         hint = "; did you mean 'down'?" if difflib.get_close_matches(when.lower(), ["down"], cutoff=0.6) else ""
@@ -85,6 +86,7 @@ def compile_rule(index: int, alert: AlertConfig, values: tuple[ValueSpec, ...], 
             f"{check_type} checks do not measure {name!r}{hint} (they measure: {', '.join(known) or 'nothing'})"
         )
     threshold = parse_quantity(quantity, spec.unit, name)
+    when = f"{name} {op} {quantity}"
     return Rule(
-        index, f"{name} {op} {quantity}", name, op, threshold, spec.unit, alert.for_, alert.recover_for, alert.severity
+        index, when, name, op, threshold, spec.unit, alert.for_, alert.recover_for, alert.severity, alert.runbook
     )

@@ -64,7 +64,9 @@ class Event:
     value: float | None = None
     started_at: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    affected: list[str] | None = None  # a group's failing members (absent on the wire otherwise)
+    runbook: str | None = None  # the rule's runbook, else the check's
+    affected: list[str] = field(default_factory=list)  # checks failing under this incident (depends_on)
+    members: list[str] | None = None  # a group's failing members (absent on the wire otherwise)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -83,9 +85,11 @@ class Event:
             "started_at": iso_time(self.started_at) if self.started_at is not None else None,
             "agent": self.agent,
             "labels": dict(self.labels),
+            "runbook": self.runbook,
+            "affected": list(self.affected),
         }
-        if self.affected is not None:
-            d["affected"] = list(self.affected)
+        if self.members is not None:
+            d["members"] = list(self.members)
         return d
 
     @classmethod
@@ -107,7 +111,9 @@ class Event:
             value=d.get("value"),
             started_at=parse_iso(d["started_at"]) if d.get("started_at") else None,
             labels=dict(d.get("labels") or {}),
-            affected=list(d["affected"]) if d.get("affected") is not None else None,
+            runbook=d.get("runbook"),
+            affected=list(d.get("affected") or []),
+            members=list(d["members"]) if d.get("members") is not None else None,
         )
 
     def to_json(self) -> str:

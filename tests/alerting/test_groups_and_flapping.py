@@ -50,12 +50,12 @@ def test_one_of_ten_is_minor_and_most_is_critical_as_one_incident() -> None:
     assert ev.event is not None and ev.event.value == 1
     assert (ev.kind, ev.severity, ev.target) == ("firing", "minor", "10 targets")
     assert ev.event.summary == "api: 1 of 10 targets (10.0.0.4:443): down (refused)"
-    assert ev.event.affected == ["10.0.0.4:443"]  # the failing members, not "10 targets"
+    assert ev.event.members == ["10.0.0.4:443"]  # the failing members, not "10 targets"
     incident = ev.incident
     (ev,) = run_round(book, spec, set(TARGETS[:9]), 20)  # 9 of 10: a fleet-wide outage
     assert (ev.kind, ev.severity, ev.incident) == ("changed", "critical", incident)
     assert ev.event is not None and ev.event.summary.endswith("(minor -> critical)")
-    assert ev.event.affected == TARGETS[:9]
+    assert ev.event.members == TARGETS[:9]
     assert ev.headline is not None and ev.headline.startswith("api: 9 of 10 targets (")  # the incident's summary now
     assert run_round(book, spec, set(TARGETS[:4]), 30) == []  # shrinking to 4 of 10: confirmed next round
     (ev,) = run_round(book, spec, set(TARGETS[:4]), 35)

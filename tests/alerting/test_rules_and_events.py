@@ -96,8 +96,9 @@ def test_firing_and_resolved_events_follow_the_contract() -> None:
     firing, resolved = (json.loads(e.to_json()) for e in events)
     assert set(firing) == {
         "id", "time", "kind", "severity", "incident", "fingerprint", "check", "target", "type",
-        "rule", "value", "summary", "started_at", "agent", "labels",
+        "rule", "value", "summary", "started_at", "agent", "labels", "runbook", "affected",
     }  # fmt: skip
+    assert (firing["runbook"], firing["affected"]) == (None, [])
     assert firing["severity"] == "critical"
     assert firing["incident"] == resolved["incident"] == "inc1"
     assert firing["fingerprint"] == resolved["fingerprint"]

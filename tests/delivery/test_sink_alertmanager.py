@@ -238,9 +238,9 @@ def test_each_agent_problem_is_its_own_alert_and_fires_until_it_clears() -> None
 def test_a_group_alert_names_its_failing_members() -> None:
     book = AlertBook({}, resolved_for=600)
     now = 1_800_000_000.0
-    book.update(event(target="3 targets", affected=["https://10.0.0.1/", "https://10.0.0.3/"]), now)
+    book.update(event(target="3 targets", members=["https://10.0.0.1/", "https://10.0.0.3/"]), now)
     (a,) = book.wire(None, now, 300)
-    assert a["annotations"]["affected"] == "https://10.0.0.1/, https://10.0.0.3/"
+    assert a["annotations"]["members"] == "https://10.0.0.1/, https://10.0.0.3/"
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ being re-sent, 15m), ``headers`` (e.g. basic auth; never logged), ``labels`` (st
 
 Labels: ``alertname`` (the check), ``severity``, ``check``, ``target``, ``agent``, the event's
 labels (``team.name`` -> ``team_name``) and ``labels``; annotations ``summary``, ``rule``,
-``incident`` and, for a group, ``affected`` (the failing members); ``generatorURL`` is the
+``incident`` and, for a group, ``members`` (the failing members); ``generatorURL`` is the
 agent's status page when ``agent.listen`` is set. A firing alert's ``endsAt`` is pushed
 ``max(4 * resend, 5m)`` ahead at each send, so Alertmanager resolves it itself if the agent dies.
 A severity change resolves the alert with the old ``severity`` label and fires the new one.
@@ -123,8 +123,8 @@ class AlertBook:
         labels = alert_labels(event, self.extra)
         ident = event.fingerprint or repr(sorted((k, v) for k, v in labels.items() if k != "severity"))
         notes = {"summary": event.summary, "rule": event.rule, "incident": event.incident}
-        if event.affected:  # a group: which members fail
-            notes["affected"] = ", ".join(event.affected)
+        if event.members:  # a group: which members fail
+            notes["members"] = ", ".join(event.members)
         starts = event.started_at if event.started_at is not None else event.time
         new = _Alert(ident, labels, {k: v for k, v in notes.items() if v}, starts, None, now, self.link)
         touched: set[LabelKey] = set()
