@@ -247,9 +247,7 @@ class AlertBook:
             group.state = AlertState("firing", since=since, fired_at=now)
             group.incident, group.severity, group.max_severity = self.new_id(), severity, severity
             group.first_error = firing[0][1].first_error
-            return [
-                self._incident_change("firing", spec, target, rule, group, fp, now, headline, len(firing), failing)
-            ]
+            return [self._incident_change("firing", spec, target, rule, group, fp, now, headline, len(firing), failing)]
         if firing and severity != group.severity:
             if rank(severity) < rank(group.severity) and group.lower_seen != severity:
                 # escalate at once, de-escalate only when two rounds in a row agree: members

@@ -29,6 +29,7 @@ class Incident:
     acked_at: float | None
     acked_by: str | None
     resolved_at: float | None
+    runbook: str | None = None  # the rule's or the check's runbook URL
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ DB_NAME = "firstwatch.db"
 # an incident's columns in the order of :class:`Incident`'s fields
 _INCIDENT = (
     "SELECT id, fingerprint, check_name, target, rule, severity, max_severity, summary, first_error, started_at,"
-    " fired_at, acked_at, acked_by, resolved_at FROM incidents"
+    " fired_at, acked_at, acked_by, resolved_at, runbook FROM incidents"
 )
 
 
@@ -103,6 +103,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     cols = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
     if "owner" not in cols:  # the shard that queued a row delivers it (agents may share a state dir)
         db.execute("ALTER TABLE outbox ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+    if "runbook" not in {row[1] for row in db.execute("PRAGMA table_info(incidents)")}:
+        db.execute("ALTER TABLE incidents ADD COLUMN runbook TEXT")
 
 
 def set_aside(state_dir: str, why: str) -> str:
@@ -240,15 +242,15 @@ class Store:
 
     def open_incident(
         self, incident: str, *, fingerprint: str, check: str, target: str, rule: str, severity: str, summary: str,
-        first_error: str | None, started_at: float, fired_at: float,
+        first_error: str | None, started_at: float, fired_at: float, runbook: str | None = None,
     ) -> None:  # fmt: skip
         """Record a new incident (nothing happens if its id is already recorded); ``severity`` is
         also the worst it has reached so far."""
         what = (incident, fingerprint, check, target, rule, severity)
         self.db.execute(
             "INSERT OR IGNORE INTO incidents (id, fingerprint, check_name, target, rule, severity, max_severity,"
-            " summary, first_error, started_at, fired_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*what, severity, summary, first_error, started_at, fired_at),
+            " summary, first_error, started_at, fired_at, runbook) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*what, severity, summary, first_error, started_at, fired_at, runbook),
         )
 
     def set_severity(self, incident: str, severity: str, max_severity: str, summary: str | None = None) -> None:
