@@ -12,6 +12,8 @@ same story.
   firing, a ``changed`` event follows the share as it grows and shrinks, and it resolves when the
   last member recovers. One of ten servers down stays minor; all of them is critical.
 - Flapping alerts (see ``agent.alerting.flapping``) are held as firing, once, instead of paging per flip.
+- A firing is held, not paged, while a check it ``depends_on`` fails or a maintenance window or
+  silence applies (see ``agent.alerting.holds``); it pages when that ends and it still fails.
 
 ``observe`` returns :class:`Change` records: the timeline entries and the events to deliver.
 State is plain data (``snapshot``/``restore``) so incidents survive restarts.
@@ -20,94 +22,22 @@ State is plain data (``snapshot``/``restore``) so incidents survive restarts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from agent.alerting.flapping import FlapDetector, FlappingConfig
+from agent.alerting.holds import DEPENDS, Dependencies, Hold, judge
 from agent.alerting.impact import group_severity
-from agent.alerting.policy import AlertPolicy
+from agent.alerting.quiet import QuietFn, never_quiet
+from agent.alerting.records import Alert, Change, Key, NewIncident, Watched, shift
 from agent.alerting.rules import Rule
 from agent.alerting.state import INACTIVE, AlertState, step
 from agent.core.events import Event, Kind, fingerprint, new_incident_id
 from agent.core.severity import rank, worst
 from agent.core.units import format_duration
-from checks.base import CheckConfig, Result
+from checks.base import Result
 
-Key = tuple[str, str, str]  # check, target ("*" for a group), rule text
-
-
-class Watched(Protocol):
-    """What the book needs of a check (``agent.config.load.CheckSpec`` is one): its probe config,
-    its alerting policy and its compiled rules."""
-
-    @property
-    def config(self) -> CheckConfig: ...
-    @property
-    def policy(self) -> AlertPolicy: ...
-    @property
-    def rules(self) -> tuple[Rule, ...]: ...
-
-
-@dataclass
-class Alert:
-    """One (check, target, rule): its debounce state, its incident while firing, its story."""
-
-    state: AlertState = INACTIVE
-    incident: str | None = None
-    severity: str | None = None
-    max_severity: str | None = None
-    first_error: str | None = None  # the explanation when the condition first held
-    last_text: str | None = None  # the latest explanation while the condition holds
-    lower_seen: str | None = None  # a group: the lower severity its last round judged
-    hold: float | None = None  # a group: since when it waits for members whose for: is about to end
-    flap: FlapDetector | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if k not in ("state", "flap")}
-        d["state"] = asdict(self.state)
-        if self.flap is not None:
-            d["flap"] = {"history": self.flap.history, "flapping": self.flap.flapping}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], flapping: FlappingConfig | None) -> Alert:
-        a = cls(**{k: v for k, v in d.items() if k not in ("state", "flap")})
-        a.state = AlertState(**d["state"])
-        if flapping is not None:
-            a.flap = FlapDetector(flapping, list(d.get("flap", {}).get("history", [])))
-            a.flap.flapping = bool(d.get("flap", {}).get("flapping", False))
-        return a
-
-
-@dataclass(frozen=True)
-class NewIncident:
-    """What a firing change adds to open its incident (the change itself says the check, target,
-    rule, fingerprint, summary and when it fired): the id and severity, both certain here, the
-    first error and when the condition started."""
-
-    id: str
-    severity: str
-    first_error: str | None
-    started_at: float  # the first failing run
-
-
-@dataclass
-class Change:
-    """Something worth recording: a timeline entry, and the event to deliver if there is one."""
-
-    kind: str  # pending reset firing changed resolved flapping-start flapping-stop
-    time: float
-    check: str
-    target: str
-    rule: str
-    fingerprint: str
-    text: str
-    incident: str | None = None
-    severity: str | None = None
-    event: Event | None = None
-    opened: NewIncident | None = None  # when this change opens an incident
-    max_severity: str | None = None  # a change: the worst severity the incident reached
-    headline: str | None = None  # a change: the incident's summary from now on
+__all__ = ["Alert", "AlertBook", "Change", "Key", "NewIncident", "Watched"]
 
 
 @dataclass
@@ -123,6 +53,9 @@ class AlertBook:
     clock_offset: Callable[[], float] = lambda: 0.0
     _offset: float | None = None
     _fps: dict[Key, str] = field(default_factory=dict)
+    quiet: QuietFn = never_quiet  # maintenance windows and silences
+    deps: Dependencies = field(default_factory=Dependencies)
+    _specs: dict[str, Watched] = field(default_factory=dict)  # the last spec seen per check
 
     @property
     def offset(self) -> float:
@@ -144,11 +77,14 @@ class AlertBook:
         wall = result.started_at
         self._offset = wall - now
         slack = min(cfg.interval / 10, 1.0)  # run start times jitter by milliseconds
+        self._specs[cfg.name] = spec
+        self.deps.ran(cfg.name, now, cfg.interval)
         for rule in spec.rules:
             key = (result.check, result.target, rule.text)
             alert = self.alerts.get(key)
             if alert is None:
                 alert = self.alerts[key] = Alert(flap=FlapDetector(flapping) if flapping else None)
+                self.deps.register(key, rule.value_name is None)
             verdict = rule.evaluate(result)
             holds = verdict.holds
             fp = self._fps.get(key)
@@ -175,6 +111,8 @@ class AlertBook:
             before = alert.state
             alert.state, transition = step(before, holds, now, rule.for_s, rule.recover_for_s, slack)
             if transition is None:
+                if alert.held is not None and alert.state.phase == "firing" and not grouped:
+                    changes.extend(self._rejudge(spec, key, rule, alert, now))
                 continue
             self.dirty.add(key)
             if before.phase == "inactive":
@@ -186,9 +124,9 @@ class AlertBook:
             elif grouped:
                 changes.append(change(f"member-{transition}", f"{result.target}: {transition}: {verdict.explanation}"))
             elif transition == "firing":
-                alert.incident, alert.severity, alert.max_severity = self.new_id(), rule.severity, rule.severity
-                text = self._firing_summary(spec, result.target, rule, alert)
-                changes.append(self._incident_change("firing", spec, result.target, rule, alert, fp, now, text, None))
+                changes.extend(self._fire(spec, key, rule, alert, now))
+            elif transition == "resolved" and alert.incident is None:
+                changes.extend(self._recovered_held(spec, key, rule, alert, verdict.explanation, now))
             elif transition == "resolved":
                 prefix = _prefix(spec, result.target)
                 changes.append(
@@ -199,6 +137,17 @@ class AlertBook:
         if grouped:
             for rule in spec.rules:
                 changes.extend(self._update_group(spec, rule, result.target, now))
+        for key in self.deps.waiting_on(cfg.name):  # children that waited for this run
+            child, alert = self._specs.get(key[0]), self.alerts.get(key)
+            held = next((r for r in child.rules if r.text == key[2]), None) if child else None
+            if child is not None and alert is not None and held is not None:
+                woken = self._rejudge(child, key, held, alert, now)
+                changes.extend(woken)
+                if any(c.kind == "affected" for c in woken):  # this run's own page names them
+                    affected = self.deps.affected(cfg.name)
+                    for c in changes:
+                        if c.event is not None and c.check == cfg.name and c.kind in ("firing", "changed"):
+                            c.event = replace(c.event, affected=affected)
         return changes
 
     # --- groups -----------------------------------------------------------------------------
@@ -242,12 +191,20 @@ class AlertBook:
                 return []
         group.hold = None
         if firing and group.incident is None:
-            self.dirty.add(key)
             since = min(m.state.since or now for _, m in firing)
-            group.state = AlertState("firing", since=since, fired_at=now)
+            if group.state.phase != "firing":
+                self.dirty.add(key)
+                group.state = AlertState("firing", since=since, fired_at=now)
+                group.first_error = firing[0][1].first_error
+            hold = self._judge(spec, since, now)
+            if hold is not None:
+                return self._hold(key, group, hold, headline, now, severity or rule.severity)
+            self.dirty.add(key)
+            self.deps.hold(key, None)
+            group.held = group.held_on = None
             group.incident, group.severity, group.max_severity = self.new_id(), severity, severity
-            group.first_error = firing[0][1].first_error
-            return [self._incident_change("firing", spec, target, rule, group, fp, now, headline, len(firing), failing)]
+            change = self._incident_change("firing", spec, target, rule, group, fp, now, headline, len(firing), failing)
+            return [change, *self._affected_entries(cfg.name, group.incident, now)]
         if firing and severity != group.severity:
             if rank(severity) < rank(group.severity) and group.lower_seen != severity:
                 # escalate at once, de-escalate only when two rounds in a row agree: members
@@ -261,14 +218,123 @@ class AlertBook:
             text = f"{cfg.name}: now {share}: {example} ({old} -> {severity})"
             change = self._incident_change("changed", spec, target, rule, group, fp, now, text, len(firing), failing)
             change.max_severity, change.headline = group.max_severity, headline
+            quiet = self.quiet(cfg.name, self._labels(spec), self.wall(now))
+            if quiet is not None:  # recorded, not sent: nobody is paged in quiet time
+                change.event, change.text = None, f"{text}; {quiet.describe()}: not sent"
             return [change]
         group.lower_seen = None
+        if not firing and group.incident is None and group.held is not None:
+            self.dirty.add(key)
+            group.state = INACTIVE
+            return self._recovered_held(spec, key, rule, group, f"all {len(targets)} targets recovered", now)
         if not firing and group.incident is not None:
             self.dirty.add(key)
             started, group.state = group.state.since, INACTIVE
             recovered = f"all {len(targets)} targets recovered"
             return [self._resolution(spec, cfg.name, target, rule, group, fp, now, recovered, started)]
         return []
+
+    # --- holds: a failing parent, quiet time (agent.alerting.holds) --------------------------
+
+    def _labels(self, spec: Watched) -> dict[str, str]:
+        return {**self.labels, **spec.config.labels}
+
+    def _fp(self, key: Key) -> str:
+        fp = self._fps.get(key)
+        if fp is None:
+            fp = self._fps[key] = fingerprint(self.agent_name, *key)
+        return fp
+
+    def _judge(self, spec: Watched, since: float, now: float) -> Hold | None:
+        if not spec.policy.depends_on and self.quiet is never_quiet:
+            return None
+        quiet = self.quiet(spec.config.name, self._labels(spec), self.wall(now))
+        return judge(self.deps, self.alerts, spec.policy.depends_on, since, now, spec.config.interval, quiet)
+
+    def _fire(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float) -> list[Change]:
+        """A rule reached its ``for:``: page, or hold the firing and say why."""
+        text = self._firing_summary(spec, key[1], rule, alert)
+        hold = self._judge(spec, alert.state.since if alert.state.since is not None else now, now)
+        if hold is not None:
+            return self._hold(key, alert, hold, text, now, rule.severity)
+        return self._open(spec, key, rule, alert, now, text)
+
+    def _open(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float, text: str) -> list[Change]:
+        self.deps.hold(key, None)
+        alert.held = alert.held_on = None
+        alert.incident, alert.severity, alert.max_severity = self.new_id(), rule.severity, rule.severity
+        change = self._incident_change("firing", spec, key[1], rule, alert, self._fp(key), now, text, None)
+        return [change, *self._affected_entries(spec.config.name, alert.incident, now)]
+
+    def _rejudge(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float) -> list[Change]:
+        """A held firing judged again at a run: still held (maybe for another reason now), or
+        paged at once (its ``for:`` was met long ago)."""
+        if key[1] == "*":
+            return []  # a group is judged again at its next round
+        text = self._firing_summary(spec, key[1], rule, alert)
+        hold = self._judge(spec, alert.state.since if alert.state.since is not None else now, now)
+        if hold is not None:
+            return self._hold(key, alert, hold, text, now, rule.severity)
+        self.dirty.add(key)
+        released = self._leave_parent(key, alert, now, "still failing: pages on its own")
+        return released + self._open(spec, key, rule, alert, now, text)
+
+    def _hold(self, key: Key, alert: Alert, hold: Hold, text: str, now: float, severity: str) -> list[Change]:
+        """Hold a firing: recorded once per reason, not at every run."""
+        if alert.held == hold.code:
+            return []
+        self.dirty.add(key)
+        out = self._leave_parent(key, alert, now, hold.describe())
+        alert.held = hold.code
+        self.deps.hold(key, hold.code)
+        check, target, rule = key
+        if hold.parent is not None and hold.code.startswith(DEPENDS):
+            alert.held_on = self.deps.incident_of(hold.parent, self.alerts)
+            note = f"{text}: depends on {hold.parent}; not paged"
+            out.append(
+                Change("affected", self.wall(now), check, target, rule, self._fp(key), note, alert.held_on, severity)
+            )
+        elif hold.quiet is not None:
+            note = f"{text}: {hold.describe()}; not sent"
+            out.append(Change("silenced", self.wall(now), check, target, rule, self._fp(key), note, None, severity))
+        return out
+
+    def _leave_parent(self, key: Key, alert: Alert, now: float, why: str) -> list[Change]:
+        """A held child no longer held under its parent: a line on the parent's incident."""
+        if alert.held is None or not alert.held.startswith(DEPENDS):
+            return []
+        parent, incident = alert.held[len(DEPENDS) :], alert.held_on
+        alert.held_on = None
+        text = f"{key[0]}: {parent} no longer fails; {key[0]} {why}"
+        return [Change("unaffected", self.wall(now), *key, self._fp(key), text, incident)]
+
+    def _recovered_held(
+        self, spec: Watched, key: Key, rule: Rule, alert: Alert, now_text: str, now: float
+    ) -> list[Change]:
+        """A held firing ended before anyone was paged: recorded; nothing to resolve at the sinks."""
+        self.dirty.add(key)
+        prefix = spec.config.name if key[1] == "*" else _prefix(spec, key[1])
+        held, alert.held = alert.held, None
+        self.deps.hold(key, None)
+        if held is not None and held.startswith(DEPENDS):
+            incident, alert.held_on = alert.held_on, None
+            text = f"{prefix}: recovered ({rule.text}; now {now_text}); it was failing under {held[len(DEPENDS) :]}"
+            return [Change("unaffected", self.wall(now), *key, self._fp(key), text, incident)]
+        text = f"{prefix}: recovered ({rule.text}; now {now_text}) before it was paged"
+        return [Change("recovered", self.wall(now), *key, self._fp(key), text)]
+
+    def _affected_entries(self, parent: str, incident: str | None, now: float) -> list[Change]:
+        """The children already held under ``parent`` when it opens an incident: recorded on it."""
+        out = []
+        for key in self.deps.held_by.get(parent, {}):
+            alert = self.alerts.get(key)
+            if alert is None:
+                continue
+            alert.held_on = incident
+            self.dirty.add(key)
+            text = f"{key[0]}: {alert.last_text or 'failing'}: depends on {parent}; not paged"
+            out.append(Change("affected", self.wall(now), *key, self._fp(key), text, incident))
+        return out
 
     # --- events -------------------------------------------------------------------------------
 
@@ -320,13 +386,15 @@ class AlertBook:
             rule=rule.text,
             value=value,
             started_at=wall_started,
-            labels={**self.labels, **spec.config.labels},
+            labels=self._labels(spec),
+            runbook=rule.runbook or spec.policy.runbook,
+            affected=self.deps.affected(spec.config.name),
             members=members,
         )
         opened = None
         if kind == "firing" and alert.incident is not None:  # a firing alert always has its new id
             started_at = wall_started if wall_started is not None else at
-            opened = NewIncident(alert.incident, severity, alert.first_error, started_at)
+            opened = NewIncident(alert.incident, severity, alert.first_error, started_at, event.runbook)
         return Change(
             kind, at, spec.config.name, target, rule.text, fp, summary, alert.incident, severity, event, opened
         )
@@ -339,22 +407,15 @@ class AlertBook:
         alert = self.alerts.get(key)
         if alert is None or (alert.state.phase == "inactive" and not (alert.flap and alert.flap.history)):
             return None
-        return _shift(alert.to_dict(), self.offset)
+        return shift(alert.to_dict(), self.offset)
 
     def restore(self, key: Key, data: dict[str, Any], flapping: FlappingConfig | None) -> None:
-        self.alerts[key] = Alert.from_dict(_shift(data, -self.offset), flapping)
+        alert = self.alerts[key] = Alert.from_dict(shift(data, -self.offset), flapping)
+        self.deps.register(key, key[2] == "down" or key[2].startswith("down for "))
+        self.deps.hold(key, alert.held)
 
     def firing(self) -> list[tuple[Key, Alert]]:
         return [(k, a) for k, a in self.alerts.items() if a.incident is not None]
-
-
-def _shift(d: dict[str, Any], by: float) -> dict[str, Any]:
-    """A stored alert with its times moved by ``by`` seconds (clock <-> wall)."""
-    state = {k: (v + by if k != "phase" and isinstance(v, int | float) else v) for k, v in d["state"].items()}
-    out = {**d, "state": state}
-    if isinstance(d.get("hold"), int | float):
-        out["hold"] = d["hold"] + by
-    return out
 
 
 def _members(names: list[str], shown: int = 3) -> str:

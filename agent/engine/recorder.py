@@ -60,7 +60,7 @@ class Recorder:
                     store.open_incident(
                         c.opened.id, fingerprint=c.fingerprint, check=c.check, target=c.target, rule=c.rule,
                         severity=c.opened.severity, summary=c.text, first_error=c.opened.first_error,
-                        started_at=c.opened.started_at, fired_at=c.time,
+                        started_at=c.opened.started_at, fired_at=c.time, runbook=c.opened.runbook,
                     )  # fmt: skip
                 elif c.kind == "changed" and c.incident and c.severity:
                     store.set_severity(c.incident, c.severity, c.max_severity or c.severity, c.headline)
