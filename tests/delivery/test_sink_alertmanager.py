@@ -28,6 +28,7 @@ from tests.conftest import require_binary
 from tests.support.peers.alertmanager import BINARY, Alertmanager, free_port, route_config
 
 SECRET = "Basic czNjcjN0OnMzY3IzdA=="
+RUNBOOK = "https://wiki.example.com/runbooks/shop-home?step=1&lang=en"
 STARTED = time.time() - 120
 
 
@@ -241,6 +242,22 @@ def test_a_group_alert_names_its_failing_members() -> None:
     book.update(event(target="3 targets", members=["https://10.0.0.1/", "https://10.0.0.3/"]), now)
     (a,) = book.wire(None, now, 300)
     assert a["annotations"]["members"] == "https://10.0.0.1/, https://10.0.0.3/"
+    assert "affected" not in a["annotations"] and "runbook_url" not in a["annotations"]  # none: absent
+
+
+def test_runbook_url_and_affected_checks_are_annotations() -> None:
+    book = AlertBook({}, resolved_for=600)
+    now = 1_800_000_000.0
+    book.update(event(runbook=RUNBOOK, affected=["shop-checkout", "search"], members=["https://10.0.0.1/"]), now)
+    (a,) = book.wire(None, now, 300)
+    assert a["annotations"] == {
+        "summary": "shop-home: down (firing)",
+        "rule": "down for 1m",
+        "incident": "inc1",
+        "runbook_url": RUNBOOK,  # the Prometheus convention Alertmanager templates and Grafana read
+        "affected": "shop-checkout, search",
+        "members": "https://10.0.0.1/",  # a group's failing members stay apart from dependent checks
+    }
 
 
 @pytest.mark.parametrize(
@@ -270,7 +287,7 @@ async def test_firing_event_becomes_an_active_alert(alertmanagers: Callable[...,
     am = alertmanagers()
     s = sink(url=am.url, labels={"region": "eu"}, headers={"Authorization": SECRET})
     try:
-        await s.send(event(labels={"env": "prod", "team.name": "web", "k8s-ns": "shop"}))
+        await s.send(event(labels={"env": "prod", "team.name": "web", "k8s-ns": "shop"}, runbook=RUNBOOK))
         (alert,) = await until(lambda: alerts_of(am))
     finally:
         await s.close()
@@ -285,7 +302,12 @@ async def test_firing_event_becomes_an_active_alert(alertmanagers: Callable[...,
         "k8s_ns": "shop",
         "region": "eu",
     }
-    assert alert["annotations"] == {"summary": "shop-home: down (firing)", "rule": "down for 1m", "incident": "inc1"}
+    assert alert["annotations"] == {
+        "summary": "shop-home: down (firing)",
+        "rule": "down for 1m",
+        "incident": "inc1",
+        "runbook_url": RUNBOOK,
+    }
     assert alert["status"]["state"] == "active"
     assert abs(epoch(alert["startsAt"]) - STARTED) < 0.001
     assert epoch(alert["endsAt"]) > time.time() + 240  # Alertmanager resolves it itself only if we stop
@@ -297,7 +319,7 @@ async def test_resolved_event_resolves_the_alert(
     am = alertmanagers(route_config(f"{receiver.url}/hook", group_interval="500ms", send_resolved=True))
     s = sink(url=am.url)
     try:
-        await s.send(event())
+        await s.send(event(runbook=RUNBOOK, affected=["shop-checkout", "search"]))
         assert await until(lambda: alerts_of(am))
         resolved_at = time.time()
         await s.send(event("resolved", time=resolved_at))
@@ -307,6 +329,8 @@ async def test_resolved_event_resolves_the_alert(
         await s.close()
     first, last = receiver.received[0], receiver.received[-1]
     assert first["status"] == "firing" and first["alerts"][0]["labels"]["check"] == "shop-home"
+    notes = first["commonAnnotations"]  # what a receiver's template reads: {{ .CommonAnnotations.runbook_url }}
+    assert (notes["runbook_url"], notes["affected"]) == (RUNBOOK, "shop-checkout, search")
     assert last["status"] == "resolved" and abs(epoch(last["alerts"][0]["endsAt"]) - resolved_at) < 0.001
 
 

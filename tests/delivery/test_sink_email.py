@@ -8,6 +8,7 @@ import asyncio
 import email
 import email.policy
 import functools
+import itertools
 import logging
 import socket
 import ssl
@@ -162,6 +163,25 @@ async def test_subjects_start_with_the_severity_and_stay_short(serve: Any) -> No
     assert "\x1b" not in subjects[0] and subjects[0].endswith("…")
     assert subjects[1] == "[MAJOR] agent web-01: sink pager failing"
     assert subjects[2].startswith("[CRITICAL] still firing after 15m: shop-web")
+
+
+async def test_the_mail_names_the_runbook_and_the_checks_failing_because_of_this(serve: Any) -> None:
+    handler, port = await serve()
+    s = sink(port)
+    runbook = "https://wiki.example.com/runbooks/shop-web?section=503&lang=en#first-steps"
+    affected = ["shop-checkout", "search", *(f"shop-api-{i}" for i in range(8))]
+    await s.send(event(runbook=runbook, affected=affected))
+    await s.send(event())
+    await s.close()
+    (_, _, told), (_, _, plain) = handler.messages
+    lines = told.get_content().splitlines()
+    assert f"Runbook:  {runbook}" in lines  # whole, on one line: mail clients link it
+    at = next(i for i, line in enumerate(lines) if line.startswith("Affected: "))
+    wrapped = [lines[at], *itertools.takewhile(lambda line: line.startswith(" " * 10), lines[at + 1 :])]
+    assert all(len(line) <= 60 for line in wrapped), wrapped
+    assert " ".join(line.strip() for line in wrapped) == "Affected: " + ", ".join(affected)
+    assert lines.index("Target:   3 targets") < at < lines.index("Rule:     down for 1m")
+    assert not any(line.startswith(("Runbook:", "Affected:")) for line in plain.get_content().splitlines())
 
 
 # --- TLS and authentication ------------------------------------------------------------------------

@@ -75,7 +75,7 @@ with open(OUT, "w") as fh:
 async def test_program_gets_event_json_on_stdin_and_env_vars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_SECRET_ENV", "not for plugins")
     s = sink([script(tmp_path, RECORD), "--channel", "ops"], env={"TEAM": "blue"})
-    e = event()
+    e = event(runbook="https://wiki.example.com/runbooks/shop-home?a=1&b=2", affected=["shop-checkout"])
     await s.send(e)
     await s.close()
     got = json.loads((tmp_path / "out.json").read_text())
@@ -95,7 +95,9 @@ async def test_program_gets_event_json_on_stdin_and_env_vars(tmp_path: Path, mon
         "FIRSTWATCH_TARGET": "https://shop.example.com/",
         "FIRSTWATCH_INCIDENT": "3f9c2a7b1d04",
         "FIRSTWATCH_SUMMARY": "shop-home: down",
+        "FIRSTWATCH_RUNBOOK": "https://wiki.example.com/runbooks/shop-home?a=1&b=2",
     }
+    assert json.loads(got["stdin"])["affected"] == ["shop-checkout"]
 
 
 async def test_missing_fields_are_empty_variables(tmp_path: Path) -> None:
@@ -103,6 +105,7 @@ async def test_missing_fields_are_empty_variables(tmp_path: Path) -> None:
     await s.send(event(kind="agent", check=None, target=None, incident=None, summary="config reload failed"))
     env = json.loads((tmp_path / "out.json").read_text())["env"]
     assert (env["FIRSTWATCH_KIND"], env["FIRSTWATCH_CHECK"], env["FIRSTWATCH_INCIDENT"]) == ("agent", "", "")
+    assert env["FIRSTWATCH_RUNBOOK"] == ""  # set, empty: a script may test it without a default
 
 
 async def test_shell_metacharacters_reach_the_program_literally(tmp_path: Path) -> None:

@@ -160,6 +160,24 @@ async def test_cloudevents_structured_envelope(receiver: tuple[Receiver, str]) -
     assert "subject" not in agent_envelope  # optional, and must not be empty when present
 
 
+async def test_json_and_cloudevents_carry_runbook_and_affected(receiver: tuple[Receiver, str]) -> None:
+    r, host = receiver
+    told = event(runbook="https://wiki.example.com/runbooks/shop-home", affected=["shop-checkout", "search"])
+    for fmt in ("json", "cloudevents"):
+        s = sink(f"http://{host}/hook", format=fmt)
+        await s.send(told)
+        await s.send(event())
+        await s.close()
+    as_json, plain_json, as_ce, plain_ce = (json.loads(req["body"]) for req in r.requests)
+    for got, plain in ((as_json, plain_json), (as_ce["data"], plain_ce["data"])):
+        assert (got["runbook"], got["affected"]) == (
+            "https://wiki.example.com/runbooks/shop-home",
+            ["shop-checkout", "search"],
+        )
+        assert (plain["runbook"], plain["affected"]) == (None, [])  # always there: null and []
+        assert "members" not in got and "members" not in plain  # only a group's events have it
+
+
 async def test_one_session_reused_and_closed(receiver: tuple[Receiver, str]) -> None:
     _, host = receiver
     s = sink(f"http://{host}/hook")

@@ -7,9 +7,11 @@ being re-sent, 15m), ``headers`` (e.g. basic auth; never logged), ``labels`` (st
 
 Labels: ``alertname`` (the check), ``severity``, ``check``, ``target``, ``agent``, the event's
 labels (``team.name`` -> ``team_name``) and ``labels``; annotations ``summary``, ``rule``,
-``incident`` and, for a group, ``members`` (the failing members); ``generatorURL`` is the
-agent's status page when ``agent.listen`` is set. A firing alert's ``endsAt`` is pushed
-``max(4 * resend, 5m)`` ahead at each send, so Alertmanager resolves it itself if the agent dies.
+``incident``, ``runbook_url`` (the runbook, as Prometheus rules name it) when there is one,
+``affected`` (the checks failing because of this one, comma-separated) when there are, and for a
+group ``members`` (the failing members); ``generatorURL`` is the agent's status page when
+``agent.listen`` is set. A firing alert's ``endsAt`` is pushed ``max(4 * resend, 5m)`` ahead at
+each send, so Alertmanager resolves it itself if the agent dies.
 A severity change resolves the alert with the old ``severity`` label and fires the new one.
 ``agent`` events become ``firstwatch_agent`` alerts (heartbeats: ``firstwatch_heartbeat``). An
 agent problem with an identity (a sink failing, the state database, a reload: label ``problem``,
@@ -122,7 +124,9 @@ class AlertBook:
         """Apply ``event``; returns the label sets whose alert must be sent at once."""
         labels = alert_labels(event, self.extra)
         ident = event.fingerprint or repr(sorted((k, v) for k, v in labels.items() if k != "severity"))
-        notes = {"summary": event.summary, "rule": event.rule, "incident": event.incident}
+        notes = {"summary": event.summary, "rule": event.rule, "incident": event.incident, "runbook_url": event.runbook}
+        if event.affected:  # checks failing because of this one (their depends_on)
+            notes["affected"] = ", ".join(event.affected)
         if event.members:  # a group: which members fail
             notes["members"] = ", ".join(event.members)
         starts = event.started_at if event.started_at is not None else event.time

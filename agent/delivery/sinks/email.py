@@ -17,11 +17,13 @@ Options (besides the routing keys every sink has):
     subject_prefix  put before every subject, e.g. ``"[prod] "``
 
 The subject starts with the severity (``[CRITICAL] firing: shop-web: 3 of 3 targets: ...``, at
-most 120 characters); the body says what, since when, check, target, rule, incident, and the
-commands to acknowledge it, add a note and draft the report. The ``Message-ID`` is stable across
-redeliveries (from the event ``id``; an incident's ``firing`` mail gets the incident's id), and
-later mails of an incident name that one in ``In-Reply-To``/``References``: one thread per
-incident. ``Auto-Submitted: auto-generated`` keeps vacation responders quiet.
+most 120 characters); the body says what, since when, check, target, the checks failing
+because of this one (``Affected:``), rule, the runbook URL (``Runbook:``, on one line so mail
+clients can link it), incident, and the commands to acknowledge it, add a note and draft the
+report. The ``Message-ID`` is stable across redeliveries (from the event ``id``; an incident's
+``firing`` mail gets the incident's id), and later mails of an incident name that one in
+``In-Reply-To``/``References``: one thread per incident. ``Auto-Submitted: auto-generated``
+keeps vacation responders quiet.
 
 smtplib runs in a thread under a total deadline (an overdue session is aborted), so a slow server
 never stalls probing. Refused connections, timeouts, TLS failures and 4xx answers are retried; a
@@ -187,11 +189,27 @@ def body(event: Event) -> str:
         ("Lasted" if event.kind == "resolved" else "For", lasted),
         ("Check", f"{event.check} ({event.type})" if event.check and event.type else event.check),
         ("Target", event.target),
+        ("Affected", ", ".join(event.affected)),
         ("Rule", event.rule),
+        ("Runbook", event.runbook),
         ("Agent", event.agent),
         ("Incident", event.incident),
     ]
-    lines += [f"{label + ':':<10}{_one_line(value)}" for label, value in facts if value]
+    for label, value in facts:
+        if not value:
+            continue
+        lead = f"{label + ':':<10}"
+        if label == "Affected":  # a list of names: wrapped under its label, never mid-name
+            lines += textwrap.wrap(
+                _one_line(value),
+                WIDTH,
+                initial_indent=lead,
+                subsequent_indent=" " * len(lead),
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        else:
+            lines.append(lead + _one_line(value))
     if event.incident:
         inc = event.incident
         lines.append("")

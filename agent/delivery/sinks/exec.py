@@ -16,7 +16,8 @@ Options (besides the routing keys every sink has):
 The program gets the event as one line of JSON on stdin, and its main fields as environment
 variables: FIRSTWATCH_EVENT_ID (the idempotency key, the same on every redelivery),
 FIRSTWATCH_KIND, FIRSTWATCH_SEVERITY, FIRSTWATCH_CHECK, FIRSTWATCH_TARGET, FIRSTWATCH_INCIDENT,
-FIRSTWATCH_SUMMARY (empty when the event has none; cut at 4096 characters). Exit 0 means delivered; exit 64 to 78
+FIRSTWATCH_SUMMARY and FIRSTWATCH_RUNBOOK (the runbook URL), each empty when the event has none and
+cut at 4096 characters. Exit 0 means delivered; exit 64 to 78
 (sysexits.h: bad usage, bad data, bad config) means the event can never be delivered and it is
 dropped; any other exit is retried, with the first line of stderr (or of stdout, when stderr is
 empty) in the error. Only the first
@@ -109,6 +110,7 @@ class ExecSink(BaseSink):
             "TARGET": event.target,
             "INCIDENT": event.incident,
             "SUMMARY": event.summary,
+            "RUNBOOK": event.runbook,
         }
         # capped: one variable may not exceed 128 KiB (E2BIG), and stdin has the whole event
         return {**self._env, **{f"FIRSTWATCH_{k}": (v or "").replace("\0", "")[:ENV_CAP] for k, v in fields.items()}}

@@ -6,15 +6,18 @@ settings a format needs (the status page ``link``, the PagerDuty ``routing_key``
     json         the event itself (``application/json``)
     cloudevents  a CloudEvents 1.0 structured-mode envelope with the event as ``data``
     slack        a Slack incoming-webhook message: ``text`` (the notification) and ``blocks``
-                 (title with the severity, the summary, check, target, rule and since, and a
-                 context line with the agent, the incident and a link to the status page).
-                 ``&``, ``<`` and ``>`` in texts from checks and peers are escaped, so an error
-                 text cannot mention ``@channel`` or forge a link.
+                 (title with the severity, the summary, check, target, rule and since; the
+                 checks failing because of this one and a ``Runbook`` link, when there are;
+                 and a context line with the agent, the incident and a link to the status
+                 page). ``&``, ``<`` and ``>`` in texts from checks and peers are escaped, so an
+                 error text cannot mention ``@channel`` or forge a link; a runbook becomes a
+                 link only when it is an http(s) URL (anything else is shown as text).
     pagerduty    a PagerDuty Events API v2 event: ``firing``, ``changed`` and ``reminder``
                  trigger (or update) the alert whose ``dedup_key`` is the event fingerprint,
                  ``resolved`` resolves it; ``agent`` events trigger ``firstwatch-agent-AGENT``.
                  Severities map critical -> critical, major -> error, medium -> warning,
-                 minor -> info.
+                 minor -> info. A trigger links the runbook (when it is an http(s) URL) and
+                 the status page; ``custom_details`` is the event (``runbook``, ``affected``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.core.events import Event, iso_time
 from agent.core.units import format_duration
@@ -40,6 +44,23 @@ Render = Callable[[Event, FormatOptions], tuple[str, bytes]]
 
 def _dumps(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_NOT_IN_URL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+
+
+def runbook_link(event: Event) -> str | None:
+    """The event's runbook when it may be a link: an http:// or https:// URL with a host and no
+    spaces or control characters (never ``javascript:`` or ``data:``); None otherwise."""
+    url = event.runbook
+    if not url or len(url) > 1800 or _NOT_IN_URL.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # a malformed port or IPv6 address
+        return None
+    return url if parts.scheme in ("http", "https") and host else None
 
 
 def render_json(event: Event, options: FormatOptions) -> tuple[str, bytes]:
@@ -95,6 +116,29 @@ def slack_title(event: Event) -> str:
     return f"{emoji} {sev} firing: {what}"
 
 
+def slack_link(url: str, text: str, limit: int = 1400) -> str | None:
+    """``<URL|text>`` for a checked ``url`` (http or https, no spaces), or None when it would be
+    longer than ``limit``. Escaped as Slack asks, and a ``|`` in it percent-encoded, so it can
+    neither end the link early nor change its text."""
+    target = url.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "%7C")
+    return f"<{target}|{text}>" if len(target) + len(text) + 3 <= limit else None
+
+
+def slack_extra(event: Event) -> str | None:
+    """The lines under the summary (a section of their own, at most ~2900 characters): the checks
+    failing because of this one, and the runbook."""
+    lines = []
+    if event.affected:
+        lines.append(f"Also failing because of this: {_esc(', '.join(event.affected), 1400)}")
+    url = runbook_link(event)
+    link = slack_link(url, "Runbook") if url is not None else None
+    if link is not None:
+        lines.append(f":book: {link}")
+    elif event.runbook:  # not a URL a reader may safely follow: shown, never linked
+        lines.append(f"Runbook: {_esc(event.runbook, 1000)}")
+    return "\n".join(lines) or None
+
+
 def render_slack(event: Event, options: FormatOptions) -> tuple[str, bytes]:
     title = _esc(slack_title(event), 200)
     summary = _esc(event.summary)
@@ -118,13 +162,17 @@ def render_slack(event: Event, options: FormatOptions) -> tuple[str, bytes]:
     section: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": summary, "verbatim": True}}
     if fields:
         section["fields"] = [{"type": "mrkdwn", "text": f, "verbatim": True} for f in fields]
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*", "verbatim": True}},
+        section,
+    ]
+    extra = slack_extra(event)
+    if extra is not None:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": extra, "verbatim": True}})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "  ·  ".join(context)}]})
     body = {
         "text": f"{title}: {summary.removeprefix(_esc(event.check or '') + ': ')}",  # the notification
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{title}*", "verbatim": True}},
-            section,
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": "  ·  ".join(context)}]},
-        ],
+        "blocks": blocks,
     }
     return "application/json", _dumps(body)
 
@@ -168,9 +216,15 @@ def render_pagerduty(event: Event, options: FormatOptions) -> tuple[str, bytes]:
         payload["custom_details"] = event.to_dict()
         body["payload"] = payload
         body["client"] = "firstwatch"
+        links = []
+        runbook = runbook_link(event)
+        if runbook is not None:
+            links.append({"href": runbook, "text": "Runbook"})
         if options.link:
             body["client_url"] = options.link
-            body["links"] = [{"href": options.link, "text": "firstwatch status page"}]
+            links.append({"href": options.link, "text": "firstwatch status page"})
+        if links:
+            body["links"] = links
     return "application/json", _dumps(body)
 
 
