@@ -19,6 +19,7 @@ from agent.config.settings import agent_setting, state_dir_of
 from agent.core.errors import StoreError
 from agent.core.events import iso_time
 from agent.core.safe_text import printable
+from agent.incidents.model import Entry, Incident
 from agent.incidents.store import Store
 
 EX_NOINPUT = 66
@@ -119,10 +120,20 @@ def cmd_ack(config: str, ref: str, by: str | None) -> int:
 
 
 def cmd_report(config: str, ref: str, fmt: str) -> int:
-    from agent.incidents.report import render_json, render_markdown
+    from agent.incidents.report import changes_before, render_json, render_markdown
+    from agent.incidents.report_facts import dependent_checks
 
     store = open_store(config)
     inc = store.incident(ref)
     entries = store.entries(incident=inc.id)
-    print(render_json(inc, entries) if fmt == "json" else render_markdown(inc, entries))
+    changes = changes_before(inc, _change_candidates(store, inc), dependent_checks(entries))
+    print(render_json(inc, entries, changes) if fmt == "json" else render_markdown(inc, entries, changes))
     return 0
+
+
+def _change_candidates(store: Store, inc: Incident) -> list[Entry]:
+    """The change markers (``firstwatch annotate``) of the hour before ``inc`` was detected."""
+    from agent.incidents.report import CHANGE_WINDOW
+
+    since = store.entries(since=inc.fired_at - CHANGE_WINDOW)
+    return [e for e in since if e.kind == "change" and e.time <= inc.fired_at]

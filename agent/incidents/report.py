@@ -1,21 +1,28 @@
 """The post-mortem draft: an incident and its timeline, as Markdown for people or JSON for tools.
 
 The seed's advice: "document every step in real-time ... Capture it all, just in time", then look
-for what prevents recurrence, not who is at fault. The draft gives the facts the agent saw
-(first failing run and its error, detection, acknowledgment and recovery times, severity history,
-affected targets, every timeline entry with the humans' notes) and leaves headings for the
-analysis people write.
+for what prevents recurrence, not who is at fault. The draft gives the facts the agent saw (first
+failing run and its error, detection, first page per sink, time at each severity, each affected
+target's down and up times, the dependent checks that failed under it, silences, the changes of
+the hour before detection, the humans' notes and acknowledgments, the runbook, and the timeline
+with one line per sink for its deliveries) and leaves headings for the analysis people write.
+The facts themselves are computed in :mod:`agent.incidents.report_facts`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Collection
 
-from agent.core.events import iso_time
+from agent.core.events import parse_iso
 from agent.core.safe_text import printable
 from agent.core.units import format_duration
 from agent.incidents.model import Entry, Incident
+from agent.incidents.report_facts import Facts, facts
+
+__all__ = ["CHANGE_WINDOW", "SHOWN_KINDS", "changes_before", "facts", "render_json", "render_markdown"]
+
+CHANGE_WINDOW = 3600.0  # changes this long before detection are suspects
 
 SHOWN_KINDS = {
     "pending": "pending",
@@ -28,97 +35,57 @@ SHOWN_KINDS = {
     "member-firing": "member down",
     "member-resolved": "member up",
     "delivered": "sent",
+    "silenced": "SILENCED",
+    "affected": "affected",
+    "unaffected": "unaffected",
+    "change": "CHANGE",
+    "silence": "silence",
     "note": "NOTE",
     "ack": "ACK",
 }
 
 
-def _since(a: float | None, b: float | None) -> str | None:
-    return format_duration(max(0.0, b - a)) if a is not None and b is not None else None
-
-
-def facts(incident: Incident, entries: list[Entry]) -> dict[str, Any]:
-    """Everything the report says, as data (the JSON format)."""
-    history = [
-        {"time": iso_time(e.time), "severity": e.severity, "kind": e.kind}
-        for e in entries
-        if e.kind in ("firing", "changed") and e.incident == incident.id
+def changes_before(incident: Incident, candidates: list[Entry], affected_checks: Collection[str]) -> list[Entry]:
+    """The change markers (``firstwatch annotate``) that may explain ``incident``: of the hour
+    before detection (up to it), for everything (no check), its own check or one of the
+    ``affected_checks`` (its dependents). Oldest first."""
+    applies = {incident.check, *affected_checks}
+    start = incident.fired_at - CHANGE_WINDOW
+    chosen = [
+        e
+        for e in candidates
+        if e.kind == "change" and start <= e.time <= incident.fired_at and (e.check is None or e.check in applies)
     ]
-    members = sorted({e.target for e in entries if e.kind in ("member-firing", "pending") and e.target})
-    return {
-        "incident": incident.id,
-        "summary": incident.summary,
-        "check": incident.check,
-        "target": incident.target,
-        "rule": incident.rule,
-        "severity": incident.severity,
-        "max_severity": incident.max_severity,
-        "status": "resolved" if incident.resolved_at else ("acknowledged" if incident.acked_at else "firing"),
-        "first_failure": iso_time(incident.started_at),
-        "first_error": incident.first_error,
-        "detected_at": iso_time(incident.fired_at),
-        "time_to_detect": _since(incident.started_at, incident.fired_at),
-        "acknowledged_at": iso_time(incident.acked_at) if incident.acked_at else None,
-        "acknowledged_by": incident.acked_by,
-        "time_to_acknowledge": _since(incident.fired_at, incident.acked_at),
-        "resolved_at": iso_time(incident.resolved_at) if incident.resolved_at else None,
-        "time_to_recover": _since(incident.started_at, incident.resolved_at),
-        "severity_history": history,
-        "affected_targets": members or [incident.target],
-        "notes": [{"time": iso_time(e.time), "author": e.author, "text": e.text} for e in entries if e.kind == "note"],
-        "timeline": [e.to_dict() for e in entries],
-    }
+    return sorted(chosen, key=lambda e: (e.time, e.seq))
 
 
-def render_json(incident: Incident, entries: list[Entry]) -> str:
+def render_json(incident: Incident, entries: list[Entry], changes: list[Entry]) -> str:
     """JSON text: json.dumps escapes every control character itself."""
-    return json.dumps(facts(incident, entries), indent=2)
+    return json.dumps(facts(incident, entries, changes), indent=2)
 
 
-def render_markdown(incident: Incident, entries: list[Entry]) -> str:
-    """The draft for people, one Markdown line per fact or timeline entry."""
-    f = facts(incident, entries)
-    lines = [
-        f"# Incident {f['incident']}: {f['summary']}",
-        "",
-        f"*Post-mortem draft generated by firstwatch. Status: **{f['status']}**.*",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| Severity | {f['severity']} (highest: {f['max_severity']}) |",
-        f"| Check / target | {f['check']} / {f['target']} |",
-        f"| Rule | `{f['rule']}` |",
-        f"| First failing run | {f['first_failure']} |",
-        f"| First error | {f['first_error'] or '-'} |",
-        f"| Detected (fired) | {f['detected_at']} ({f['time_to_detect']} after the first failure) |",
-    ]
-    if f["acknowledged_at"]:
-        lines.append(
-            f"| Acknowledged | {f['acknowledged_at']} by {f['acknowledged_by']}"
-            f" ({f['time_to_acknowledge']} after detection) |"
-        )
-    else:
-        lines.append("| Acknowledged | not acknowledged |")
-    if f["resolved_at"]:
-        lines.append(f"| Recovered | {f['resolved_at']} ({f['time_to_recover']} after the first failure) |")
-    else:
-        lines.append("| Recovered | still firing |")
+def render_markdown(incident: Incident, entries: list[Entry], changes: list[Entry]) -> str:
+    """The draft for people, one Markdown line per fact or timeline line."""
+    f = facts(incident, entries, changes)
+    lines = _header(f)
     lines += [
         "",
         "## Summary",
         "",
         "_What happened, who was affected, and for how long (for readers outside the team)._",
     ]
-    lines += ["", "## Severity history", ""]
-    lines += [f"- {h['time']}: {h['severity']} ({h['kind']})" for h in f["severity_history"]] or ["- (none)"]
-    lines += ["", "## Affected targets", ""]
-    lines += [f"- {t}" for t in f["affected_targets"]]
-    lines += ["", "## Timeline (UTC)", ""]
-    for e in entries:
-        label = SHOWN_KINDS.get(e.kind, e.kind)
-        who = f" ({e.author})" if e.author else ""
-        text = f"**{e.text}**" if e.kind in ("note", "ack") else e.text
-        lines.append(f"- {iso_time(e.time)} {label}{who}: {text}")
+    sections = [
+        ("First paged", _first_paged(f)),
+        ("Time at each severity", _severities(f)),
+        ("Affected targets", _targets(f)),
+        ("Affected dependent checks", _dependents(f)),
+        ("Silences and maintenance", [f"- {s['time']}: {s['text']}" for s in f["silences"]]),
+        ("Changes before detection", _changes(f)),
+        ("Notes and acknowledgments", _said(f)),
+        ("Timeline (UTC)", _timeline(f)),
+    ]
+    for title, body in sections:
+        lines += ["", f"## {title}", "", *(body or ["(none)"])]
     lines += [
         "",
         "## Root cause",
@@ -136,3 +103,117 @@ def render_markdown(incident: Incident, entries: list[Entry]) -> str:
     ]
     # every line once, escaped: notes, plugin output and summaries never drive a terminal or add lines
     return "\n".join(printable(line) for line in lines)
+
+
+def _header(f: Facts) -> list[str]:
+    lines = [
+        f"# Incident {f['incident']}: {f['summary']}",
+        "",
+        f"*Post-mortem draft generated by firstwatch. Status: **{f['status']}**.*",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Severity | {f['severity']} (highest: {f['max_severity']}) |",
+        f"| Check / target | {f['check']} / {f['target']} |",
+        f"| Rule | `{f['rule']}` |",
+    ]
+    if f["runbook"]:
+        lines.append(f"| Runbook | {_link(f['runbook'])} |")
+    lines += [
+        f"| First failing run | {f['first_failure']} |",
+        f"| First error | {f['first_error'] or '-'} |",
+        f"| Detected (fired) | {f['detected_at']} ({f['time_to_detect']} after the first failure) |",
+    ]
+    if f["acknowledged_at"]:
+        lines.append(
+            f"| Acknowledged | {f['acknowledged_at']} by {f['acknowledged_by']}"
+            f" ({f['time_to_acknowledge']} after detection) |"
+        )
+    else:
+        lines.append("| Acknowledged | not acknowledged |")
+    if f["resolved_at"]:
+        lines.append(f"| Recovered | {f['resolved_at']} ({f['time_to_recover']} after the first failure) |")
+    else:
+        lines.append("| Recovered | still firing |")
+    return lines
+
+
+def _link(url: str) -> str:
+    """A Markdown link for a web address (its parentheses and spaces encoded); anything else as text."""
+    if not url.lower().startswith(("https://", "http://")):
+        return url.replace("|", "\\|")
+    target = url.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("|", "%7C")
+    text = url.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]").replace("|", "\\|")
+    return f"[{text}]({target})"
+
+
+def _after(start: str, end: str) -> str:
+    return format_duration(max(0.0, parse_iso(end) - parse_iso(start)))
+
+
+def _first_paged(f: Facts) -> list[str]:
+    return [
+        f"- {p['sink']}: {p['time']} at {p['severity'] or '?'}"
+        + (f" ({p['kind']})" if p["kind"] != "firing" else "")
+        + f", {_after(f['detected_at'], p['time'])} after detection"
+        for p in f["first_paged"]
+    ]
+
+
+def _severities(f: Facts) -> list[str]:
+    lines = [f"- {severity}: {format_duration(seconds)}" for severity, seconds in f["time_at_severity"].items()]
+    if lines and not f["resolved_at"]:
+        lines.append(f"- (still firing: counted up to the last timeline entry, {f['time_at_severity_until']})")
+    steps = [f"{h['time']} {h['severity']} ({h['kind']})" for h in f["severity_history"]]
+    if len(steps) > 1:
+        lines.append("- Changes: " + " -> ".join(steps))
+    return lines
+
+
+def _targets(f: Facts) -> list[str]:
+    lines = []
+    for t in f["affected_targets"]:
+        down = t["down"] or "?"
+        if t["up"] and t["down"]:
+            up = f"up {t['up']} (down for {_after(t['down'], t['up'])})"
+        else:
+            up = "no recovery recorded"
+        lines.append(f"- {t['target']}: down {down}, {up}")
+    return lines
+
+
+def _dependents(f: Facts) -> list[str]:
+    lines = []
+    for d in f["affected_checks"]:
+        where = f" ({d['target']})" if d["target"] else ""
+        until = f"until {d['until']}: {d['until_text']}" if d["until"] else "no recovery recorded"
+        lines.append(f"- {d['check']}{where}: since {d['since']}: {d['text']}; {until}")
+    return lines
+
+
+def _changes(f: Facts) -> list[str]:
+    return [
+        f"- {c['time']} ({_after(c['time'], f['detected_at'])} before detection)"
+        f" {c['author'] or '?'}, {c['check'] or 'all checks'}: {c['text']}"
+        for c in f["changes_before_detection"]
+    ]
+
+
+def _said(f: Facts) -> list[str]:
+    said = [(n["time"], "NOTE", n["author"], n["text"]) for n in f["notes"]]
+    said += [(a["time"], "ACK", a["author"], a["text"]) for a in f["acks"]]
+    said.sort(key=lambda s: s[0])
+    return [f"- {time} {label} ({who or '?'}): **{text}**" for time, label, who, text in said]
+
+
+def _timeline(f: Facts) -> list[str]:
+    lines = []
+    for e in f["timeline"]:
+        if "sink" in e:  # one sink's deliveries, folded
+            lines.append(f"- {e['time']} {e['text']}")
+            continue
+        label = SHOWN_KINDS.get(e["kind"], e["kind"])
+        who = f" ({e['author']})" if e["author"] else ""
+        text = f"**{e['text']}**" if e["kind"] in ("note", "ack") else e["text"]
+        lines.append(f"- {e['time']} {label}{who}: {text}")
+    return lines

@@ -105,7 +105,7 @@ async def test_the_shop_is_down_at_2am(tmp_path: Path, fleet: Fleet) -> None:
         code, out, _ = await firstwatch("report", "-c", cfg, incident, "--format", "json")
         facts = json.loads(out)
         assert facts["acknowledged_by"] == "maria" and facts["status"] == "resolved"
-        assert sorted(facts["affected_targets"]) == sorted(fleet.urls)
+        assert sorted(t["target"] for t in facts["affected_targets"]) == sorted(fleet.urls)
         assert [h["severity"] for h in facts["severity_history"]] == ["critical"]
     finally:
         err = await stop(agent)
