@@ -241,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = with_config(sub.add_parser("report", help="write a post-mortem draft for an incident"))
     r.add_argument("incident", metavar="INCIDENT")
     r.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    from agent.cli.silences import add_parsers
+
+    add_parsers(sub, with_config)  # silence add|list|expire, annotate
 
     st = with_config(sub.add_parser("status", help="ask the running agent for its status (exit code: worst open)"))
     st.add_argument("--format", choices=["text", "json"], default="text")
@@ -348,6 +351,10 @@ def incident_command(args: argparse.Namespace) -> int:
     from agent.incidents.store import is_corruption
 
     try:
+        if args.command in ("silence", "annotate"):
+            from agent.cli.silences import dispatch
+
+            return dispatch(args)
         if args.command == "timeline":
             return incident_cli.cmd_timeline(args.config, args.since, args.check, args.format)
         if args.command == "note":

@@ -78,6 +78,19 @@ CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- agent.incidents.silences: checks a JSON list of names, labels a JSON object (NULL: not given)
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY,
+    checks TEXT,
+    labels TEXT,
+    starts REAL NOT NULL,
+    ends REAL NOT NULL,
+    reason TEXT NOT NULL,
+    "by" TEXT NOT NULL,
+    created REAL NOT NULL,
+    expired_at REAL
+);
+CREATE INDEX IF NOT EXISTS silences_ends ON silences (ends);
 """
 
 
