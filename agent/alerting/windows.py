@@ -109,7 +109,8 @@ class MaintenanceConfig(BaseModel):
     def _timezone(cls, value: str) -> str:
         if value in _zones():
             return value
-        close = difflib.get_close_matches(value, sorted(_zones()), n=1)
+        places = sorted(z for z in _zones() if "/" in z or z == "UTC")  # not EST for CEST: an Area/Location
+        close = difflib.get_close_matches(value, places, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else " (an IANA name such as Europe/Berlin or UTC)"
         raise ValueError(f"unknown time zone {value!r}{hint}")
 
