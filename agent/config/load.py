@@ -3,7 +3,9 @@
 ``load_config(path)`` returns an :class:`AgentConfig` or raises :class:`ConfigError` holding every
 issue found. The schema is the pydantic models: the top level here, each check type's ``Config``
 in ``checks/``, each sink type's ``Config`` in ``agent/delivery/sinks/``; the registries ``checks.CHECKS``
-and ``agent.delivery.sinks.SINKS`` say which exist. Error text is user interface (see ``config_errors``).
+and ``agent.delivery.sinks.SINKS`` say which exist. What spans entries (``maintenance:`` windows,
+``depends_on``, runbook links) is judged in ``agent.config.relations``. Error text is user
+interface (see ``config_errors``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agent.alerting.policy import AlertConfig, AlertPolicy
 from agent.alerting.rules import Rule, compile_rule
+from agent.alerting.windows import Window
 from agent.config.messages import issues_from_validation, suggest
+from agent.config.relations import Dependencies, dependency_issues, maintenance_windows, runbook_issues
 from agent.config.settings import DEFAULT_LISTEN, parse_listen, state_dir_of
 from agent.config.yaml_source import Path, Source, load_yaml, read_config
 from agent.core.errors import ConfigError, Issue
@@ -83,6 +87,7 @@ class TopLevel(BaseModel):
     checks: list[dict[str, Any]] = []
     sinks: list[dict[str, Any]] | None = None
     telemetry: TelemetryConfig = TelemetryConfig()
+    maintenance: list[dict[str, Any]] = []  # each entry validated on its own (relations.maintenance_windows)
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,7 @@ class AgentConfig:
     telemetry: TelemetryConfig
     checks: tuple[CheckSpec, ...]
     sinks: tuple[SinkSpec, ...]
+    maintenance: tuple[Window, ...] = ()
 
 
 def default_config_path() -> str:
@@ -147,15 +153,20 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
     except ValidationError as exc:
         issues.extend(issues_from_validation(exc, src, TopLevel, (), PLANNED))
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col))) from None
-    checks = _validate_checks(top, src, issues)
+    deps: list[Dependencies] = []
+    checks = _validate_checks(top, src, issues, deps)
     sinks = _validate_sinks(top, src, issues, {c.config.name for c in checks})
+    written = {name for raw in top.checks if isinstance(name := raw.get("name"), str)}  # a broken entry's too
+    issues.extend(dependency_issues(deps, src, written))
+    windows, window_issues = maintenance_windows(top.maintenance, src, written)
+    issues.extend(window_issues)
     if top.agent.heartbeat is not None:
         names = {s.name for s in sinks}
         for j, name in enumerate(top.agent.heartbeat.sinks):
             if name not in names:
                 issues.append(src.issue(("agent", "heartbeat", "sinks", j), suggest(name, names, {}, what="sink")))
-    if issues:
-        raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col)))
+    if issues:  # one issue in defaults is found once per check that inherits it: shown once
+        raise ConfigError(sorted(dict.fromkeys(issues), key=lambda i: (i.line, i.col)))
     return AgentConfig(
         file=file,
         agent_name=top.agent.name or socket.gethostname(),
@@ -167,6 +178,7 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
         telemetry=top.telemetry,
         checks=tuple(checks),
         sinks=tuple(sinks),
+        maintenance=tuple(windows),
     )
 
 
@@ -195,7 +207,7 @@ def _split(cls: type[Check], entry: BaseModel) -> tuple[CheckConfig, AlertPolicy
     return cls.Config.model_construct(**own), AlertPolicy.model_construct(**policy)
 
 
-def _validate_checks(top: TopLevel, src: Source, issues: list[Issue]) -> list[CheckSpec]:
+def _validate_checks(top: TopLevel, src: Source, issues: list[Issue], deps: list[Dependencies]) -> list[CheckSpec]:
     all_keys = set().union(*(_known_keys(c) for c in CHECKS.values())) - {"name", "type"}
     for key in top.defaults:
         if key not in all_keys:
@@ -243,6 +255,8 @@ def _validate_checks(top: TopLevel, src: Source, issues: list[Issue]) -> list[Ch
             issues.extend(issues_from_validation(exc, src, entry_model(cls), path, PLANNED, relocate=where))
             continue
         issues.extend(_check_shape(cls, cfg, policy, src, path))
+        issues.extend(runbook_issues(policy, src, where))
+        deps.append(Dependencies(cfg.name, where(("depends_on",)), tuple(policy.depends_on)))
         if cfg.timeout > cfg.interval:
             if "timeout" in raw:
                 msg = f"timeout ({cfg.timeout:g}s) must not exceed interval ({cfg.interval:g}s)"
