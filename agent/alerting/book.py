@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.alerting.flapping import FlapDetector, FlappingConfig
-from agent.alerting.holds import DEPENDS, Dependencies, Hold, judge
+from agent.alerting.holds import DEPENDS, Dependencies, Hold, describe_hold, judge
 from agent.alerting.impact import group_severity
 from agent.alerting.quiet import QuietFn, never_quiet
 from agent.alerting.records import Alert, Change, Key, NewIncident, Watched, shift
@@ -137,7 +137,7 @@ class AlertBook:
         if grouped:
             for rule in spec.rules:
                 changes.extend(self._update_group(spec, rule, result.target, now))
-        for key in self.deps.waiting_on(cfg.name):  # children that waited for this run
+        for key in self.deps.waiting_on(cfg.name) if cfg.name in self.deps.waiting else ():  # waited for this run
             child, alert = self._specs.get(key[0]), self.alerts.get(key)
             held = next((r for r in child.rules if r.text == key[2]), None) if child else None
             if child is not None and alert is not None and held is not None:
@@ -413,6 +413,14 @@ class AlertBook:
         alert = self.alerts[key] = Alert.from_dict(shift(data, -self.offset), flapping)
         self.deps.register(key, key[2] == "down" or key[2].startswith("down for "))
         self.deps.hold(key, alert.held)
+
+    def held(self) -> list[tuple[Key, str]]:
+        """The alerts firing but not paged, each with why (for the status page)."""
+        out = []
+        for key, alert in self.alerts.items():
+            if alert.held is not None and alert.state.phase == "firing":
+                out.append((key, describe_hold(alert.held)))
+        return out
 
     def firing(self) -> list[tuple[Key, Alert]]:
         return [(k, a) for k, a in self.alerts.items() if a.incident is not None]

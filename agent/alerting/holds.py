@@ -48,6 +48,15 @@ class Hold:
         return f"waiting for {self.parent}'s next run"
 
 
+def describe_hold(code: str) -> str:
+    """A stored hold code in words (``depends:db`` -> ``depends on db``)."""
+    if code.startswith(DEPENDS):
+        return f"depends on {code[len(DEPENDS) :]}"
+    if code.startswith(AWAITING):
+        return f"waiting for {code[len(AWAITING) :]}'s next run"
+    return "in a maintenance window or silenced"
+
+
 @dataclass
 class Run:
     """When a check last ran (the book's clock) and its interval."""

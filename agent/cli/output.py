@@ -33,6 +33,11 @@ def _explain(f: Finding, rule_is_down: bool, explanation: str) -> str:
 
 
 def summary(f: Finding) -> str:
+    explained = f" (depends on {', '.join(f.parents_failing)})" if f.parents_failing else ""
+    return _summary(f) + explained
+
+
+def _summary(f: Finding) -> str:
     if f.failing:
         return "; ".join(
             f"{_explain(f, rule.value_name is None, verdict.explanation)} [{rule.text}]" for rule, verdict in f.failing
@@ -86,6 +91,7 @@ def result_dict(f: Finding) -> dict[str, Any]:
             {"rule": rule.text, "severity": rule.severity, "explanation": verdict.explanation, "value": verdict.value}
             for rule, verdict in f.failing
         ],
+        "depends_on_failing": list(f.parents_failing),
     }
 
 

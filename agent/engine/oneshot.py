@@ -54,6 +54,7 @@ class Finding:
     spec: CheckSpec
     result: Result
     failing: list[tuple[Rule, Verdict]]
+    parents_failing: tuple[str, ...] = ()  # checks it depends_on that fail in the same run
 
     @property
     def severity(self) -> str | None:
@@ -167,6 +168,15 @@ def exit_code(findings: list[Finding]) -> int:
     return worst_state([f.state for f in findings] + [g.state for g in groups(findings)])
 
 
+def mark_dependencies(findings: list[Finding]) -> list[Finding]:
+    """Note on each failing finding which of the checks it ``depends_on`` fail too: the daemon
+    would page for those, not for it (``shop-web ... (depends on db)``)."""
+    failing = {f.result.check for f in findings if f.state != OK}
+    for f in findings:
+        f.parents_failing = tuple(p for p in f.spec.policy.depends_on if p in failing) if f.state != OK else ()
+    return findings
+
+
 async def _probe_all(pairs: list[tuple[CheckSpec, Check, str]], ctx: SharedResources) -> list[Finding]:
     results = await asyncio.gather(*(run_probe(check, target, ctx) for _, check, target in pairs))
     return [judge(spec, r) for (spec, _, _), r in zip(pairs, results, strict=True)]
@@ -186,7 +196,7 @@ async def check_once(
         pairs = [(spec, check, t) for spec in specs for check in (spec.build(),) for t in check.targets()]
         findings = await _probe_all(pairs, ctx)
         if until_green is None:
-            return findings
+            return mark_dependencies(findings)
         deadline = time.monotonic() + until_green
         while any(not f.ok for f in findings):
             left = deadline - time.monotonic()
@@ -200,6 +210,6 @@ async def check_once(
             again = await _probe_all([pairs[i] for i in redo], ctx)
             for i, f in zip(redo, again, strict=True):
                 findings[i] = f
-        return findings
+        return mark_dependencies(findings)
     finally:
         await ctx.close()

@@ -14,11 +14,13 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from agent.alerting.book import AlertBook, Change
+from agent.alerting.quiet import Quiet, Silence
+from agent.alerting.windows import window_quiet
 from agent.config.load import AgentConfig, CheckSpec
 from agent.core.events import Event, fingerprint, iso_time, new_event_id
 from agent.core.safe_text import printable
@@ -30,6 +32,7 @@ from agent.engine.probe_runner import SharedResources, run_probe
 from agent.engine.recorder import Recorder
 from agent.engine.scheduler import Job, Scheduler
 from agent.engine.snapshot import build_snapshot
+from agent.incidents.silences import silences
 from agent.incidents.store import Store
 from agent.incidents.writer import StoreWriter, Trouble
 from agent.telemetry.cloudwatch import EmfWriter
@@ -38,6 +41,7 @@ from agent.web.snapshot import Snapshot
 from checks.base import Check, Result, describe_values
 
 log = logging.getLogger("firstwatch")
+SILENCE_POLL_TICKS = 2  # `firstwatch silence add` takes effect within this many seconds
 
 
 def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
@@ -71,7 +75,10 @@ class Runtime:
         self._active: Counter[tuple[str, str, str]] = Counter()  # firing alerts per (check, target, severity)
         self._severity_of: dict[tuple[str, str, str], str] = {}  # (check, target, rule) -> severity firing
         self.resources = SharedResources(cfg.agent_name)
-        self.book = AlertBook(cfg.agent_name, cfg.labels, clock_offset=lambda: time.time() - time.monotonic())
+        self.book = AlertBook(
+            cfg.agent_name, cfg.labels, clock_offset=lambda: time.time() - time.monotonic(), quiet=self.quiet_for
+        )
+        self.silences: list[Silence] = []  # from the state database, read every few seconds
         sinks = [s.build() for s in cfg.sinks]
         if telemetry is not None:  # events.sent and events.dropped exported at 0 per sink from the start
             telemetry.register_sinks([s.name for s in sinks])
@@ -116,12 +123,14 @@ class Runtime:
             saved = {k: d for k in previous.book.alerts if (d := previous.book.snapshot(k)) is not None}
             keyed = {json.dumps(list(k)): d for k, d in saved.items()}
             gap = 0.0
+            self.silences = previous.silences
         else:
             try:
                 await self.writer.call(self.outbox.prune, time.time() - 7 * 86400)
             except Exception as exc:
                 log.error("state database: cannot prune old outbox rows: %s", exc)
             keyed, gap = await self._saved_state()
+            await self.read_silences()  # before the first run: a restart inside a silence pages nobody
         orphans, forget = self.recorder.restore(
             list(self.cfg.checks), keyed, gap, self.cfg.outage_tolerance, mine=lambda name: in_shard(name, shard)
         )
@@ -199,13 +208,36 @@ class Runtime:
 
         return run
 
+    def quiet_for(self, check: str, labels: Mapping[str, str], wall: float) -> Quiet | None:
+        """The maintenance window or silence that keeps ``check`` from paging at ``wall`` (the
+        one that ends last), or None."""
+        found = window_quiet(self.cfg.maintenance, check, labels, wall)
+        for silence in self.silences:
+            if (
+                silence.active(wall)
+                and silence.matches(check, labels)
+                and (found is None or silence.ends > found.until)
+            ):
+                found = silence.quiet()
+        return found
+
+    async def read_silences(self) -> None:
+        """Silences made with ``firstwatch silence`` (another process) take effect here."""
+        try:
+            self.silences = await self.writer.call(silences, self.store, time.time())
+        except Exception as exc:  # a locked or unwritable database: keep the ones known
+            log.warning("state database: cannot read silences (%s); keeping the %d known", exc, len(self.silences))
+
     async def _housekeeping(self, every: float = 1.0) -> None:
-        """Reminders due (sinks with ``repeat``), the liveness mark for restarts, old outbox rows."""
+        """Reminders due (sinks with ``repeat``), silences made from the CLI, the liveness mark
+        for restarts, old outbox rows."""
         ticks = 0
         repeats = any(s.config.repeat for s in self.dispatcher.sinks)
         while True:
             await asyncio.sleep(every)
             ticks += 1
+            if ticks % SILENCE_POLL_TICKS == 0:
+                await self.read_silences()
             if repeats and not self.writer.trouble:
                 self._remind(None)
             if ticks % 10 == 0:
@@ -237,6 +269,8 @@ class Runtime:
                 log.info("event %s %s: %s", event.kind, event.severity, printable(event.summary))
                 self._track_active(change)
                 queued = True
+            elif change.kind in ("affected", "silenced"):
+                log.info("not paged: %s", printable(change.text))
         write = self.recorder.persist(changes)
         if write is not None:
             # most runs change nothing: don't wake every sink worker for them

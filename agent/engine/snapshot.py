@@ -12,11 +12,21 @@ import time
 from typing import TYPE_CHECKING
 
 from agent import __version__
+from agent.alerting.quiet import Quiet
 from agent.core.events import iso_time
 from agent.core.severity import SEVERITIES, rank, worst
 from agent.incidents.model import Entry
 from agent.incidents.store import Store
-from agent.web.snapshot import CheckView, FiringRule, IncidentView, MemberView, Snapshot, TimelineItem
+from agent.web.snapshot import (
+    CheckView,
+    FiringRule,
+    HeldRule,
+    IncidentView,
+    MemberView,
+    QuietView,
+    Snapshot,
+    TimelineItem,
+)
 
 if TYPE_CHECKING:
     from agent.engine.runtime import Runtime
@@ -29,10 +39,15 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
     firing: dict[tuple[str, str], list[FiringRule]] = {}
     for (name, member, rule), alert in rt.book.firing():
         firing.setdefault((name, member), []).append({"rule": rule, "severity": alert.severity or ""})
+    held: dict[tuple[str, str], list[HeldRule]] = {}
+    for (name, member, rule), why in rt.book.held():
+        held.setdefault((name, member), []).append({"rule": rule, "why": why})
+    now = time.time()
     up = down = 0
     checks: list[CheckView] = []
     for spec, check in rt.checks:
         rows: list[MemberView] = []
+        group = f"{len(spec.config.targets or [])} targets"
         for target in check.targets():
             r = rt.last.get((spec.config.name, target))
             up += bool(r and r.ok)
@@ -46,8 +61,8 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
                     "error": r.error if r else None,
                     "values": dict(r.values) if r else {},
                     "units": dict(getattr(r.values, "units", {})) if r else {},
-                    "firing": firing.get((spec.config.name, target), [])
-                    + firing.get((spec.config.name, f"{len(spec.config.targets or [])} targets"), []),
+                    "firing": firing.get((spec.config.name, target), []) + firing.get((spec.config.name, group), []),
+                    "held": held.get((spec.config.name, target), []) + held.get((spec.config.name, "*"), []),
                 }
             )
         members[spec.config.name] = rows
@@ -56,6 +71,9 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
                 "name": spec.config.name,
                 "type": spec.config.type,
                 "interval_s": spec.config.interval,
+                "depends_on": list(spec.policy.depends_on),
+                "runbook": spec.policy.runbook,
+                "quiet": _quiet(rt.quiet_for(spec.config.name, {**rt.cfg.labels, **spec.config.labels}, now)),
                 "members": rows,
             }
         )
@@ -77,6 +95,8 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
                 "fired_at": iso_time(inc.fired_at),
                 "acked_by": inc.acked_by,
                 "acked_at": iso_time(inc.acked_at) if inc.acked_at else None,
+                "runbook": inc.runbook,
+                "affected": rt.book.deps.affected(inc.check),
                 "timeline": timeline[-50:],
             }
         )
@@ -100,6 +120,18 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
         "incidents": incidents,
         "checks": checks,
         "severities": list(SEVERITIES),
+    }
+
+
+def _quiet(quiet: Quiet | None) -> QuietView | None:
+    if quiet is None:
+        return None
+    return {
+        "kind": quiet.kind,
+        "name": quiet.name,
+        "until": iso_time(quiet.until),
+        "reason": quiet.reason,
+        "by": quiet.by,
     }
 
 

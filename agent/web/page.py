@@ -39,6 +39,8 @@ from agent.web.view import (
     fmt_value,
     headline,
     incidents_in_order,
+    link,
+    quiet_text,
     summary_of,
     time_html,
     value_units,
@@ -77,6 +79,7 @@ border-radius:8px;padding:14px 16px;margin:0 0 16px}
 .meta b{color:var(--text);font-weight:600}
 .unacked{color:var(--medium);font-weight:700}
 .acked{color:var(--ok);font-weight:700}
+.quiet{color:var(--minor);font-weight:700}.held{display:block;margin:2px 0;color:var(--minor)}
 ol.timeline{list-style:none;margin:0;padding:0;border-top:1px solid var(--line);font-size:16px}
 ol.timeline li{display:grid;grid-template-columns:17em 6.5em 1fr;gap:0 10px;align-items:baseline;
 padding:6px 0;border-bottom:1px solid var(--line);overflow-wrap:anywhere}
@@ -140,6 +143,11 @@ def _incident_html(inc: Mapping[str, object], now: float) -> str:
         ack = '<span class="unacked">not acknowledged</span>'
     meta.append(ack)
     meta.append(f'id <span class="mono">{esc(inc.get("id"), "?")}</span>')
+    if inc.get("runbook"):
+        meta.append(link(inc.get("runbook"), "runbook"))
+    affected = [as_text(a) for a in as_list(inc.get("affected"))]
+    if affected:
+        meta.append(f"also failing because of it: {esc(', '.join(affected))}")
     entries = [as_map(e) for e in as_list(inc.get("timeline"))]
     omitted = len(entries) - MAX_TIMELINE
     rows = []
@@ -174,6 +182,9 @@ def _member_row(member: Mapping[str, object], now: float, check_type: object = N
     firing = "".join(
         f'<span class="rule">{badge(f.get("severity"))} <span class="mono">{esc(f.get("rule"))}</span></span>'
         for f in map(as_map, as_list(member.get("firing")))
+    ) + "".join(
+        f'<span class="held">not paged: <span class="mono">{esc(h.get("rule"))}</span> {esc(h.get("why"))}</span>'
+        for h in map(as_map, as_list(member.get("held")))
     )
     err = f'<div class="err">{esc(as_text(member.get("error"))[:500])}</div>' if member.get("error") else ""
     values = as_map(member.get("values"))
@@ -197,9 +208,18 @@ def _check_html(check: Mapping[str, object], now: float) -> str:
     interval = as_num(check.get("interval_s"))
     every = f" · every {fmt_span(interval)}" if interval else ""
     rows = "".join(_member_row(as_map(m), now, check.get("type")) for m in as_list(check.get("members")))
+    notes = []
+    if check.get("quiet"):
+        notes.append(f'<span class="quiet">{esc(quiet_text(as_map(check.get("quiet"))))}</span>')
+    parents = [as_text(p) for p in as_list(check.get("depends_on"))]
+    if parents:
+        notes.append(f"depends on {esc(', '.join(parents))}")
+    if check.get("runbook"):
+        notes.append(link(check.get("runbook"), "runbook"))
+    note = f'<div class="meta">{" · ".join(notes)}</div>' if notes else ""
     return (
         f'<article class="check"><h3>{esc(check.get("name"), "?")} '
-        f"<small>{esc(check.get('type'), '?')}{every}</small></h3>"
+        f"<small>{esc(check.get('type'), '?')}{every}</small></h3>{note}"
         '<table><colgroup><col class="c-target"><col class="c-state"><col class="c-last"><col class="c-dur"><col>'
         "</colgroup><thead><tr><th>target</th><th>state</th><th>last run</th><th>duration</th><th>details</th>"
         "</tr></thead>"

@@ -55,6 +55,8 @@ class IncidentView(TypedDict):
     fired_at: str
     acked_by: str | None
     acked_at: str | None
+    runbook: str | None
+    affected: list[str]  # checks failing under it (they depend on its check)
     timeline: list[TimelineItem]
 
 
@@ -63,6 +65,23 @@ class FiringRule(TypedDict):
 
     rule: str
     severity: str
+
+
+class HeldRule(TypedDict):
+    """A rule that met its ``for:`` but is not paged: why (a failing parent, a window, a silence)."""
+
+    rule: str
+    why: str
+
+
+class QuietView(TypedDict):
+    """The maintenance window or silence a check is in now."""
+
+    kind: str  # maintenance | silence
+    name: str  # the window's name or the silence's id
+    until: str
+    reason: str
+    by: str | None
 
 
 class MemberView(TypedDict):
@@ -76,6 +95,7 @@ class MemberView(TypedDict):
     values: dict[str, float]
     units: dict[str, str]  # the units a plugin reported for its values
     firing: list[FiringRule]
+    held: list[HeldRule]
 
 
 class CheckView(TypedDict):
@@ -84,6 +104,9 @@ class CheckView(TypedDict):
     name: str
     type: str
     interval_s: float
+    depends_on: list[str]
+    runbook: str | None
+    quiet: QuietView | None  # in a maintenance window or silenced now
     members: list[MemberView]
 
 

@@ -15,6 +15,7 @@ from agent.web.view import (
     fmt_time,
     headline,
     incidents_in_order,
+    quiet_text,
     summary_of,
 )
 
@@ -55,8 +56,14 @@ def render_text(snapshot: Mapping[str, object]) -> str:
             for m in (as_map(x) for x in as_list(c.get("members"))):
                 up = m.get("up")
                 firing = ", ".join(
-                    f"{as_text(as_map(f).get('severity'))}: {as_text(as_map(f).get('rule'))}"
-                    for f in as_list(m.get("firing"))
+                    [
+                        f"{as_text(as_map(f).get('severity'))}: {as_text(as_map(f).get('rule'))}"
+                        for f in as_list(m.get("firing"))
+                    ]
+                    + [
+                        f"not paged ({as_text(as_map(h).get('why'))}): {as_text(as_map(h).get('rule'))}"
+                        for h in as_list(m.get("held"))
+                    ]
                 )
                 rows.append(
                     [
@@ -69,4 +76,11 @@ def render_text(snapshot: Mapping[str, object]) -> str:
                     ]
                 )
     lines += _table(["CHECK", "TARGET", "STATE", "LAST RUN", "DURATION", "FIRING / ERROR"], rows)
+    quiet = [
+        [as_text(c.get("name"), "?"), quiet_text(as_map(c.get("quiet")))]
+        for c in (as_map(x) for x in as_list(snapshot.get("checks")))
+        if c.get("quiet")
+    ]
+    if quiet:  # who is not paged now, until when, why and by whom
+        lines += ["", *_table(["QUIET CHECK", "WHY"], quiet)]
     return "\n".join(lines) + "\n"

@@ -32,6 +32,24 @@ def esc(value: object, default: str = "") -> str:
     return escape(as_text(value, default), quote=True)
 
 
+def link(url: object, text: str) -> str:
+    """A link to ``url`` when it is an http(s) URL (a runbook), else the URL as escaped text:
+    a ``javascript:`` runbook never becomes a link."""
+    target = as_text(url)
+    if target.lower().startswith(("https://", "http://")) and not any(c.isspace() for c in target):
+        return f'<a href="{esc(target)}" rel="noopener noreferrer">{esc(text)}</a>'
+    return esc(target)
+
+
+def quiet_text(quiet: Mapping[str, object]) -> str:
+    """``in maintenance window sunday-patching until ...`` / ``silenced by sam until ...: why``."""
+    until = fmt_time(quiet.get("until"))
+    if quiet.get("kind") == "maintenance":
+        return f"in maintenance window {as_text(quiet.get('name'), '?')} until {until}"
+    by = f" by {as_text(quiet.get('by'))}" if quiet.get("by") else ""
+    return f"silenced{by} until {until}: {as_text(quiet.get('reason'))} (silence {as_text(quiet.get('name'), '?')})"
+
+
 def as_num(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None

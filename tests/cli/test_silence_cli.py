@@ -145,7 +145,7 @@ async def test_annotate_marks_a_change_on_the_timeline_with_its_author(tmp_path:
 
     code, out, _ = await firstwatch("timeline", "-c", cfg)
     lines = out.splitlines()
-    assert len(lines) == 3 and all(re.search(r"\schange\s", line) for line in lines)
+    assert len(lines) == 3 and all(re.search(r"\sCHANGE\s", line) for line in lines)
     assert re.search(r"\ssam\s+deploy shop 1\.5\.0$", lines[0]) and re.search(rf"\s{ME}\s+config push$", lines[2])
     code, out, _ = await firstwatch("timeline", "-c", cfg, "--check", "shop-web", "--format", "json")
     (entry,) = json.loads(out)

@@ -388,3 +388,29 @@ async def test_the_daemon_log_and_page_use_the_same_formats(tmp_path: Path) -> N
     up = next(line for line in lines if ": up: " in line)
     assert f"app {plugin}: up: exit_code 0, perf.latency 250ms, perf.cache 512KB, perf.hit 93.5%, perf.n 0.0112" in up
     assert "exit_code=0" in page and "0.0112265" not in page and "perf.n=0.0112" in page
+
+
+def test_quiet_checks_held_rules_runbooks_and_affected_checks_are_shown() -> None:
+    snap = story_snapshot(NOW)
+    incident = snap["incidents"][1]
+    incident["runbook"] = "https://wiki.example.com/rb/shop-down"
+    incident["affected"] = ["checkout", "search"]
+    snap["incidents"][0]["runbook"] = "javascript:alert(1)"  # shown, never a link
+    web = next(c for c in snap["checks"] if c["name"] == "shop-web")
+    web["depends_on"] = ["db"]
+    web["quiet"] = {"kind": "silence", "name": "3f2a9c01", "until": iso_time(NOW + 900), "reason": HOSTILE, "by": "sam"}
+    web["members"][0]["held"] = [{"rule": "duration > 2s", "why": "depends on db"}]
+    tls = next(c for c in snap["checks"] if c["name"] == "shop-tls")
+    tls["quiet"] = {"kind": "maintenance", "name": "sunday-patching", "until": iso_time(NOW + 3600), "reason": ""}
+    html = status_page.render(snap, now=NOW)
+    assert '<a href="https://wiki.example.com/rb/shop-down" rel="noopener noreferrer">runbook</a>' in html
+    assert 'href="javascript' not in html and "javascript:alert(1)" in html
+    assert "also failing because of it: checkout, search" in html
+    assert "silenced by sam until" in html and HOSTILE not in html
+    assert "in maintenance window sunday-patching until" in html
+    assert "not paged:" in html and "depends on db" in html
+    text = render_text(snap)
+    quiet = text.split("QUIET CHECK", 1)[1]
+    assert "shop-web" in quiet and "silenced by sam until" in quiet and "(silence 3f2a9c01)" in quiet
+    assert "shop-tls" in quiet and "in maintenance window sunday-patching" in quiet
+    assert "not paged (depends on db): duration > 2s" in text
