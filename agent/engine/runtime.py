@@ -263,13 +263,14 @@ class Runtime:
         """Record ``changes`` and queue their events: durable first (the store writer commits
         them in order, retrying while the database cannot be written), then delivered."""
         queued = False
+        opened = {c.opened.id for c in changes if c.opened is not None}
         for change in changes:
             if change.event is not None:
                 event = change.event
                 log.info("event %s %s: %s", event.kind, event.severity, printable(event.summary))
                 self._track_active(change)
                 queued = True
-            elif change.kind in ("affected", "silenced"):
+            elif change.kind in ("affected", "silenced") and change.incident not in opened:  # once per hold
                 log.info("not paged: %s", printable(change.text))
         write = self.recorder.persist(changes)
         if write is not None:
