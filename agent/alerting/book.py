@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.alerting.flapping import FlapDetector, FlappingConfig
-from agent.alerting.holds import DEPENDS, Dependencies, Hold, describe_hold, judge
+from agent.alerting.holds import DEPENDS, QUIET, Dependencies, Hold, describe_hold, judge
 from agent.alerting.impact import group_severity
 from agent.alerting.quiet import QuietFn, never_quiet
 from agent.alerting.records import Alert, Change, Key, NewIncident, Watched, shift
@@ -414,12 +414,14 @@ class AlertBook:
         self.deps.register(key, key[2] == "down" or key[2].startswith("down for "))
         self.deps.hold(key, alert.held)
 
-    def held(self) -> list[tuple[Key, str]]:
-        """The alerts firing but not paged, each with why (for the status page)."""
+    def held(self, wall: float) -> list[tuple[Key, str]]:
+        """The alerts firing but not paged at ``wall``, each with why (for the status page)."""
         out = []
         for key, alert in self.alerts.items():
             if alert.held is not None and alert.state.phase == "firing":
-                out.append((key, describe_hold(alert.held)))
+                spec = self._specs.get(key[0])
+                quiet = self.quiet(key[0], self._labels(spec), wall) if alert.held == QUIET and spec else None
+                out.append((key, quiet.describe() if quiet is not None else describe_hold(alert.held)))
         return out
 
     def firing(self) -> list[tuple[Key, Alert]]:

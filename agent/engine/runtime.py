@@ -100,6 +100,13 @@ class Runtime:
         if telemetry is not None:
             telemetry.observe_outbox(lambda: dict(self.outbox.pending))
         self.checks = [(spec, spec.build()) for spec in cfg.checks if in_shard(spec.config.name, shard)]
+        for spec, _ in self.checks:
+            for parent in spec.policy.depends_on:
+                if not in_shard(parent, shard):  # judged by another agent: unknown here
+                    log.warning(
+                        "%s depends on %s, which another shard runs: %s pages on its own when it fails",
+                        spec.config.name, parent, spec.config.name,
+                    )  # fmt: skip
         self.scheduler: Scheduler | None = None
         self.last: dict[tuple[str, str], Result] = {}
         self._tasks: list[asyncio.Task[None]] = []

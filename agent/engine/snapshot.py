@@ -39,10 +39,10 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
     firing: dict[tuple[str, str], list[FiringRule]] = {}
     for (name, member, rule), alert in rt.book.firing():
         firing.setdefault((name, member), []).append({"rule": rule, "severity": alert.severity or ""})
-    held: dict[tuple[str, str], list[HeldRule]] = {}
-    for (name, member, rule), why in rt.book.held():
-        held.setdefault((name, member), []).append({"rule": rule, "why": why})
     now = time.time()
+    held: dict[tuple[str, str], list[HeldRule]] = {}
+    for (name, member, rule), why in rt.book.held(now):
+        held.setdefault((name, member), []).append({"rule": rule, "why": why})
     up = down = 0
     checks: list[CheckView] = []
     for spec, check in rt.checks:

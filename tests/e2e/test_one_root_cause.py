@@ -15,6 +15,7 @@ import asyncio
 import json
 import urllib.request
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -222,5 +223,47 @@ async def test_a_silence_from_the_cli_stops_the_page_and_its_end_delivers_it(tmp
         assert page["check"] == "shop-web"
         await shop.db.up(0)
         await wait_for_events(events_file, lambda e: len(pages(e, "resolved")) == 1)
+    finally:
+        await daemon.stop()
+
+
+async def test_a_maintenance_window_keeps_the_page_until_it_ends(tmp_path: Path, shop: Shop) -> None:
+    """A one-off window from the config: the check runs and fails inside it, nobody is paged, the
+    status shows the window; when it ends and the check still fails, the page goes out."""
+    cfg = one_check_config(tmp_path, shop)
+    start = datetime.now(UTC).replace(microsecond=0)
+    end = start + timedelta(seconds=5)
+    cfg.write_text(
+        cfg.read_text()
+        + f"""
+maintenance:
+  - name: migration
+    checks: [shop-web]
+    start: {start.isoformat().replace("+00:00", "Z")}
+    end: {end.isoformat().replace("+00:00", "Z")}
+"""
+    )
+    events_file = tmp_path / "events.jsonl"
+    await shop.db.down(0)  # failing from the start, inside the window
+    daemon = await start_daemon(cfg)
+    try:
+        port = await daemon.port()
+        found = await wait_quiet(daemon, port, "shop-web", True)
+        assert found["quiet"]["kind"] == "maintenance" and found["quiet"]["name"] == "migration"
+        for _ in range(30):  # its for: (0.3 s) ends inside the window
+            if found["members"][0]["held"]:
+                break
+            await asyncio.sleep(0.1)
+            found = next(c for c in status(port)["checks"] if c["name"] == "shop-web")
+        (held,) = found["members"][0]["held"]
+        assert held["rule"] == "down for 300ms" and held["why"].startswith("in maintenance window migration until")
+        assert read_events(events_file) == []
+        evs = await wait_for_events(events_file, lambda e: len(pages(e)) == 1, timeout=15)
+        (page,) = [e for e in evs if e["kind"] == "firing"]
+        assert datetime.fromisoformat(page["time"].replace("Z", "+00:00")) >= end  # not before the window ended
+        code, out, _ = await firstwatch("timeline", "-c", str(cfg), "--format", "json")
+        assert code == 0
+        (silenced,) = [e for e in json.loads(out) if e["kind"] == "silenced"]
+        assert "in maintenance window migration until" in silenced["text"]
     finally:
         await daemon.stop()
