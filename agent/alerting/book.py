@@ -26,10 +26,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.alerting.flapping import FlapDetector, FlappingConfig
-from agent.alerting.holds import DEPENDS, QUIET, Dependencies, Hold, describe_hold, judge
+from agent.alerting.holds import Dependencies, HeldFirings
 from agent.alerting.impact import group_severity
 from agent.alerting.quiet import QuietFn, never_quiet
-from agent.alerting.records import Alert, Change, Key, NewIncident, Watched, shift
+from agent.alerting.records import Alert, Change, Key, NewIncident, Watched, name_of, shift
 from agent.alerting.rules import Rule
 from agent.alerting.state import INACTIVE, AlertState, step
 from agent.core.events import Event, Kind, fingerprint, new_incident_id
@@ -41,7 +41,7 @@ __all__ = ["Alert", "AlertBook", "Change", "Key", "NewIncident", "Watched"]
 
 
 @dataclass
-class AlertBook:
+class AlertBook(HeldFirings):
     agent_name: str
     labels: dict[str, str]
     new_id: Callable[[], str] = new_incident_id
@@ -128,7 +128,7 @@ class AlertBook:
             elif transition == "resolved" and alert.incident is None:
                 changes.extend(self._recovered_held(spec, key, rule, alert, verdict.explanation, now))
             elif transition == "resolved":
-                prefix = _prefix(spec, result.target)
+                prefix = name_of(spec, result.target)
                 changes.append(
                     self._resolution(
                         spec, prefix, result.target, rule, alert, fp, now, verdict.explanation, before.since
@@ -234,112 +234,10 @@ class AlertBook:
             return [self._resolution(spec, cfg.name, target, rule, group, fp, now, recovered, started)]
         return []
 
-    # --- holds: a failing parent, quiet time (agent.alerting.holds) --------------------------
-
-    def _labels(self, spec: Watched) -> dict[str, str]:
-        return {**self.labels, **spec.config.labels}
-
-    def _fp(self, key: Key) -> str:
-        fp = self._fps.get(key)
-        if fp is None:
-            fp = self._fps[key] = fingerprint(self.agent_name, *key)
-        return fp
-
-    def _judge(self, spec: Watched, since: float, now: float) -> Hold | None:
-        if not spec.policy.depends_on and self.quiet is never_quiet:
-            return None
-        quiet = self.quiet(spec.config.name, self._labels(spec), self.wall(now))
-        return judge(self.deps, self.alerts, spec.policy.depends_on, since, now, spec.config.interval, quiet)
-
-    def _fire(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float) -> list[Change]:
-        """A rule reached its ``for:``: page, or hold the firing and say why."""
-        text = self._firing_summary(spec, key[1], rule, alert)
-        hold = self._judge(spec, alert.state.since if alert.state.since is not None else now, now)
-        if hold is not None:
-            return self._hold(key, alert, hold, text, now, rule.severity)
-        return self._open(spec, key, rule, alert, now, text)
-
-    def _open(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float, text: str) -> list[Change]:
-        self.deps.hold(key, None)
-        alert.held = alert.held_on = None
-        alert.incident, alert.severity, alert.max_severity = self.new_id(), rule.severity, rule.severity
-        change = self._incident_change("firing", spec, key[1], rule, alert, self._fp(key), now, text, None)
-        return [change, *self._affected_entries(spec.config.name, alert.incident, now)]
-
-    def _rejudge(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float) -> list[Change]:
-        """A held firing judged again at a run: still held (maybe for another reason now), or
-        paged at once (its ``for:`` was met long ago)."""
-        if key[1] == "*":
-            return []  # a group is judged again at its next round
-        text = self._firing_summary(spec, key[1], rule, alert)
-        hold = self._judge(spec, alert.state.since if alert.state.since is not None else now, now)
-        if hold is not None:
-            return self._hold(key, alert, hold, text, now, rule.severity)
-        self.dirty.add(key)
-        released = self._leave_parent(key, alert, now, "still failing: pages on its own")
-        return released + self._open(spec, key, rule, alert, now, text)
-
-    def _hold(self, key: Key, alert: Alert, hold: Hold, text: str, now: float, severity: str) -> list[Change]:
-        """Hold a firing: recorded once per reason, not at every run."""
-        if alert.held == hold.code:
-            return []
-        self.dirty.add(key)
-        out = self._leave_parent(key, alert, now, hold.describe())
-        alert.held = hold.code
-        self.deps.hold(key, hold.code)
-        check, target, rule = key
-        if hold.parent is not None and hold.code.startswith(DEPENDS):
-            alert.held_on = self.deps.incident_of(hold.parent, self.alerts)
-            note = f"{text}: depends on {hold.parent}; not paged"
-            out.append(
-                Change("affected", self.wall(now), check, target, rule, self._fp(key), note, alert.held_on, severity)
-            )
-        elif hold.quiet is not None:
-            note = f"{text}: {hold.describe()}; not sent"
-            out.append(Change("silenced", self.wall(now), check, target, rule, self._fp(key), note, None, severity))
-        return out
-
-    def _leave_parent(self, key: Key, alert: Alert, now: float, why: str) -> list[Change]:
-        """A held child no longer held under its parent: a line on the parent's incident."""
-        if alert.held is None or not alert.held.startswith(DEPENDS):
-            return []
-        parent, incident = alert.held[len(DEPENDS) :], alert.held_on
-        alert.held_on = None
-        text = f"{key[0]}: {parent} no longer fails; {key[0]} {why}"
-        return [Change("unaffected", self.wall(now), *key, self._fp(key), text, incident)]
-
-    def _recovered_held(
-        self, spec: Watched, key: Key, rule: Rule, alert: Alert, now_text: str, now: float
-    ) -> list[Change]:
-        """A held firing ended before anyone was paged: recorded; nothing to resolve at the sinks."""
-        self.dirty.add(key)
-        prefix = spec.config.name if key[1] == "*" else _prefix(spec, key[1])
-        held, alert.held = alert.held, None
-        self.deps.hold(key, None)
-        if held is not None and held.startswith(DEPENDS):
-            incident, alert.held_on = alert.held_on, None
-            text = f"{prefix}: recovered ({rule.text}; now {now_text}); it was failing under {held[len(DEPENDS) :]}"
-            return [Change("unaffected", self.wall(now), *key, self._fp(key), text, incident)]
-        text = f"{prefix}: recovered ({rule.text}; now {now_text}) before it was paged"
-        return [Change("recovered", self.wall(now), *key, self._fp(key), text)]
-
-    def _affected_entries(self, parent: str, incident: str | None, now: float) -> list[Change]:
-        """The children already held under ``parent`` when it opens an incident: recorded on it."""
-        out = []
-        for key in self.deps.held_by.get(parent, {}):
-            alert = self.alerts.get(key)
-            if alert is None:
-                continue
-            alert.held_on = incident
-            self.dirty.add(key)
-            text = f"{key[0]}: {alert.last_text or 'failing'}: depends on {parent}; not paged"
-            out.append(Change("affected", self.wall(now), *key, self._fp(key), text, incident))
-        return out
-
     # --- events -------------------------------------------------------------------------------
 
     def _firing_summary(self, spec: Watched, target: str, rule: Rule, alert: Alert) -> str:
-        prefix = _prefix(spec, target)
+        prefix = name_of(spec, target)
         flapping = " (flapping)" if alert.flap is not None and alert.flap.flapping else ""
         text = alert.last_text or rule.when
         return f"{prefix}: {text}" + (f" for {format_duration(rule.for_s)}" if rule.for_s else "") + flapping
@@ -414,16 +312,6 @@ class AlertBook:
         self.deps.register(key, key[2] == "down" or key[2].startswith("down for "))
         self.deps.hold(key, alert.held)
 
-    def held(self, wall: float) -> list[tuple[Key, str]]:
-        """The alerts firing but not paged at ``wall``, each with why (for the status page)."""
-        out = []
-        for key, alert in self.alerts.items():
-            if alert.held is not None and alert.state.phase == "firing":
-                spec = self._specs.get(key[0])
-                quiet = self.quiet(key[0], self._labels(spec), wall) if alert.held == QUIET and spec else None
-                out.append((key, quiet.describe() if quiet is not None else describe_hold(alert.held)))
-        return out
-
     def firing(self) -> list[tuple[Key, Alert]]:
         return [(k, a) for k, a in self.alerts.items() if a.incident is not None]
 
@@ -432,8 +320,3 @@ def _members(names: list[str], shown: int = 3) -> str:
     """The failing members, for a summary: at most ``shown`` named, then how many more."""
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return ", ".join(names[:shown]) + more
-
-
-def _prefix(spec: Watched, target: str) -> str:
-    """How summaries name a member: the check alone when it has one target."""
-    return spec.config.name if len(spec.config.targets or ()) <= 1 else f"{spec.config.name} {target}"

@@ -13,18 +13,22 @@ Maintenance windows and silences (``agent.alerting.quiet``) hold a firing the sa
 book asks ``quiet`` at each run of a held rule, so a silence that ends releases it at the next
 run. A resolution is never held: an incident that paged before is resolved as usual.
 
-This module keeps the indexes the judgement needs (each check's alerts, when each check last
-ran, which children are held under which parent); :class:`agent.alerting.book.AlertBook` owns the
-alerts and makes the changes.
+:class:`Dependencies` keeps the indexes the judgement needs (each check's alerts, when each
+check last ran, which children are held under which parent); :func:`judge` says whether a
+firing is held and why; :class:`HeldFirings` is the part of the alert book that records holds
+and pages when they end (the book owns the alerts and the incident ids).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from agent.alerting.quiet import Quiet
-from agent.alerting.records import Alert, Key
+from agent.alerting.quiet import Quiet, QuietFn, never_quiet
+from agent.alerting.records import Alert, Change, Key, Watched, name_of
+from agent.alerting.rules import Rule
+from agent.core.events import Kind, fingerprint
 
 DEPENDS = "depends:"  # held: a parent fails (the child is affected by the parent's incident)
 AWAITING = "awaiting:"  # held: the parent has not run since the child began failing
@@ -166,3 +170,137 @@ def held_keys(alerts: Mapping[Key, Alert], check: str, keys: Iterable[Key]) -> I
         alert = alerts.get(key)
         if alert is not None and alert.held is not None and key[0] == check:
             yield key
+
+
+class HeldFirings:
+    """The part of :class:`agent.alerting.book.AlertBook` that holds firings and lets them go:
+    it judges a firing (:func:`judge`), records why it is held (once per reason), judges it
+    again at each run, pages when nothing holds it, and records a held one that recovers."""
+
+    if TYPE_CHECKING:  # the book's own fields and methods, used here
+        agent_name: str
+        labels: dict[str, str]
+        new_id: Callable[[], str]
+        alerts: dict[Key, Alert]
+        dirty: set[Key]
+        quiet: QuietFn
+        deps: Dependencies
+        _fps: dict[Key, str]
+        _specs: dict[str, Watched]
+
+        def wall(self, t: float) -> float: ...
+        def _firing_summary(self, spec: Watched, target: str, rule: Rule, alert: Alert) -> str: ...
+        def _incident_change(
+            self, kind: Kind, spec: Watched, target: str, rule: Rule, alert: Alert, fp: str, now: float,
+            summary: str, value: float | None, members: list[str] | None = None, started: float | None = None,
+        ) -> Change: ...  # fmt: skip
+
+    def _labels(self, spec: Watched) -> dict[str, str]:
+        return {**self.labels, **spec.config.labels}
+
+    def _fp(self, key: Key) -> str:
+        fp = self._fps.get(key)
+        if fp is None:
+            fp = self._fps[key] = fingerprint(self.agent_name, *key)
+        return fp
+
+    def _judge(self, spec: Watched, since: float, now: float) -> Hold | None:
+        if not spec.policy.depends_on and self.quiet is never_quiet:
+            return None
+        quiet = self.quiet(spec.config.name, self._labels(spec), self.wall(now))
+        return judge(self.deps, self.alerts, spec.policy.depends_on, since, now, spec.config.interval, quiet)
+
+    def _fire(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float) -> list[Change]:
+        """A rule reached its ``for:``: page, or hold the firing and say why."""
+        text = self._firing_summary(spec, key[1], rule, alert)
+        hold = self._judge(spec, alert.state.since if alert.state.since is not None else now, now)
+        if hold is not None:
+            return self._hold(key, alert, hold, text, now, rule.severity)
+        return self._open(spec, key, rule, alert, now, text)
+
+    def _open(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float, text: str) -> list[Change]:
+        self.deps.hold(key, None)
+        alert.held = alert.held_on = None
+        alert.incident, alert.severity, alert.max_severity = self.new_id(), rule.severity, rule.severity
+        change = self._incident_change("firing", spec, key[1], rule, alert, self._fp(key), now, text, None)
+        return [change, *self._affected_entries(spec.config.name, alert.incident, now)]
+
+    def _rejudge(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float) -> list[Change]:
+        """A held firing judged again at a run: still held (maybe for another reason now), or
+        paged at once (its ``for:`` was met long ago)."""
+        if key[1] == "*":
+            return []  # a group is judged again at its next round
+        text = self._firing_summary(spec, key[1], rule, alert)
+        hold = self._judge(spec, alert.state.since if alert.state.since is not None else now, now)
+        if hold is not None:
+            return self._hold(key, alert, hold, text, now, rule.severity)
+        self.dirty.add(key)
+        released = self._leave_parent(key, alert, now, "still failing: pages on its own")
+        return released + self._open(spec, key, rule, alert, now, text)
+
+    def _hold(self, key: Key, alert: Alert, hold: Hold, text: str, now: float, severity: str) -> list[Change]:
+        """Hold a firing: recorded once per reason, not at every run."""
+        if alert.held == hold.code:
+            return []
+        self.dirty.add(key)
+        out = self._leave_parent(key, alert, now, hold.describe())
+        alert.held = hold.code
+        self.deps.hold(key, hold.code)
+        check, target, rule = key
+        if hold.parent is not None and hold.code.startswith(DEPENDS):
+            alert.held_on = self.deps.incident_of(hold.parent, self.alerts)
+            note = f"{text}: depends on {hold.parent}; not paged"
+            out.append(
+                Change("affected", self.wall(now), check, target, rule, self._fp(key), note, alert.held_on, severity)
+            )
+        elif hold.quiet is not None:
+            note = f"{text}: {hold.describe()}; not sent"
+            out.append(Change("silenced", self.wall(now), check, target, rule, self._fp(key), note, None, severity))
+        return out
+
+    def _leave_parent(self, key: Key, alert: Alert, now: float, why: str) -> list[Change]:
+        """A held child no longer held under its parent: a line on the parent's incident."""
+        if alert.held is None or not alert.held.startswith(DEPENDS):
+            return []
+        parent, incident = alert.held[len(DEPENDS) :], alert.held_on
+        alert.held_on = None
+        text = f"{key[0]}: {parent} no longer fails; {key[0]} {why}"
+        return [Change("unaffected", self.wall(now), *key, self._fp(key), text, incident)]
+
+    def _recovered_held(
+        self, spec: Watched, key: Key, rule: Rule, alert: Alert, now_text: str, now: float
+    ) -> list[Change]:
+        """A held firing ended before anyone was paged: recorded; nothing to resolve at the sinks."""
+        self.dirty.add(key)
+        prefix = spec.config.name if key[1] == "*" else name_of(spec, key[1])
+        held, alert.held = alert.held, None
+        self.deps.hold(key, None)
+        if held is not None and held.startswith(DEPENDS):
+            incident, alert.held_on = alert.held_on, None
+            text = f"{prefix}: recovered ({rule.text}; now {now_text}); it was failing under {held[len(DEPENDS) :]}"
+            return [Change("unaffected", self.wall(now), *key, self._fp(key), text, incident)]
+        text = f"{prefix}: recovered ({rule.text}; now {now_text}) before it was paged"
+        return [Change("recovered", self.wall(now), *key, self._fp(key), text)]
+
+    def _affected_entries(self, parent: str, incident: str | None, now: float) -> list[Change]:
+        """The children already held under ``parent`` when it opens an incident: recorded on it."""
+        out = []
+        for key in self.deps.held_by.get(parent, {}):
+            alert = self.alerts.get(key)
+            if alert is None:
+                continue
+            alert.held_on = incident
+            self.dirty.add(key)
+            text = f"{key[0]}: {alert.last_text or 'failing'}: depends on {parent}; not paged"
+            out.append(Change("affected", self.wall(now), *key, self._fp(key), text, incident))
+        return out
+
+    def held(self, wall: float) -> list[tuple[Key, str]]:
+        """The alerts firing but not paged at ``wall``, each with why (for the status page)."""
+        out = []
+        for key, alert in self.alerts.items():
+            if alert.held is not None and alert.state.phase == "firing":
+                spec = self._specs.get(key[0])
+                quiet = self.quiet(key[0], self._labels(spec), wall) if alert.held == QUIET and spec else None
+                out.append((key, quiet.describe() if quiet is not None else describe_hold(alert.held)))
+        return out

@@ -104,3 +104,8 @@ def shift(d: dict[str, Any], by: float) -> dict[str, Any]:
     if isinstance(d.get("hold"), int | float):
         out["hold"] = d["hold"] + by
     return out
+
+
+def name_of(spec: Watched, target: str) -> str:
+    """How summaries name a member: the check alone when it has one target."""
+    return spec.config.name if len(spec.config.targets or ()) <= 1 else f"{spec.config.name} {target}"

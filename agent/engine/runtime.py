@@ -14,13 +14,11 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from agent.alerting.book import AlertBook, Change
-from agent.alerting.quiet import Quiet, Silence
-from agent.alerting.windows import window_quiet
 from agent.config.load import AgentConfig, CheckSpec
 from agent.core.events import Event, fingerprint, iso_time, new_event_id
 from agent.core.safe_text import printable
@@ -29,10 +27,10 @@ from agent.delivery.dispatch import Dispatcher
 from agent.delivery.outbox import Outbox
 from agent.delivery.sinks.base import Sink
 from agent.engine.probe_runner import SharedResources, run_probe
+from agent.engine.quiet_time import POLL_SECONDS, QuietTime
 from agent.engine.recorder import Recorder
 from agent.engine.scheduler import Job, Scheduler
 from agent.engine.snapshot import build_snapshot
-from agent.incidents.silences import silences
 from agent.incidents.store import Store
 from agent.incidents.writer import StoreWriter, Trouble
 from agent.telemetry.cloudwatch import EmfWriter
@@ -41,7 +39,6 @@ from agent.web.snapshot import Snapshot
 from checks.base import Check, Result, describe_values
 
 log = logging.getLogger("firstwatch")
-SILENCE_POLL_TICKS = 2  # `firstwatch silence add` takes effect within this many seconds
 
 
 def in_shard(name: str, shard: tuple[int, int] | None) -> bool:
@@ -75,10 +72,10 @@ class Runtime:
         self._active: Counter[tuple[str, str, str]] = Counter()  # firing alerts per (check, target, severity)
         self._severity_of: dict[tuple[str, str, str], str] = {}  # (check, target, rule) -> severity firing
         self.resources = SharedResources(cfg.agent_name)
+        self.quiet = QuietTime(cfg.maintenance)  # maintenance windows and silences
         self.book = AlertBook(
-            cfg.agent_name, cfg.labels, clock_offset=lambda: time.time() - time.monotonic(), quiet=self.quiet_for
+            cfg.agent_name, cfg.labels, clock_offset=lambda: time.time() - time.monotonic(), quiet=self.quiet.quiet_for
         )
-        self.silences: list[Silence] = []  # from the state database, read every few seconds
         sinks = [s.build() for s in cfg.sinks]
         if telemetry is not None:  # events.sent and events.dropped exported at 0 per sink from the start
             telemetry.register_sinks([s.name for s in sinks])
@@ -130,14 +127,16 @@ class Runtime:
             saved = {k: d for k in previous.book.alerts if (d := previous.book.snapshot(k)) is not None}
             keyed = {json.dumps(list(k)): d for k, d in saved.items()}
             gap = 0.0
-            self.silences = previous.silences
+            self.quiet.silences = previous.quiet.silences
         else:
             try:
                 await self.writer.call(self.outbox.prune, time.time() - 7 * 86400)
             except Exception as exc:
                 log.error("state database: cannot prune old outbox rows: %s", exc)
             keyed, gap = await self._saved_state()
-            await self.read_silences()  # before the first run: a restart inside a silence pages nobody
+            await self.quiet.refresh(
+                self.writer, self.store
+            )  # before the first run: a restart in a silence pages nobody
         orphans, forget = self.recorder.restore(
             list(self.cfg.checks), keyed, gap, self.cfg.outage_tolerance, mine=lambda name: in_shard(name, shard)
         )
@@ -215,26 +214,6 @@ class Runtime:
 
         return run
 
-    def quiet_for(self, check: str, labels: Mapping[str, str], wall: float) -> Quiet | None:
-        """The maintenance window or silence that keeps ``check`` from paging at ``wall`` (the
-        one that ends last), or None."""
-        found = window_quiet(self.cfg.maintenance, check, labels, wall)
-        for silence in self.silences:
-            if (
-                silence.active(wall)
-                and silence.matches(check, labels)
-                and (found is None or silence.ends > found.until)
-            ):
-                found = silence.quiet()
-        return found
-
-    async def read_silences(self) -> None:
-        """Silences made with ``firstwatch silence`` (another process) take effect here."""
-        try:
-            self.silences = await self.writer.call(silences, self.store, time.time())
-        except Exception as exc:  # a locked or unwritable database: keep the ones known
-            log.warning("state database: cannot read silences (%s); keeping the %d known", exc, len(self.silences))
-
     async def _housekeeping(self, every: float = 1.0) -> None:
         """Reminders due (sinks with ``repeat``), silences made from the CLI, the liveness mark
         for restarts, old outbox rows."""
@@ -243,8 +222,8 @@ class Runtime:
         while True:
             await asyncio.sleep(every)
             ticks += 1
-            if ticks % SILENCE_POLL_TICKS == 0:
-                await self.read_silences()
+            if ticks % POLL_SECONDS == 0:
+                await self.quiet.refresh(self.writer, self.store)
             if repeats and not self.writer.trouble:
                 self._remind(None)
             if ticks % 10 == 0:

@@ -73,7 +73,7 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
                 "interval_s": spec.config.interval,
                 "depends_on": list(spec.policy.depends_on),
                 "runbook": spec.policy.runbook,
-                "quiet": _quiet(rt.quiet_for(spec.config.name, {**rt.cfg.labels, **spec.config.labels}, now)),
+                "quiet": _quiet(rt.quiet.quiet_for(spec.config.name, {**rt.cfg.labels, **spec.config.labels}, now)),
                 "members": rows,
             }
         )
