@@ -102,6 +102,7 @@ class Observation:
     values: dict[str, float] = field(default_factory=dict)
     error_kind: str | None = None
     error: str | None = None
+    artifact: str | None = None  # a file the probe saved under ctx.artifacts_dir (a screenshot)
 
 
 @dataclass
@@ -117,6 +118,7 @@ class Result:
     error: str | None
     started_at: float  # wall clock, seconds since the epoch
     duration_s: float
+    artifact: str | None = None  # the observation's artifact: a file name under the artifacts dir
 
     @property
     def status(self) -> str:
@@ -152,6 +154,7 @@ class ProbeContext(Protocol):
     """Shared resources a probe may use; owned by the runtime and closed by it."""
 
     agent_name: str
+    artifacts_dir: str | None  # where a probe may save files (screenshots); None: nowhere
 
     def http_session(self) -> Any:
         """The shared ``aiohttp.ClientSession`` (created on first use)."""

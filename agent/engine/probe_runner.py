@@ -22,8 +22,9 @@ log = logging.getLogger("firstwatch.probe")
 class SharedResources:
     """The :class:`checks.base.ProbeContext` of a runtime: lazily created shared clients."""
 
-    def __init__(self, agent_name: str) -> None:
+    def __init__(self, agent_name: str, artifacts_dir: str | None = None) -> None:
         self.agent_name = agent_name
+        self.artifacts_dir = artifacts_dir
         self._http: Any = None
 
     def http_session(self) -> Any:
@@ -82,4 +83,5 @@ async def run_probe(check: Check, target: str, ctx: SharedResources) -> Result:
         error=obs.error,
         started_at=started_wall,
         duration_s=elapsed,
+        artifact=obs.artifact,
     )
