@@ -95,7 +95,7 @@ class AlertBook(HeldFirings):
                 return Change(kind, wall, result.check, result.target, rule.text, fp, text, **kw)  # noqa: B023
 
             if holds:
-                alert.last_text = verdict.explanation
+                alert.last_text, alert.last_value = verdict.explanation, verdict.value
             if holds is not None and alert.flap is not None:
                 flip = alert.flap.observe(holds)
                 if flip == "start":
@@ -128,12 +128,9 @@ class AlertBook(HeldFirings):
             elif transition == "resolved" and alert.incident is None:
                 changes.extend(self._recovered_held(spec, key, rule, alert, verdict.explanation, now))
             elif transition == "resolved":
-                prefix = name_of(spec, result.target)
-                changes.append(
-                    self._resolution(
-                        spec, prefix, result.target, rule, alert, fp, now, verdict.explanation, before.since
-                    )
-                )
+                prefix, since = name_of(spec, result.target), before.since
+                end = self._resolution(spec, prefix, result.target, rule, alert, fp, now, verdict.explanation, since)
+                changes.append(replace(end, event=end.event and replace(end.event, value=verdict.value)))
         if grouped:
             for rule in spec.rules:
                 changes.extend(self._update_group(spec, rule, result.target, now))

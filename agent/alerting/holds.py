@@ -222,7 +222,8 @@ class HeldFirings:
         self.deps.hold(key, None)
         alert.held = alert.held_on = None
         alert.incident, alert.severity, alert.max_severity = self.new_id(), rule.severity, rule.severity
-        change = self._incident_change("firing", spec, key[1], rule, alert, self._fp(key), now, text, None)
+        value = alert.last_value
+        change = self._incident_change("firing", spec, key[1], rule, alert, self._fp(key), now, text, value)
         return [change, *self._affected_entries(spec.config.name, alert.incident, now)]
 
     def _rejudge(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float) -> list[Change]:
@@ -277,9 +278,9 @@ class HeldFirings:
         self.deps.hold(key, None)
         if held is not None and held.startswith(DEPENDS):
             incident, alert.held_on = alert.held_on, None
-            text = f"{prefix}: recovered ({rule.text}; now {now_text}); it was failing under {held[len(DEPENDS) :]}"
+            text = f"{prefix}: recovered (now {now_text}); it was failing under {held[len(DEPENDS) :]} [{rule.text}]"
             return [Change("unaffected", self.wall(now), *key, self._fp(key), text, incident)]
-        text = f"{prefix}: recovered ({rule.text}; now {now_text}) before it was paged"
+        text = f"{prefix}: recovered (now {now_text}) before it was paged [{rule.text}]"
         return [Change("recovered", self.wall(now), *key, self._fp(key), text)]
 
     def _affected_entries(self, parent: str, incident: str | None, now: float) -> list[Change]:

@@ -42,6 +42,7 @@ class Alert:
     max_severity: str | None = None
     first_error: str | None = None  # the explanation when the condition first held
     last_text: str | None = None  # the latest explanation while the condition holds
+    last_value: float | None = None  # the value judged then (the event's ``value``)
     lower_seen: str | None = None  # a group: the lower severity its last round judged
     hold: float | None = None  # a group: since when it waits for members whose for: is about to end
     flap: FlapDetector | None = None

@@ -29,6 +29,11 @@ NAME_MAX_CHARS = 100  # --by
 
 
 def open_store(config_path: str) -> Store:
+    """The state database of ``config_path``'s agent. A config that does not exist is an error
+    (a mistyped -c must not silently use another agent's ``./state``); a broken one still
+    names its ``agent.state_dir``."""
+    if not os.path.exists(config_path):
+        raise StoreError(f"no config file {config_path}: give the agent's config with -c (or $FIRSTWATCH_CONFIG)")
     state_dir = state_dir_of(agent_setting(config_path, "state_dir") or "")
     if not os.path.exists(os.path.join(state_dir, "firstwatch.db")):
         raise StoreError(f"no state database in {state_dir}: has 'firstwatch run' started with this config?")
@@ -71,10 +76,12 @@ def cmd_timeline(config: str, since: str | None, check: str | None, fmt: str) ->
         print(json.dumps([e.to_dict() for e in entries], indent=2))
         return 0
     for e in entries:
-        who = e.author or e.check or ""
+        what = e.check or "-"  # a change marker or a silence for everything has no check
+        by = f" (by {e.author})" if e.author else ""
         incident = f"[{e.incident}]" if e.incident else ""
         sev = e.severity or ""
-        line = f"{iso_time(e.time)}  {SHOWN_KINDS.get(e.kind, e.kind):<11} {sev:<8} {who:<16} {incident:<14} {e.text}"
+        kind = SHOWN_KINDS.get(e.kind, e.kind)
+        line = f"{iso_time(e.time)}  {kind:<11} {sev:<8} {what:<16} {incident:<14} {e.text}{by}"
         print(printable(line))  # a note's newline or a plugin's escape codes never reach the terminal raw
     if not entries:
         print("(no timeline entries)", file=sys.stderr)

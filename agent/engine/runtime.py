@@ -257,7 +257,7 @@ class Runtime:
                 self._track_active(change)
                 queued = True
             elif change.kind in ("affected", "silenced") and change.incident not in opened:  # once per hold
-                log.info("not paged: %s", printable(change.text))
+                log.info("%s", printable(change.text))
         write = self.recorder.persist(changes)
         if write is not None:
             # most runs change nothing: don't wake every sink worker for them

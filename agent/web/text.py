@@ -44,7 +44,12 @@ def render_text(snapshot: Mapping[str, object]) -> str:
                     as_text(i.get("id"), "?"),
                     fmt_time(i.get("started_at")),
                     as_text(i.get("acked_by"), "-"),
-                    as_text(i.get("summary")),
+                    as_text(i.get("summary"))
+                    + (
+                        f" (also failing: {', '.join(map(as_text, as_list(i.get('affected'))))})"
+                        if i.get("affected")
+                        else ""
+                    ),
                 ]
                 for i in incidents
             ),

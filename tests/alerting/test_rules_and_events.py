@@ -112,6 +112,17 @@ def test_firing_and_resolved_events_follow_the_contract() -> None:
     assert resolved["summary"] == "shop-home: resolved after 2m: down for 1m (now up)"
 
 
+def test_a_threshold_event_carries_the_value_judged() -> None:
+    cfg = parse_config(CONFIG, "c.yaml", env={})
+    book = AlertBook("web-01", cfg.labels)
+    events = []
+    for t, took in ((0, 2.5), (150, 2.71), (300, 2.9), (450, 0.4)):
+        changes = book.observe(cfg.checks[0], result(ok=True, t=1_000_000 + t, duration=took))
+        events += [c.event for c in changes if c.event]
+    assert [(e.kind, e.value) for e in events] == [("firing", 2.9), ("resolved", 0.4)]
+    assert events[0].summary == "shop-home: duration (2.9s) > 2s for 5m"
+
+
 def test_each_target_of_a_group_is_its_own_alert() -> None:
     cfg = parse_config(
         """

@@ -146,7 +146,8 @@ async def test_annotate_marks_a_change_on_the_timeline_with_its_author(tmp_path:
     code, out, _ = await firstwatch("timeline", "-c", cfg)
     lines = out.splitlines()
     assert len(lines) == 3 and all(re.search(r"\sCHANGE\s", line) for line in lines)
-    assert re.search(r"\ssam\s+deploy shop 1\.5\.0$", lines[0]) and re.search(rf"\s{ME}\s+config push$", lines[2])
+    assert re.search(r"\sapi\s+deploy shop 1\.5\.0 \(by sam\)$", lines[0])  # the check, then who
+    assert re.search(rf"\s-\s+config push \(by {ME}\)$", lines[2])  # a change of everything
     code, out, _ = await firstwatch("timeline", "-c", cfg, "--check", "shop-web", "--format", "json")
     (entry,) = json.loads(out)
     assert (entry["kind"], entry["check"], entry["author"], entry["text"]) == (
@@ -266,3 +267,11 @@ async def test_a_usage_error_exits_64_with_its_message_and_writes_nothing(
     assert message in err and "Traceback" not in err
     assert err.splitlines()[-1].startswith(("firstwatch: ", "firstwatch silence", "firstwatch annotate")), err
     assert no_silences(tmp_path)
+
+
+@pytest.mark.parametrize("command", [["silence", "list"], ["annotate", "deploy"], ["timeline"]])
+async def test_a_mistyped_config_path_is_an_error_not_another_agents_state(tmp_path: Path, command: list[str]) -> None:
+    config(tmp_path)  # a real agent's ./state-like directory next to the typo
+    missing = str(tmp_path / "conifg.yaml")
+    code, out, err = await firstwatch(*command[:2], "-c", missing, *command[2:])
+    assert code != 0 and out == "" and f"no config file {missing}" in err and "Traceback" not in err

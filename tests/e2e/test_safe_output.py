@@ -75,7 +75,7 @@ def test_a_note_cannot_forge_a_timeline_line_or_drive_the_terminal(agent: Agent)
     assert not RAW.search(text.stdout), text.stdout
     (note_line,) = [line for line in text.stdout.splitlines() if " NOTE " in line]
     assert note_line.endswith(
-        r"rolled back\n2026-11-24T03:20:00.000Z  RESOLVED    critical evil [x] all fine \x1b[31m\u202e"
+        r"rolled back\n2026-11-24T03:20:00.000Z  RESOLVED    critical evil [x] all fine \x1b[31m\u202e (by eve\x1b[8m)"
     )
     assert r"eve\x1b[8m" in note_line
     assert FORGED in [e["text"] for e in entries]  # stored as said; JSON escapes it itself
