@@ -23,6 +23,7 @@ from agent.config.load import AgentConfig, load_config
 from agent.core.errors import ConfigError, StoreError
 from agent.core.events import Event
 from agent.core.fd_limit import raise_nofile_limit
+from agent.engine.artifacts import artifacts_path
 from agent.engine.runtime import Runtime
 from agent.engine.systemd import Notifier
 from agent.incidents.store import StateLock, Store, open_checked
@@ -115,7 +116,8 @@ class Agent:
             from agent.web.api import start_http
 
             try:
-                http = await start_http(self.cfg.listen, self, state_dir=self.cfg.state_dir)
+                artifacts = artifacts_path(self.cfg.state_dir)  # /artifacts/NAME: screenshots, read-only
+                http = await start_http(self.cfg.listen, self, state_dir=self.cfg.state_dir, artifacts_dir=artifacts)
             except OSError as exc:  # the agent still probes and alerts; say why the page is missing
                 log.error("cannot serve the status endpoint on %s: %s", self.cfg.listen, exc)
                 summary = f"status endpoint not available on {self.cfg.listen}: {exc}"

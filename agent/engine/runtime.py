@@ -26,6 +26,7 @@ from agent.core.units import format_duration
 from agent.delivery.dispatch import Dispatcher
 from agent.delivery.outbox import Outbox
 from agent.delivery.sinks.base import Sink
+from agent.engine.artifacts import Artifacts
 from agent.engine.probe_runner import SharedResources, run_probe
 from agent.engine.quiet_time import POLL_SECONDS, QuietTime
 from agent.engine.recorder import Recorder
@@ -72,6 +73,8 @@ class Runtime:
         self._active: Counter[tuple[str, str, str]] = Counter()  # firing alerts per (check, target, severity)
         self._severity_of: dict[tuple[str, str, str], str] = {}  # (check, target, rule) -> severity firing
         self.resources = SharedResources(cfg.agent_name)
+        self.artifacts = Artifacts(cfg.state_dir)  # screenshots of failing runs, kept to a bound
+        self.resources.artifacts_dir = self.artifacts.directory
         self.quiet = QuietTime(cfg.maintenance)  # maintenance windows and silences
         self.book = AlertBook(
             cfg.agent_name, cfg.labels, clock_offset=lambda: time.time() - time.monotonic(), quiet=self.quiet.quiet_for
@@ -161,6 +164,7 @@ class Runtime:
         self._tasks = [
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self._housekeeping(), name="housekeeping"),
+            asyncio.create_task(self.artifacts.start(), name="artifacts"),
         ]
 
     async def _saved_state(self, patience: float = 30.0) -> tuple[dict[str, dict[str, Any]], float]:
@@ -211,6 +215,8 @@ class Runtime:
             if self.emf is not None:
                 self.emf.record(result, check.VALUES)
             self.publish(self.book.observe(spec, result, mono))
+            if result.artifact is not None:  # after the run's changes: its incident may have just opened
+                await self.artifacts.record(result, self.book, self.writer)
 
         return run
 

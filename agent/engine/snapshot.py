@@ -2,8 +2,8 @@
 
 What ``/status``, the status page and ``firstwatch status`` show: the agent, a summary, the open
 incidents with their recent timeline (read on the database thread, never on the loop), and every
-check's members with their last result and the rules firing on them. The shape is
-``agent.web.snapshot.Snapshot``.
+check's members with their last result (and its screenshot, if the run saved one) and the rules
+firing on them. The shape is ``agent.web.snapshot.Snapshot``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from agent.alerting.quiet import Quiet
 from agent.core.events import iso_time
 from agent.core.severity import SEVERITIES, rank, worst
 from agent.incidents.model import Entry
+from agent.incidents.report_facts import artifact_of
 from agent.incidents.store import Store
 from agent.web.snapshot import (
     CheckView,
@@ -26,6 +27,7 @@ from agent.web.snapshot import (
     QuietView,
     Snapshot,
     TimelineItem,
+    artifact_name,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +65,7 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
                     "units": dict(getattr(r.values, "units", {})) if r else {},
                     "firing": firing.get((spec.config.name, target), []) + firing.get((spec.config.name, group), []),
                     "held": held.get((spec.config.name, target), []) + held.get((spec.config.name, "*"), []),
+                    "artifact": artifact_name(r.artifact) if r else None,
                 }
             )
         members[spec.config.name] = rows
@@ -80,7 +83,13 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
     incidents: list[IncidentView] = []
     for inc in sorted(open_incidents, key=lambda i: (-rank(i.severity), i.fired_at)):
         timeline: list[TimelineItem] = [
-            {"time": iso_time(e.time), "kind": e.kind, "text": e.text, "author": e.author}
+            {
+                "time": iso_time(e.time),
+                "kind": e.kind,
+                "text": e.text,
+                "author": e.author,
+                "artifact": artifact_name(artifact_of(e)),
+            }
             for e in timelines[inc.id]
             if e.kind != "delivered"
         ]

@@ -4,8 +4,9 @@ The seed's advice: "document every step in real-time ... Capture it all, just in
 for what prevents recurrence, not who is at fault. The draft gives the facts the agent saw (first
 failing run and its error, detection, first page per sink, time at each severity, each affected
 target's down and up times, the dependent checks that failed under it, silences, the changes of
-the hour before detection, the humans' notes and acknowledgments, the runbook, and the timeline
-with one line per sink for its deliveries) and leaves headings for the analysis people write.
+the hour before detection, the humans' notes and acknowledgments, the runbook, the screenshots of
+failing runs, and the timeline with one line per sink for its deliveries) and leaves headings for
+the analysis people write.
 The facts themselves are computed in :mod:`agent.incidents.report_facts`.
 """
 
@@ -59,14 +60,17 @@ def changes_before(incident: Incident, candidates: list[Entry], affected_checks:
     return sorted(chosen, key=lambda e: (e.time, e.seq))
 
 
-def render_json(incident: Incident, entries: list[Entry], changes: list[Entry]) -> str:
+def render_json(incident: Incident, entries: list[Entry], changes: list[Entry], state_dir: str | None = None) -> str:
     """JSON text: json.dumps escapes every control character itself."""
-    return json.dumps(facts(incident, entries, changes), indent=2)
+    return json.dumps(facts(incident, entries, changes, state_dir), indent=2)
 
 
-def render_markdown(incident: Incident, entries: list[Entry], changes: list[Entry]) -> str:
-    """The draft for people, one Markdown line per fact or timeline line."""
-    f = facts(incident, entries, changes)
+def render_markdown(
+    incident: Incident, entries: list[Entry], changes: list[Entry], state_dir: str | None = None
+) -> str:
+    """The draft for people, one Markdown line per fact or timeline line. ``state_dir`` (the
+    agent's) gives each screenshot its path on the host; the section is there only if there are any."""
+    f = facts(incident, entries, changes, state_dir)
     lines = _header(f)
     lines += [
         "",
@@ -82,9 +86,12 @@ def render_markdown(incident: Incident, entries: list[Entry], changes: list[Entr
         ("Silences and maintenance", [f"- {s['time']}: {s['text']}" for s in f["silences"]]),
         ("Changes before detection", _changes(f)),
         ("Notes and acknowledgments", _said(f)),
+        ("Screenshots", _artifacts(f)),
         ("Timeline (UTC)", _timeline(f)),
     ]
     for title, body in sections:
+        if title == "Screenshots" and not body:
+            continue
         lines += ["", f"## {title}", "", *(body or ["(none)"])]
     lines += [
         "",
@@ -204,6 +211,18 @@ def _said(f: Facts) -> list[str]:
     said += [(a["time"], "ACK", a["author"], a["text"]) for a in f["acks"]]
     said.sort(key=lambda s: s[0])
     return [f"- {time} {label} ({who or '?'}): **{text}**" for time, label, who, text in said]
+
+
+def _artifacts(f: Facts) -> list[str]:
+    """One line per screenshot: a link relative to the state directory (and to the status page's
+    address, which serves it), then its path on the host when known."""
+    lines = []
+    for a in f["artifacts"]:
+        target = a["link"].replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+        text = a["name"].replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+        where = f" (`{a['path']}`)" if a["path"] else ""
+        lines.append(f"- {a['time']}: [{text}]({target}){where}")
+    return lines
 
 
 def _timeline(f: Facts) -> list[str]:

@@ -3,11 +3,14 @@
 :mod:`agent.incidents.report` renders them (Markdown for people, JSON for tools); this module
 only reads. Pure: the same incident and entries give the same facts, whatever the clock says.
 Times are ISO 8601 UTC strings, durations seconds. Delivery entries ("firing event sent to
-pagerduty", one per delivery) are folded into one timeline line per sink.
+pagerduty", one per delivery) are folded into one timeline line per sink. Screenshots of failing
+runs (``artifact`` entries: "screenshot of the failing run: NAME") are listed with their file
+under the state directory (``STATE_DIR/artifacts/NAME``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import NotRequired, TypedDict
 
@@ -19,6 +22,8 @@ SENT = " event sent to "  # a ``delivered`` entry's text: "{event kind} event se
 PAGES = ("firing", "changed", "reminder")  # deliveries that page someone (a resolution does not)
 DOWN = ("pending", "firing", "member-firing")  # a target failing (its first run, its alert firing)
 UP = ("reset", "resolved", "member-resolved")  # a target recovering
+ARTIFACT = "artifact"  # the kind of an entry naming a screenshot the agent saved
+ARTIFACTS_DIR = "artifacts"  # where, under the state directory (and under the status page's URL)
 
 
 class SeverityStep(TypedDict):
@@ -75,6 +80,17 @@ class Said(TypedDict):
     text: str
 
 
+class Artifact(TypedDict):
+    """A screenshot of a run: its file ``name``, relative ``link`` (``artifacts/NAME``: under the
+    state directory, and under the agent's status page URL), and its absolute ``path`` (None when
+    the report was not told the state directory)."""
+
+    time: str
+    name: str
+    link: str
+    path: str | None
+
+
 class Delivery(TypedDict):
     kind: str
     time: str
@@ -129,6 +145,7 @@ class Facts(TypedDict):
     notes: list[Said]
     acks: list[Said]
     timeline: list[Line]
+    artifacts: list[Artifact]
 
 
 def delivery(entry: Entry) -> tuple[str, str] | None:
@@ -137,6 +154,33 @@ def delivery(entry: Entry) -> tuple[str, str] | None:
         return None
     kind, _, sink = entry.text.partition(SENT)
     return kind, sink
+
+
+def artifact_text(name: str, failed: bool = True) -> str:
+    """The text of the ``artifact`` entry naming the screenshot ``name`` of a (failing) run."""
+    return f"screenshot of the {'failing ' if failed else ''}run: {name}"
+
+
+def artifact_of(entry: Entry) -> str | None:
+    """The file name an ``artifact`` entry names (as :func:`artifact_text` wrote it); None for any
+    other entry, or a name that is not a plain ``.png`` file name."""
+    if entry.kind != ARTIFACT:
+        return None
+    name = entry.text.rpartition(": ")[2]
+    plain = name.endswith(".png") and not name.startswith(".") and ".." not in name and name.isprintable()
+    return name if plain and "/" not in name and "\\" not in name else None
+
+
+def artifacts(entries: Iterable[Entry], state_dir: str | None = None) -> list[Artifact]:
+    """The screenshots the entries name, oldest first, each once."""
+    found: dict[str, Artifact] = {}
+    for e in entries:
+        name = artifact_of(e)
+        if name is not None and name not in found:
+            link = f"{ARTIFACTS_DIR}/{name}"
+            path = os.path.join(os.path.abspath(state_dir), ARTIFACTS_DIR, name) if state_dir else None
+            found[name] = {"time": iso_time(e.time), "name": name, "link": link, "path": path}
+    return list(found.values())
 
 
 def dependent_checks(entries: Iterable[Entry]) -> set[str]:
@@ -238,9 +282,10 @@ def timeline(entries: list[Entry]) -> list[Line]:
     return lines
 
 
-def facts(incident: Incident, entries: list[Entry], changes: list[Entry]) -> Facts:
+def facts(incident: Incident, entries: list[Entry], changes: list[Entry], state_dir: str | None = None) -> Facts:
     """Everything the report says, as data. ``changes`` are the change markers before detection
-    that apply (:func:`agent.incidents.report.changes_before` picks them)."""
+    that apply (:func:`agent.incidents.report.changes_before` picks them); ``state_dir`` (where
+    the agent keeps its state) gives each screenshot its absolute path."""
     history: list[SeverityStep] = [
         {"time": iso_time(e.time), "severity": e.severity, "kind": e.kind}
         for e in entries
@@ -279,6 +324,7 @@ def facts(incident: Incident, entries: list[Entry], changes: list[Entry]) -> Fac
         "notes": _said(entries, "note"),
         "acks": _said(entries, "ack"),
         "timeline": timeline(entries),
+        "artifacts": artifacts(entries, state_dir),
     }
 
 

@@ -1,11 +1,12 @@
 """The agent's read-only HTTP endpoint on ``agent.listen`` (loopback by default).
 
-=========== ============================================================================
-GET /healthz liveness: 200 ``ok``, or 503 with the reason (the scheduler stopped progressing)
-GET /status  the status document (JSON): checks, members, last results, open incidents
-GET /metrics Prometheus text when ``telemetry.prometheus`` is on, else 404
-GET /        the status page (HTML, no JavaScript, refreshes itself)
-=========== ============================================================================
+=================== ==================================================================
+GET /healthz        liveness: 200 ``ok``, or 503 with the reason (the scheduler stopped progressing)
+GET /status         the status document (JSON): checks, members, last results, open incidents
+GET /metrics        Prometheus text when ``telemetry.prometheus`` is on, else 404
+GET /artifacts/NAME a screenshot of a failing run (``image/png``) from ``STATE_DIR/artifacts``
+GET /               the status page (HTML, no JavaScript, refreshes itself)
+=================== ==================================================================
 
 Every endpoint is read-only: any method but GET and HEAD is answered 405 with ``Allow``, and no
 request body is read. Anything that changes state (ack, note) goes through the local state
@@ -13,6 +14,11 @@ directory, which needs local authority, never through this port. Every response 
 ``X-Content-Type-Options: nosniff``, ``Cache-Control: no-store``, ``Referrer-Policy: no-referrer``
 and a Content-Security-Policy that allows nothing but the page's own style block. A failure
 inside the agent is logged and answered with a short 500, never a traceback.
+
+An artifact is served only under a strict name (:func:`agent.web.snapshot.artifact_name`: no
+``/``, ``..``, leading dot or percent sign, ``.png`` only) and if it is a regular file right in the
+artifacts directory (real path checked, never a symlink), else 404; with ``default-src 'none'``
+and an ``ETag``, read on a worker thread a chunk at a time.
 
 The port must never cost the agent its probes. It holds at most :data:`MAX_CONNECTIONS`
 connections (fewer under a low file-descriptor limit, see :func:`agent.core.fd_limit.listener_cap`);
@@ -31,9 +37,12 @@ import asyncio
 import json
 import logging
 import math
+import os
 import socket
+import stat
 import struct
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from typing import Any, Protocol, TypedDict
 
 from aiohttp import web
@@ -42,7 +51,7 @@ from agent.config.settings import parse_listen
 from agent.core.fd_limit import listener_cap
 from agent.web import page as status_page
 from agent.web.client import instance_id
-from agent.web.snapshot import Snapshot
+from agent.web.snapshot import Snapshot, artifact_name
 
 log = logging.getLogger("firstwatch.http")
 
@@ -53,6 +62,15 @@ ACCEPT_RETRY = 0.5  # seconds between accepts while the process is out of descri
 HEADER_TIMEOUT = 5.0  # from connecting to a complete request head
 KEEPALIVE_TIMEOUT = 5.0  # idle between two requests on one connection
 REQUEST_TIMEOUT = 15.0  # from one request to the next (or the close): answer read, next head sent
+
+ARTIFACTS = "/artifacts/"
+ARTIFACT_CHUNK = 256 * 1024  # bytes read from disk at a time
+ARTIFACT_HEADERS = {  # a screenshot: an image, nothing in it may run or load anything
+    "Content-Type": "image/png",
+    "Content-Security-Policy": "default-src 'none'",
+    "Content-Disposition": "inline",
+    "Cache-Control": "private, no-cache",  # kept by the browser, checked again with its ETag
+}
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -202,7 +220,52 @@ class HttpServer:
         await self._runner.cleanup()  # closes the open connections
 
 
-def make_app(source: StatusSource, identity: Identity | None = None) -> web.Application:
+def _open_artifact(directory: str, name: str) -> tuple[int, os.stat_result] | None:
+    """An open descriptor on artifact ``name`` and its status, if it is a regular file right in
+    ``directory`` (real paths compared; a symlink is refused, not followed); else None."""
+    base = os.path.realpath(directory)
+    path = os.path.join(base, name)
+    if os.path.dirname(os.path.realpath(path)) != base:
+        return None
+    try:  # O_NONBLOCK: a FIFO put there must not hang the thread
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return fd, st
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+async def _send_artifact(request: web.Request, fd: int, st: os.stat_result) -> web.StreamResponse:
+    """The file behind ``fd`` as the answer (only its headers for HEAD, 304 for a matching ETag)."""
+    etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
+    headers = {**ARTIFACT_HEADERS, "ETag": etag, "Last-Modified": formatdate(st.st_mtime, usegmt=True)}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = st.st_size
+    await response.prepare(request)
+    left = st.st_size if request.method == "GET" else 0
+    while left > 0:
+        chunk = await asyncio.to_thread(os.read, fd, min(ARTIFACT_CHUNK, left))
+        if not chunk:  # cut short meanwhile (pruned, rewritten): end the connection, not the promise
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write(chunk)
+        left -= len(chunk)
+    await response.write_eof()
+    return response
+
+
+def make_app(
+    source: StatusSource, identity: Identity | None = None, artifacts_dir: str | None = None
+) -> web.Application:
     async def healthz(_: web.Request) -> web.StreamResponse:
         ok, reason = source.healthy()
         return _text(200, "ok") if ok else _text(503, reason or "unhealthy")
@@ -225,6 +288,17 @@ def make_app(source: StatusSource, identity: Identity | None = None) -> web.Appl
         html = status_page.render(await source.snapshot())
         return web.Response(text=html, content_type="text/html", charset="utf-8")
 
+    async def artifact(request: web.Request) -> web.StreamResponse:
+        name = artifact_name(request.rel_url.raw_path.removeprefix(ARTIFACTS))  # the raw path: nothing decoded
+        found = await asyncio.to_thread(_open_artifact, artifacts_dir, name) if artifacts_dir and name else None
+        if found is None:
+            return _text(404, "no such artifact")
+        fd, st = found
+        try:
+            return await _send_artifact(request, fd, st)
+        finally:
+            os.close(fd)
+
     routes: dict[str, Handler] = {"/healthz": healthz, "/status": status, "/metrics": metrics, "/": page}
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -232,7 +306,7 @@ def make_app(source: StatusSource, identity: Identity | None = None) -> web.Appl
             request.protocol.request_started()
         if request.method not in ("GET", "HEAD"):
             return _text(405, "read-only endpoint: only GET and HEAD are allowed", Allow=ALLOW)
-        handler = routes.get(request.path)
+        handler = artifact if request.path.startswith(ARTIFACTS) else routes.get(request.path)
         if handler is None:
             return _text(404, "not found: try /, /status, /healthz or /metrics")
         try:
@@ -242,7 +316,8 @@ def make_app(source: StatusSource, identity: Identity | None = None) -> web.Appl
             return _text(500, "internal error in the agent (details are in its log)")
 
     async def secure(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers.update(SECURITY_HEADERS)
+        for header, value in SECURITY_HEADERS.items():  # an artifact keeps its own policy and caching
+            response.headers.setdefault(header, value)
         response.headers["Server"] = "firstwatch"
 
     # No request needs a body: a tiny client_max_size refuses uploads before they are buffered.
@@ -253,17 +328,23 @@ def make_app(source: StatusSource, identity: Identity | None = None) -> web.Appl
 
 
 async def start_http(
-    listen: str, source: StatusSource, *, state_dir: str | None = None, max_connections: int | None = None
+    listen: str,
+    source: StatusSource,
+    *,
+    state_dir: str | None = None,
+    max_connections: int | None = None,
+    artifacts_dir: str | None = None,
 ) -> HttpServer:
     """Serve ``source`` on ``listen`` ("HOST:PORT"; port 0 picks a free one, see ``.port``).
 
     ``state_dir`` (the agent's) adds ``agent.instance`` to /status, so that ``firstwatch status``
     can tell this agent from another one on the same port. ``max_connections`` defaults to
-    :func:`agent.core.fd_limit.listener_cap` of :data:`MAX_CONNECTIONS`."""
+    :func:`agent.core.fd_limit.listener_cap` of :data:`MAX_CONNECTIONS`. ``artifacts_dir`` is the
+    directory ``/artifacts/NAME`` serves (read-only), None for none."""
     host, port = parse_listen(listen)
     options: dict[str, Any] = {"access_log": None, "keepalive_timeout": KEEPALIVE_TIMEOUT}
     identity: Identity | None = {"instance": instance_id(state_dir)} if state_dir else None
-    runner = web.AppRunner(make_app(source, identity), handle_signals=False, **options)
+    runner = web.AppRunner(make_app(source, identity, artifacts_dir), handle_signals=False, **options)
     await runner.setup()
     guard = _Guard(max_connections or listener_cap(MAX_CONNECTIONS))
     web_server = runner.server

@@ -7,7 +7,9 @@ so the page works under ``default-src 'none'`` (no scripts, no inline style attr
 Layout, top to bottom: a headline in the color of the worst open severity with the counts; the
 open incidents (critical first, then oldest first), each with its timeline; the checks grouped
 by state (failing first), one row per member; the agent line. Every value from the snapshot is
-HTML-escaped: check names, targets, error texts and notes come from users and peers.
+HTML-escaped: check names, targets, error texts and notes come from users and peers. A member's
+last screenshot and an incident's ``artifact`` entries link to ``artifacts/NAME`` (relative, so
+the links hold behind a proxy that serves the agent under a path), for valid names only.
 
 :func:`agent.web.text.render_text` gives the same snapshot as plain-text tables
 (``firstwatch status``); both read it through ``agent.web.view``.
@@ -25,6 +27,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from agent.core.severity import SEVERITIES
+from agent.web.snapshot import artifact_name
 from agent.web.view import (
     as_list,
     as_map,
@@ -103,6 +106,7 @@ td{padding:6px 8px 6px 0;border-bottom:1px solid var(--line);vertical-align:top;
 .err{color:#ffb4b4}
 .vals{color:var(--dim);font-size:14px}
 .rule{display:block;margin:2px 0}
+a.shot{color:var(--minor);font-weight:600}
 .empty{color:var(--dim);font-size:18px}
 footer{color:var(--dim);font-size:15px;margin-top:28px;padding-bottom:28px;border-top:1px solid var(--line);
 padding-top:10px}
@@ -122,6 +126,12 @@ CONTENT_SECURITY_POLICY = (
     f"default-src 'none'; style-src 'sha256-{_STYLE_SHA256}'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
+
+
+def _screenshot(name: object) -> str:
+    """A link to the artifact ``name`` (a valid one), else nothing."""
+    valid = artifact_name(name)
+    return f' <a class="shot" href="artifacts/{esc(valid)}">screenshot</a>' if valid else ""
 
 
 # -- small, forgiving accessors: the snapshot may come from a peer process (``firstwatch status``);
@@ -160,7 +170,7 @@ def _incident_html(inc: Mapping[str, object], now: float) -> str:
         author = f' <span class="author">— {esc(e.get("author"))}</span>' if e.get("author") else ""
         rows.append(
             f'<li><span>{time_html(e.get("time"), now)}</span> <span class="kind {kind_cls}">{esc(kind)}</span> '
-            f"<span>{esc(e.get('text'))}{author}</span></li>"
+            f"<span>{esc(e.get('text'))}{_screenshot(e.get('artifact'))}{author}</span></li>"
         )
     timeline = f'<ol class="timeline">{"".join(rows)}</ol>' if rows else ""
     return (
@@ -186,7 +196,9 @@ def _member_row(member: Mapping[str, object], now: float, check_type: object = N
         f'<span class="held">not paged: <span class="mono">{esc(h.get("rule"))}</span> {esc(h.get("why"))}</span>'
         for h in map(as_map, as_list(member.get("held")))
     )
-    err = f'<div class="err">{esc(as_text(member.get("error"))[:500])}</div>' if member.get("error") else ""
+    error = esc(as_text(member.get("error"))[:500]) if member.get("error") else ""
+    shot = _screenshot(member.get("artifact"))
+    err = f'<div class="err">{error}{shot}</div>' if error or shot else ""
     values = as_map(member.get("values"))
     unit = value_units(check_type, member)
     vals = (

@@ -5,11 +5,25 @@ The daemon builds it (``agent.engine.runtime.Runtime.snapshot``); :mod:`agent.we
 JSON (adding ``agent.instance``); :mod:`agent.web.page` renders it. Times are ISO 8601 UTC text,
 durations seconds. A document read back from the network is checked only at its top
 (:mod:`agent.web.client`); the page reads every field forgivingly, as it would a peer's.
+
+An ``artifact`` (a member's last screenshot, a timeline entry's) is a file name in the agent's
+artifacts directory (``STATE_DIR/artifacts``), served at ``/artifacts/NAME``; only names that
+:func:`artifact_name` accepts are saved, linked or served.
 """
 
 from __future__ import annotations
 
+import re
 from typing import NotRequired, TypedDict
+
+#: An artifact's file name: dot-separated parts of letters, digits, ``_`` and ``-``, ending in
+#: ``.png``, at most 200 characters. No ``/``, no ``..``, no leading dot, nothing to encode in a URL.
+ARTIFACT_NAME = re.compile(r"(?=.{5,200}\Z)[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*\.png\Z", re.ASCII)
+
+
+def artifact_name(name: object) -> str | None:
+    """``name`` if it is a valid artifact file name (:data:`ARTIFACT_NAME`), else None."""
+    return name if isinstance(name, str) and ARTIFACT_NAME.match(name) else None
 
 
 class AgentInfo(TypedDict):
@@ -41,6 +55,7 @@ class TimelineItem(TypedDict):
     kind: str
     text: str
     author: str | None
+    artifact: str | None  # the screenshot an ``artifact`` entry names
 
 
 class IncidentView(TypedDict):
@@ -96,6 +111,7 @@ class MemberView(TypedDict):
     units: dict[str, str]  # the units a plugin reported for its values
     firing: list[FiringRule]
     held: list[HeldRule]
+    artifact: str | None  # the last run's screenshot (a failing browser run), under /artifacts/
 
 
 class CheckView(TypedDict):

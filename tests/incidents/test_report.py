@@ -9,6 +9,7 @@ upgrade two hours before, a change to an unrelated check and one after detection
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,35 @@ def test_the_command_reads_the_changes_of_the_hour_before_detection(
     assert [c["text"] for c in data["changes_before_detection"]] == ["migrate schema 42", "shop-web 1.5.0"]
     assert cmd_report(str(config), ID, "markdown") == 0
     assert "sam, db: migrate schema 42" in capsys.readouterr().out
+
+
+def test_the_screenshots_of_failing_runs_are_listed_with_their_file_on_the_host(tmp_path: Path) -> None:
+    store = db_outage(tmp_path)
+    with store.transaction():  # as agent.engine.artifacts records them: the first before it fired, one in it
+        record(store, "artifact", "screenshot of the failing run: db-0001.png", -59.5, check="db", target=DB)
+        record(store, "artifact", "screenshot of the failing run: db-0002.png", 30.5, incident=ID, check="db",
+               target=DB, severity="major")  # fmt: skip
+        record(store, "artifact", "screenshot of the failing run: ../../firstwatch.db", 31, incident=ID, check="db")
+        record(store, "note", "screenshot of the failing run: notes.png", 32, incident=ID, check="db", author="x")
+    state = str(tmp_path / "state")
+    inc, entries, changes = inputs(store)
+    f = facts(inc, entries, changes, state)
+    assert f["artifacts"] == [
+        {"time": "2026-12-02T13:59:00.500Z", "name": "db-0001.png", "link": "artifacts/db-0001.png",
+         "path": os.path.join(os.path.abspath(state), "artifacts", "db-0001.png")},
+        {"time": "2026-12-02T14:00:30.500Z", "name": "db-0002.png", "link": "artifacts/db-0002.png",
+         "path": os.path.join(os.path.abspath(state), "artifacts", "db-0002.png")},
+    ]  # fmt: skip
+    assert [a["path"] for a in facts(inc, entries, changes)["artifacts"]] == [None, None]  # no state dir given
+    report = render_markdown(inc, entries, changes, state)
+    titles = [line[3:] for line in report.splitlines() if line.startswith("## ")]
+    assert titles.index("Screenshots") == titles.index("Timeline (UTC)") - 1
+    assert section(report, "Screenshots") == [
+        f"- 2026-12-02T13:59:00.500Z: [db-0001.png](artifacts/db-0001.png) (`{f['artifacts'][0]['path']}`)",
+        f"- 2026-12-02T14:00:30.500Z: [db-0002.png](artifacts/db-0002.png) (`{f['artifacts'][1]['path']}`)",
+    ]
+    assert "- 2026-12-02T14:00:30.500Z artifact: screenshot of the failing run: db-0002.png" in section(
+        report, "Timeline (UTC)"
+    )
+    assert json.loads(render_json(inc, entries, changes, state))["artifacts"] == f["artifacts"]
+    assert "## Screenshots" not in render_markdown(*inputs(db_outage(tmp_path / "other")))
