@@ -134,7 +134,8 @@ def cmd_report(config: str, ref: str, fmt: str) -> int:
     inc = store.incident(ref)
     entries = store.entries(incident=inc.id)
     changes = changes_before(inc, _change_candidates(store, inc), dependent_checks(entries))
-    print(render_json(inc, entries, changes) if fmt == "json" else render_markdown(inc, entries, changes))
+    render = render_json if fmt == "json" else render_markdown
+    print(render(inc, entries, changes, store.state_dir))
     return 0
 
 
