@@ -12,10 +12,20 @@ from checks.dns import DnsCheck
 from checks.host import HostCheck
 from checks.http import HttpCheck
 from checks.icmp import IcmpCheck
+from checks.journey import JourneyCheck
 from checks.tcp import TcpCheck
 from checks.tls import TlsCheck
 
-_ALL: tuple[type[Check], ...] = (HttpCheck, TcpCheck, TlsCheck, DnsCheck, IcmpCheck, HostCheck, CommandCheck)
+_ALL: tuple[type[Check], ...] = (
+    HttpCheck,
+    TcpCheck,
+    TlsCheck,
+    DnsCheck,
+    IcmpCheck,
+    HostCheck,
+    CommandCheck,
+    JourneyCheck,
+)
 CHECKS: dict[str, type[Check]] = {cls.TYPE: cls for cls in _ALL}
 
 __all__ = ["CHECKS"]

@@ -130,6 +130,17 @@ def _status(value: int | str) -> int | str:
     return value
 
 
+def request_headers(value: dict[str, str]) -> dict[str, str]:
+    """``value`` if every name is an HTTP token and every value one line (never echoed: it may be a
+    secret); shared with the steps of ``type: journey``."""
+    for name, text in value.items():
+        if not _TOKEN.match(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if "\r" in text or "\n" in text:  # never echo the value: it may be a secret
+            raise ValueError(f"header {name!r}: the value must be one line")
+    return value
+
+
 def _value_path(path: str) -> str:
     value_name(path)  # raises ValueError for paths that cannot name a value
     return path
@@ -167,15 +178,7 @@ class HttpConfig(CheckConfig):
     max_body: Annotated[ByteCount, Field(gt=0)] = 1048576  # after decompression
     values_from_json: list[Annotated[str, AfterValidator(_value_path)]] = []
 
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if not _TOKEN.match(name):
-                raise ValueError(f"invalid header name {name!r}")
-            if "\r" in text or "\n" in text:  # never echo the value: it may be a secret
-                raise ValueError(f"header {name!r}: the value must be one line")
-        return value
+    _headers = field_validator("headers")(request_headers)
 
     @field_validator("values_from_json")
     @classmethod

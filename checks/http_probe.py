@@ -24,7 +24,7 @@ from aiohttp.http_exceptions import ContentEncodingError, ContentLengthError
 from yarl import URL
 
 from checks.base import Observation, ProbeContext
-from checks.http import HttpConfig, _hostport
+from checks.http import HttpConfig, HttpExpect, _hostport
 from checks.http_json import JsonRules, parse_body
 from checks.http_phases import PHASES, Phases, RecordingSSLObject, pin_family
 
@@ -95,16 +95,83 @@ def _ssl_context(ca_file: str | None, verify: bool) -> ssl.SSLContext:
     return ctx
 
 
+class Expectations:
+    """An ``expect`` block compiled once, with the body limit: reads an answer's body within
+    ``max_body`` and judges the answer. :class:`HttpProbe` uses one per check; each step of a
+    ``type: journey`` check has its own (``keep_body`` when the step saves from the body)."""
+
+    def __init__(
+        self, expect: HttpExpect, max_body: int, values_from_json: Sequence[str] = (), *, keep_body: bool = False
+    ) -> None:
+        self.expect = expect
+        self.max_body = max_body
+        self._body_regex = re.compile(expect.body_regex) if expect.body_regex is not None else None
+        self._header_regexes = {name: re.compile(rx) for name, rx in expect.headers.items()}
+        self._json = JsonRules(expect.json_, values_from_json)
+        self._keep = keep_body or expect.body_contains is not None or self._body_regex is not None or bool(self._json)
+
+    async def read(self, resp: aiohttp.ClientResponse, values: dict[str, float]) -> bytes | None:
+        """The body (kept only if an expectation needs it), or None past ``max_body``. aiohttp
+        inflates gzip/deflate in bounded steps, so a bomb costs no more memory than a flood."""
+        body, size = bytearray(), 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > self.max_body:
+                resp.close()  # drop the connection: draining a flood would never end
+                return None
+            if self._keep:
+                body += chunk
+        values["body_bytes"] = size
+        return bytes(body)
+
+    def judge(self, resp: aiohttp.ClientResponse, body: bytes | None, values: dict[str, float]) -> Observation:
+        """The answer against the expectations: the first one broken, explained, or ``ok``."""
+        expect, status = self.expect, resp.status
+        doc: Any = None
+        not_json: str | None = None
+        if self._json and body is not None:  # values first: a failing answer still feeds the graphs
+            try:
+                doc = parse_body(body)
+            except ValueError as exc:
+                not_json = str(exc)
+            else:
+                values.update(self._json.values(doc))
+        if status not in expect.status and f"{status // 100}xx" not in expect.status:
+            return _fail("http_status", f"HTTP {status} from {_hostport(resp.url.host, resp.url.port)}", values)
+        if body is None:
+            return _fail("body", f"body larger than max_body ({_size(self.max_body)})", values)
+        for name, rx in self._header_regexes.items():
+            found = resp.headers.getall(name, [])
+            if not found:
+                return _fail("expect", f"header {name!r} missing", values)
+            if not any(rx.search(v) for v in found):
+                return _fail("expect", f"header {name!r} does not match /{rx.pattern}/", values)
+        if expect.body_contains is not None or self._body_regex is not None:
+            text = body_text(resp, body)
+            if expect.body_contains is not None and expect.body_contains not in text:
+                return _fail("body", f"body does not contain {expect.body_contains!r}", values)
+            if self._body_regex is not None and not self._body_regex.search(text):
+                return _fail("body", f"body does not match /{self._body_regex.pattern}/", values)
+        if self._json and (problem := not_json or self._json.failure(doc)) is not None:
+            return _fail("body", problem, values)
+        return Observation(ok=True, values=values)
+
+
+def body_text(resp: aiohttp.ClientResponse, body: bytes) -> str:
+    """``body`` decoded per the answer's charset, else (or for an unknown charset) as UTF-8."""
+    try:
+        return body.decode(resp.charset or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset name
+        return body.decode("utf-8", errors="replace")
+
+
 class HttpProbe:
     """What one http check needs to probe, compiled once from its config: the expectations, the
     request headers (with the Authorization header) and the TLS settings."""
 
     def __init__(self, config: HttpConfig) -> None:
         self._cfg = config
-        expect = config.expect
-        self._body_regex = re.compile(expect.body_regex) if expect.body_regex is not None else None
-        self._header_regexes = {name: re.compile(rx) for name, rx in expect.headers.items()}
-        self._json = JsonRules(expect.json_, config.values_from_json)
+        self._expect = Expectations(config.expect, config.max_body, config.values_from_json)
         self._headers = dict(config.headers)
         if config.auth is not None:
             self._headers["Authorization"] = config.auth.header()
@@ -148,8 +215,8 @@ class HttpProbe:
                 values.update(phases.values(https), status=resp.status)
                 if phases.certs and https and (days := _days_left(phases.certs[-1])) is not None:
                     values["tls.days_left"] = days
-                body = await self._read(resp, values)
-                return self._judge(resp, body, values)
+                body = await self._expect.read(resp, values)
+                return self._expect.judge(resp, body, values)
         except TimeoutError:
             raise  # the runner maps its deadline (aiohttp's own timeouts are off)
         except (aiohttp.ClientError, OSError) as exc:
@@ -157,52 +224,3 @@ class HttpProbe:
             return _classify(exc, URL(target), values)
         finally:
             PHASES.reset(token)
-
-    async def _read(self, resp: aiohttp.ClientResponse, values: dict[str, float]) -> bytes | None:
-        """The body (kept only if an expectation needs it), or None past ``max_body``. aiohttp
-        inflates gzip/deflate in bounded steps, so a bomb costs no more memory than a flood."""
-        keep = self._cfg.expect.body_contains is not None or self._body_regex is not None or bool(self._json)
-        body, size = bytearray(), 0
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-            if size > self._cfg.max_body:
-                resp.close()  # drop the connection: draining a flood would never end
-                return None
-            if keep:
-                body += chunk
-        values["body_bytes"] = size
-        return bytes(body)
-
-    def _judge(self, resp: aiohttp.ClientResponse, body: bytes | None, values: dict[str, float]) -> Observation:
-        expect, status = self._cfg.expect, resp.status
-        doc: Any = None
-        not_json: str | None = None
-        if self._json and body is not None:  # values first: a failing answer still feeds the graphs
-            try:
-                doc = parse_body(body)
-            except ValueError as exc:
-                not_json = str(exc)
-            else:
-                values.update(self._json.values(doc))
-        if status not in expect.status and f"{status // 100}xx" not in expect.status:
-            return _fail("http_status", f"HTTP {status} from {_hostport(resp.url.host, resp.url.port)}", values)
-        if body is None:
-            return _fail("body", f"body larger than max_body ({_size(self._cfg.max_body)})", values)
-        for name, rx in self._header_regexes.items():
-            found = resp.headers.getall(name, [])
-            if not found:
-                return _fail("expect", f"header {name!r} missing", values)
-            if not any(rx.search(v) for v in found):
-                return _fail("expect", f"header {name!r} does not match /{rx.pattern}/", values)
-        if expect.body_contains is not None or self._body_regex is not None:
-            try:
-                text = body.decode(resp.charset or "utf-8", errors="replace")
-            except LookupError:  # an unknown charset name
-                text = body.decode("utf-8", errors="replace")
-            if expect.body_contains is not None and expect.body_contains not in text:
-                return _fail("body", f"body does not contain {expect.body_contains!r}", values)
-            if self._body_regex is not None and not self._body_regex.search(text):
-                return _fail("body", f"body does not match /{self._body_regex.pattern}/", values)
-        if self._json and (problem := not_json or self._json.failure(doc)) is not None:
-            return _fail("body", problem, values)
-        return Observation(ok=True, values=values)
