@@ -22,8 +22,10 @@ Options (besides the common ``name``, ``interval``, ``timeout``, ``labels``, ``a
     expect.body_regex     a regex searched in the body; checked at load
     expect.headers        header name -> regex its value must match; a missing header fails
     expect.json           assertions on the JSON body: ``{path: $.status, equals: ok}``,
-                          ``{path, matches: REGEX}`` or ``{path, op: ">", value: 3}``. A path is
-                          keys and ``[N]`` indexes: ``$.data.items[0].id`` or ``data.items[0].id``
+                          ``{path, matches: REGEX}``, ``{path, op: ">", value: 3}`` or
+                          ``{path, exists: true}``; or a mapping ``{"items.0.sku": {exists: true}}``.
+                          A path is keys and ``[N]`` indexes: ``$.data.items[0].id`` or
+                          ``data.items.0.id``
 
 Values (the phases count from the start of the request, like curl's ``-w`` times, so
 dns <= connect <= tls <= first_byte <= duration; after redirects they describe the last hop):
@@ -86,7 +88,7 @@ from agent.core import validators
 from agent.core.units import parse_quantity
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 from checks.http_auth import HttpAuth
-from checks.http_json import JsonAssertion, value_name
+from checks.http_json import JsonAssertion, assertions, value_name
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -160,7 +162,8 @@ class HttpExpect(BaseModel):
     body_contains: str | None = None
     body_regex: Regex | None = None
     headers: dict[str, Regex] = {}
-    json_: list[JsonAssertion] = Field([], alias="json")  # BaseModel has a json() method
+    # BaseModel has a json() method; a mapping {PATH: {TEST}} is read as a list
+    json_: Annotated[list[JsonAssertion], BeforeValidator(assertions)] = Field([], alias="json")
 
 
 class HttpConfig(CheckConfig):

@@ -3,7 +3,11 @@ what they point at (``expect.json``), and numbers exposed as values (``values_fr
 
 A path is an optional ``$``, then keys separated by dots and ``[N]`` list indexes (``[-1]`` is the
 last item); a key holding dots or spaces is written ``["a.b"]``. ``.a``, ``a`` and ``$.a`` are one
-path. There are no wildcards: each path names at most one JSON value.
+path, and a key of digits indexes a list (``items.0.sku`` is ``items[0].sku``). There are no
+wildcards: each path names at most one JSON value.
+
+``expect.json`` is a list of ``{path, TEST}`` or a mapping ``{PATH: {TEST}}``; a TEST is one of
+``equals: V``, ``matches: REGEX``, ``op: '>'`` with ``value: N``, or ``exists: true|false``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ JsonPath = Annotated[str, AfterValidator(_path)]
 def lookup(doc: Any, steps: Sequence[Step]) -> tuple[bool, Any]:
     """``(True, value)`` at ``steps`` in ``doc``, or ``(False, None)`` when the path leads nowhere."""
     for step in steps:
+        if isinstance(step, str) and step.isdigit() and isinstance(doc, list):
+            step = int(step)  # items.0.sku: a key of digits on a list is an index
         if isinstance(step, int):
             if not isinstance(doc, list) or not -len(doc) <= step < len(doc):
                 return False, None
@@ -104,8 +110,19 @@ def show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def assertions(value: object) -> object:
+    """``expect.json`` as a list: the mapping form ``{PATH: {TEST}}`` becomes ``[{path: PATH, TEST}]``."""
+    if isinstance(value, dict):
+        return [
+            {"path": path, **test} if isinstance(test, dict) else {"path": path, "equals": test}
+            for path, test in value.items()
+        ]
+    return value
+
+
 class JsonAssertion(BaseModel):
-    """One ``expect.json`` entry: ``path`` and one of ``equals``, ``matches`` or ``op`` + ``value``."""
+    """One ``expect.json`` entry: ``path`` and one of ``equals``, ``matches``, ``op`` + ``value`` or
+    ``exists``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -114,12 +131,13 @@ class JsonAssertion(BaseModel):
     matches: Annotated[str, AfterValidator(validators.regex)] | None = None
     op: Literal[">", ">=", "<", "<=", "==", "!="] | None = None
     value: float | None = None
+    exists: bool | None = None
 
     @model_validator(mode="after")
     def _one_test(self) -> JsonAssertion:
-        given = self.model_fields_set & {"equals", "matches", "op"}
+        given = self.model_fields_set & {"equals", "matches", "op", "exists"}
         if len(given) != 1:
-            raise ValueError(f"json {self.path}: give exactly one of equals, matches or op (with value)")
+            raise ValueError(f"json {self.path}: give exactly one of equals, matches, op (with value) or exists")
         if ("op" in given) != ("value" in self.model_fields_set):
             raise ValueError(f"json {self.path}: op and value go together, like {{op: '>', value: 3}}")
         return self
@@ -151,6 +169,10 @@ class JsonRules:
         for test, steps, rx in self._tests:
             found, got = lookup(doc, steps)
             where = f"json {test.path}"
+            if test.exists is not None:
+                if found != test.exists:
+                    return f"{where} missing" if test.exists else f"{where} is {show(got)}, expected it absent"
+                continue
             if not found:
                 return f"{where} missing"
             if rx is not None:

@@ -762,6 +762,19 @@ async def test_json_assertion_failures_explain_themselves(
     assert r.values["status"] == 200
 
 
+async def test_json_assertions_as_a_mapping_with_exists_and_digit_indexes(base: str) -> None:
+    """The contract's short form: ``json: {"items.0.sku": {exists: true}}``."""
+    ok = await probe(
+        f"{base}/health",
+        expect={"json": {"workers.1.load": {"equals": 2}, "$.db.ok": {"exists": True}, "nope": {"exists": False}}},
+    )
+    assert ok.ok, ok.error
+    missing = await probe(f"{base}/health", expect={"json": {"workers.5.load": {"exists": True}}})
+    assert (missing.ok, missing.error) == (False, "json workers.5.load missing")
+    present = await probe(f"{base}/health", expect={"json": {"$.db.ok": {"exists": False}}})
+    assert (present.ok, present.error) == (False, "json $.db.ok is true, expected it absent")
+
+
 async def test_values_from_json(base: str) -> None:
     paths = ["$.queue.depth", "workers[1].load", "$.db.ok", "db.latency_ms", "$.status", "$.absent"]
     r = await probe(f"{base}/health", values_from_json=paths)
@@ -987,8 +1000,8 @@ async def test_failures_keep_the_phases_they_reached() -> None:
     [
         ({"expect": {"json": [{"path": "a..b", "equals": 1}]}}, "invalid JSON path 'a..b'"),
         ({"expect": {"json": [{"path": "a[x]", "equals": 1}]}}, "invalid JSON path 'a[x]'"),
-        ({"expect": {"json": [{"path": "a", "equals": 1, "matches": "x"}]}}, "exactly one of equals, matches or op"),
-        ({"expect": {"json": [{"path": "a"}]}}, "exactly one of equals, matches or op"),
+        ({"expect": {"json": [{"path": "a", "equals": 1, "matches": "x"}]}}, "exactly one of equals, matches, op"),
+        ({"expect": {"json": [{"path": "a"}]}}, "exactly one of equals, matches, op"),
         ({"expect": {"json": [{"path": "a", "op": ">"}]}}, "op and value go together"),
         ({"expect": {"json": [{"path": "a", "op": "=>", "value": 1}]}}, "Input should be '>'"),
         ({"expect": {"json": [{"path": "a", "matches": "(x"}]}}, "invalid regex '(x'"),
