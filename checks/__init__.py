@@ -7,6 +7,7 @@ mapping; adding a probe type means adding a module here and one line below.
 from __future__ import annotations
 
 from checks.base import Check
+from checks.browser import BrowserCheck
 from checks.command import CommandCheck
 from checks.dns import DnsCheck
 from checks.host import HostCheck
@@ -15,7 +16,9 @@ from checks.icmp import IcmpCheck
 from checks.tcp import TcpCheck
 from checks.tls import TlsCheck
 
-_ALL: tuple[type[Check], ...] = (HttpCheck, TcpCheck, TlsCheck, DnsCheck, IcmpCheck, HostCheck, CommandCheck)
+_ALL: tuple[type[Check], ...] = (
+    HttpCheck, TcpCheck, TlsCheck, DnsCheck, IcmpCheck, HostCheck, CommandCheck, BrowserCheck,
+)  # fmt: skip
 CHECKS: dict[str, type[Check]] = {cls.TYPE: cls for cls in _ALL}
 
 __all__ = ["CHECKS"]
