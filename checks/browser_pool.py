@@ -241,9 +241,11 @@ class BrowserPool:
     async def _close_context(self, ctx: BrowserContext) -> None:
         if not self.alive():
             return  # a dead browser took its contexts with it; a hung one is killed on the next run
+        closing = asyncio.ensure_future(ctx.close())
+        closing.add_done_callback(_retrieve)  # its error, should nobody be left to hear it
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                await asyncio.shield(ctx.close())
+                await asyncio.shield(closing)  # a second cancellation (the agent stopping) lets it finish
         except TimeoutError:
             self._hung = True
         except asyncio.CancelledError:
@@ -283,13 +285,14 @@ def first_line(exc: BaseException) -> str:
 
 def _is_browser(pid: int | str, marker: str) -> bool:
     """Whether process ``pid`` is the browser launched with ``marker`` among its flags; its
-    helper processes (``--type=renderer`` ...) never carry it."""
+    helper processes (``--type=renderer`` ...; Chromium rewrites their command lines as one
+    string) never carry it."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            args = fh.read().split(b"\0")
+            cmdline = fh.read()
     except OSError:
         return False
-    return marker.encode() in args and not any(a.startswith(b"--type=") for a in args)
+    return marker.encode() in cmdline and b"--type=" not in cmdline
 
 
 def _find_pid(marker: str) -> int | None:
