@@ -1,18 +1,18 @@
 """What browser checks cost: the agent's memory with browser checks running, and one run's wall and CPU.
 
     .venv/bin/python bench/browser_cost.py                      # 2 checks at 1 s for 20 s, then 10 runs
-    .venv/bin/python bench/browser_cost.py --seconds 30 --runs 20
+    .venv/bin/python bench/browser_cost.py --seconds 30 --runs 20 --interval 5
 
 Needs Playwright (``pip install 'firstwatch[browser]'``) and the system Chromium. A small shop page
 (HTML, a 400x300 PNG, a script that adds to a cart, a broken script) is served by this script in a
 process of its own (``--serve``), so its CPU is never counted. Two measurements:
 
 - ``daemon``: ``firstwatch run`` with 2 browser checks (click, wait_for, expect_text) at a 1 s
-  interval for ``--seconds``; every 0.5 s the RSS of the agent's own Python process, and the RSS and
-  PSS (``/proc/PID/smaps_rollup``: shared pages split between the processes sharing them) of its
-  whole process tree (the Playwright driver, Chromium and its helpers); CPU of the tree over the
-  window (dead helpers' CPU is in their parent's ``cutime``); runs, missed runs and restarts from
-  ``/metrics``.
+  interval (``--interval``; the timeout is the interval) for ``--seconds``; every 0.5 s the RSS
+  of the agent's own Python process, and the RSS and PSS (``/proc/PID/smaps_rollup``: shared
+  pages split between the processes sharing them) of its whole process tree (the Playwright
+  driver, Chromium and its helpers); CPU of the tree over the window (dead helpers' CPU is in
+  their parent's ``cutime``); runs, missed runs and restarts from ``/metrics``.
 - ``run``: in this process, one shared browser, the same check run ``--runs`` times one after
   another (after the first, which also starts Chromium): wall time and CPU (this process plus the
   browser's process tree) per run.
@@ -137,7 +137,8 @@ def daemon(args: argparse.Namespace, url: str, procs: list[Proc]) -> list[list[o
     listen = free_port()
     config = os.path.join(tmp, "config.yaml")
     checks = "".join(
-        f"  - {{name: shop-{i}, type: browser, url: {url}, interval: 1s, timeout: 1s, steps: {STEPS}}}\n"
+        f"  - {{name: shop-{i}, type: browser, url: {url}, interval: {args.interval:g}s, timeout: {args.interval:g}s,"
+        f" steps: {STEPS}}}\n"
         for i in (1, 2)
     )
     with open(config, "w") as f:
@@ -232,6 +233,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the daemon runs, measured")
     parser.add_argument("--runs", type=int, default=10, help="runs measured one by one")
+    parser.add_argument("--interval", type=float, default=1.0, help="the daemon's checks' interval and timeout (s)")
     parser.add_argument("--chromium", default="", help="default: chromium etc. on PATH")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -249,7 +251,7 @@ def main() -> None:
         procs.append(Proc([PYTHON, os.path.abspath(__file__), "--serve", str(port)]))
         url = f"http://127.0.0.1:{port}/"
         wait_for(lambda: _up(url), what="the shop page")
-        print(f"## daemon: 2 browser checks at 1 s, {args.seconds:g} s measured\n")
+        print(f"## daemon: 2 browser checks at {args.interval:g} s, {args.seconds:g} s measured\n")
         print(table(["", ""], daemon(args, url, procs)))
         print(f"\n## one browser run (load, click, wait_for, expect_text), {args.runs} runs\n")
         print(table(["", "wall (ms)", "CPU (ms): agent + browser"], asyncio.run(runs(args, url))))
