@@ -7,6 +7,7 @@ mapping; adding a probe type means adding a module here and one line below.
 from __future__ import annotations
 
 from checks.base import Check
+from checks.browser import BrowserCheck
 from checks.command import CommandCheck
 from checks.dns import DnsCheck
 from checks.host import HostCheck
@@ -25,6 +26,7 @@ _ALL: tuple[type[Check], ...] = (
     HostCheck,
     CommandCheck,
     JourneyCheck,
+    BrowserCheck,
 )
 CHECKS: dict[str, type[Check]] = {cls.TYPE: cls for cls in _ALL}
 

@@ -159,6 +159,9 @@ class ProbeContext(Protocol):
     def http_session(self) -> Any:
         """The shared ``aiohttp.ClientSession`` (created on first use)."""
 
+    def browser(self) -> Any:
+        """The shared ``checks.browser_pool.BrowserPool``: one Chromium, a context per run (created on first use)."""
+
 
 class Check(Protocol):
     """The interface the runtime sees (see the module docstring)."""

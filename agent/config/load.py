@@ -33,6 +33,8 @@ from agent.delivery.sinks.base import Sink
 from agent.telemetry.config import TelemetryConfig
 from checks import CHECKS
 from checks.base import Check, CheckConfig
+from checks.browser import BrowserCheck
+from checks.browser_pool import BrowserSettings, find_executable, install_problems
 
 DEFAULT_CONFIG = "/etc/firstwatch/config.yaml"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
@@ -59,6 +61,15 @@ class HeartbeatConfig(BaseModel):
     sinks: list[str] = Field(min_length=1)
 
 
+class BrowserSection(BaseModel):
+    """``agent.browser``: the Chromium the browser checks share (nothing is ever downloaded)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    executable: str | None = None  # default: the first of chromium, chromium-browser, google-chrome on PATH
+    concurrency: int = Field(default=2, ge=1, le=32)  # pages at once
+
+
 class AgentSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,6 +79,7 @@ class AgentSection(BaseModel):
     outage_tolerance: Seconds = 3600.0  # pending for: timers survive a restart within this
     heartbeat: HeartbeatConfig | None = None
     listen: str = DEFAULT_LISTEN  # /healthz, /status, /metrics and the status page; "" turns it off
+    browser: BrowserSection = BrowserSection()
 
     _labels = field_validator("labels")(_check_labels)
 
@@ -131,6 +143,7 @@ class AgentConfig:
     checks: tuple[CheckSpec, ...]
     sinks: tuple[SinkSpec, ...]
     maintenance: tuple[Window, ...] = ()
+    browser: BrowserSettings = field(default_factory=BrowserSettings)  # agent.browser; executable found on PATH
 
 
 def default_config_path() -> str:
@@ -155,6 +168,9 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col))) from None
     deps: list[Dependencies] = []
     checks = _validate_checks(top, src, issues, deps)
+    browser = _first_browser(top)
+    if browser is not None:  # what the machine lacks to run them, at the first browser check
+        issues.extend(src.issue(("checks", browser), p) for p in install_problems(top.agent.browser.executable))
     sinks = _validate_sinks(top, src, issues, {c.config.name for c in checks})
     written = {name for raw in top.checks if isinstance(name := raw.get("name"), str)}  # a broken entry's too
     issues.extend(dependency_issues(deps, src, written))
@@ -179,7 +195,16 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
         checks=tuple(checks),
         sinks=tuple(sinks),
         maintenance=tuple(windows),
+        browser=BrowserSettings(
+            find_executable(top.agent.browser.executable) if browser is not None else top.agent.browser.executable,
+            top.agent.browser.concurrency,
+        ),
     )
+
+
+def _first_browser(top: TopLevel) -> int | None:
+    """The index of the first browser check (a config without one never looks for a browser)."""
+    return next((i for i, raw in enumerate(top.checks) if CHECKS.get(str(raw.get("type"))) is BrowserCheck), None)
 
 
 _ENTRIES: dict[type[Check], type[BaseModel]] = {}

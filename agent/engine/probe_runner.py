@@ -15,17 +15,23 @@ import time
 from typing import Any
 
 from checks.base import Check, Observation, Result
+from checks.browser_pool import BrowserPool, BrowserSettings
 
 log = logging.getLogger("firstwatch.probe")
 
 
 class SharedResources:
-    """The :class:`checks.base.ProbeContext` of a runtime: lazily created shared clients."""
+    """The :class:`checks.base.ProbeContext` of a runtime: lazily created shared clients (an
+    aiohttp session; one Chromium for the browser checks, per ``browser_settings``)."""
 
-    def __init__(self, agent_name: str, artifacts_dir: str | None = None) -> None:
+    def __init__(
+        self, agent_name: str, artifacts_dir: str | None = None, browser_settings: BrowserSettings | None = None
+    ) -> None:
         self.agent_name = agent_name
         self.artifacts_dir = artifacts_dir
+        self.browser_settings = browser_settings or BrowserSettings()  # agent.browser
         self._http: Any = None
+        self._browser: BrowserPool | None = None
 
     def http_session(self) -> Any:
         if self._http is None:
@@ -49,10 +55,23 @@ class SharedResources:
             )
         return self._http
 
+    def browser(self) -> BrowserPool:
+        """The shared :class:`checks.browser_pool.BrowserPool` (created on first use; Chromium
+        starts on the first browser run)."""
+        if self._browser is None:
+            self._browser = BrowserPool(self.browser_settings)
+        return self._browser
+
+    def browser_restarts(self) -> int:
+        """How often the shared browser was restarted (crashed, killed or hung) so far."""
+        return self._browser.restarts if self._browser is not None else 0
+
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self._browser is not None:  # kept, closed: its restarts stay readable
+            await self._browser.close()
 
 
 async def run_probe(check: Check, target: str, ctx: SharedResources) -> Result:

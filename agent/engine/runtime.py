@@ -38,6 +38,7 @@ from agent.telemetry.cloudwatch import EmfWriter
 from agent.telemetry.metrics import Telemetry
 from agent.web.snapshot import Snapshot
 from checks.base import Check, Result, describe_values
+from checks.browser import BrowserCheck
 
 log = logging.getLogger("firstwatch")
 
@@ -75,6 +76,7 @@ class Runtime:
         self.resources = SharedResources(cfg.agent_name)
         self.artifacts = Artifacts(cfg.state_dir)  # screenshots of failing runs, kept to a bound
         self.resources.artifacts_dir = self.artifacts.directory
+        self.resources.browser_settings = cfg.browser  # agent.browser: the browser checks' Chromium
         self.quiet = QuietTime(cfg.maintenance)  # maintenance windows and silences
         self.book = AlertBook(
             cfg.agent_name, cfg.labels, clock_offset=lambda: time.time() - time.monotonic(), quiet=self.quiet.quiet_for
@@ -107,6 +109,9 @@ class Runtime:
                         "%s depends on %s, which another shard runs: %s pages on its own when it fails",
                         spec.config.name, parent, spec.config.name,
                     )  # fmt: skip
+        if telemetry is not None:  # firstwatch.browser.restarts: only once a runtime has browser checks
+            browsers = any(isinstance(check, BrowserCheck) for _, check in self.checks)
+            telemetry.observe_browser_restarts(self.resources.browser_restarts if browsers else None)
         self.scheduler: Scheduler | None = None
         self.last: dict[tuple[str, str], Result] = {}
         self._tasks: list[asyncio.Task[None]] = []

@@ -28,11 +28,14 @@ suffix: ``firstwatch_check_duration_seconds``, ``firstwatch_events_sent_total``)
     firstwatch.scheduler.lag     histogram  s      how late each run started (buckets 0.5 ms .. 10 s)
     firstwatch.scheduler.missed  counter    {run}  runs skipped (still running, or the loop fell behind)
     firstwatch.config.reloads    counter    {reload}  by result=success|failure
+    firstwatch.browser.restarts  counter    {restart}  the browser checks' Chromium restarted after it
+                                                   crashed, was killed or hung (only with browser checks)
 
 Counters are exported from the start, at 0: ``scheduler.runs``, ``scheduler.missed`` and both
 ``config.reloads`` results at once, ``events.sent`` and ``events.dropped`` per sink once the
 daemon names its sinks (:meth:`Telemetry.register_sinks`), so a rate or an alert on them works
-before the first event is ever dropped.
+before the first event is ever dropped. ``browser.restarts`` exists only once a runtime with
+browser checks asks for it (:meth:`Telemetry.observe_browser_restarts`), from 0.
 
 Check metrics carry ``check.name``, ``check.type``, ``check.target`` (alerts: ``check.name``,
 ``check.target``, ``severity``). The resource: ``service.name=firstwatch`` (OTEL_SERVICE_NAME
@@ -132,6 +135,8 @@ class Telemetry:
                 reg.point(self._missed, "", {})
                 for outcome in ("success", "failure"):
                     reg.point(self._reloads, outcome, {"result": outcome})
+        self._restarts: Callable[[], int] | None = None  # the current runtime's browser restarts
+        self._restarts_before = 0  # counted by the runtimes before it (reloads)
         self._pusher: OtlpPusher | None = None
         if self.export is not None:
             from agent.telemetry.otlp import OtlpPusher
@@ -215,6 +220,26 @@ class Telemetry:
         thread: it must only read in-memory counts, never touch the event loop or a database."""
         self._outbox.observer = None if fn is None else _outbox_observer(fn)
 
+    def observe_browser_restarts(self, fn: Callable[[], int] | None) -> None:
+        """Export ``fn()`` (the restarts of a runtime's browser) as the counter
+        ``firstwatch.browser.restarts``, read at each collection. The first call registers it;
+        a later one (a reload) adds what the previous ``fn`` counted, so the total never goes
+        back; None keeps the total without a browser. ``fn`` may run on the exporter's thread:
+        it must only read an in-memory count."""
+        if self._restarts is not None:
+            self._restarts_before += _safe_count(self._restarts)
+        self._restarts = fn
+        if fn is None and "firstwatch.browser.restarts" not in self._registry.metrics:
+            return  # never had browser checks: no such metric
+        metric = self._registry.metric(
+            "counter", "firstwatch.browser.restarts", "{restart}", "browser restarts after a crash, kill or hang"
+        )
+        metric.observer = self._browser_restarts
+
+    def _browser_restarts(self) -> list[tuple[float, dict[str, str]]]:
+        fn = self._restarts
+        return [(float(self._restarts_before + (_safe_count(fn) if fn is not None else 0)), {})]
+
     def retain_checks(self, names: Collection[str]) -> None:
         """Forget the series of checks not in ``names`` (after a reload removed them)."""
         with self._lock:
@@ -281,6 +306,14 @@ class Telemetry:
             return
         with self._lock:
             self._registry.point(metric, key, {attribute: key} if attribute else {}).value += n
+
+
+def _safe_count(fn: Callable[[], int]) -> int:
+    try:
+        return int(fn())
+    except Exception:  # the runtime's callback broke: count nothing from it, export the rest
+        log.exception("telemetry: observing firstwatch.browser.restarts failed")
+        return 0
 
 
 def _outbox_observer(fn: Callable[[], dict[str, int]]) -> Callable[[], list[tuple[float, dict[str, str]]]]:
