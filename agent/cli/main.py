@@ -318,7 +318,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         failing = [f"{f.result.check} {f.result.target}" for f in findings if not f.ok]
         print(f"still failing ({len(failing)}): {', '.join(failing[:5])}", file=sys.stderr, flush=True)
 
-    findings = asyncio.run(check_once(specs, cfg.agent_name, args.until_green, on_round=progress))
+    findings = asyncio.run(check_once(specs, cfg.agent_name, args.until_green, on_round=progress, browser=cfg.browser))
     print(RENDERERS[args.format](findings))
     return exit_code(findings)
 

@@ -30,6 +30,7 @@ from agent.config.load import CheckSpec
 from agent.core.severity import rank, worst
 from agent.engine.probe_runner import SharedResources, run_probe
 from checks.base import Check, Result
+from checks.browser_pool import BrowserSettings
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 _PRECEDENCE = {OK: 0, WARNING: 1, UNKNOWN: 2, CRITICAL: 3}  # which exit code wins
@@ -188,10 +189,12 @@ async def check_once(
     until_green: float | None = None,
     every: float = 3.0,
     on_round: Callable[[list[Finding]], None] | None = None,
+    browser: BrowserSettings | None = None,
 ) -> list[Finding]:
     """Probe every target of ``specs``; with ``until_green``, retry the failing ones every
-    ``every`` seconds (or their check's interval, if shorter) until all pass or time runs out."""
-    ctx = SharedResources(agent_name)
+    ``every`` seconds (or their check's interval, if shorter) until all pass or time runs out.
+    ``browser`` is ``agent.browser`` (which Chromium, how many pages at once)."""
+    ctx = SharedResources(agent_name, browser_settings=browser)
     try:
         pairs = [(spec, check, t) for spec in specs for check in (spec.build(),) for t in check.targets()]
         findings = await _probe_all(pairs, ctx)
