@@ -1,6 +1,6 @@
 """A check's alerting keys as written in the config: ``alerts`` (parsed into rules by
-``agent.alerting.rules``), ``impact`` (blast radius), ``flapping``, ``depends_on`` and
-``runbook``. They live here, not in
+``agent.alerting.rules``), ``impact`` (blast radius), ``flapping``, ``depends_on``, ``runbook``
+and ``slo`` (an objective and its burn alerts, :class:`agent.alerting.slo.SloConfig`). They live here, not in
 ``checks``: a probe measures, the alerting room judges; the config loader joins the two."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from agent.alerting.flapping import FlappingConfig
+from agent.alerting.slo import SloConfig
 from agent.core.severity import Severity
 from agent.core.units import Seconds
 
@@ -57,6 +58,7 @@ class AlertPolicy(BaseModel):
     flapping: FlappingConfig | bool = True  # false turns flap detection off
     depends_on: list[str] = []  # checks whose failure explains this one's (no page of its own then)
     runbook: str | None = None  # a URL for every rule of the check that names none
+    slo: SloConfig | None = None  # a service level objective and its burn-rate alerts
 
     def flap_config(self) -> FlappingConfig | None:
         """The flap detector's settings, or None when ``flapping: false``."""
