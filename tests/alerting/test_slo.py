@@ -68,7 +68,7 @@ def test_no_slo_key_is_none_and_a_share_and_seconds_windows_are_accepted() -> No
     slo = slo_of(block)
     assert slo is not None
     assert (slo.objective, slo.window, slo.latency) == (0.99, 60.0, None)
-    assert slo.alerts == [BurnAlert(burn=2, long="30s", short="5s", severity="major")]  # type: ignore[arg-type]
+    assert slo.alerts == [BurnAlert.model_validate({"burn": 2, "long": "30s", "short": "5s", "severity": "major"})]
 
 
 def test_slo_may_come_from_defaults() -> None:
@@ -327,10 +327,11 @@ def test_burn_rate_scales_linearly_with_the_error_rate(objective: float, counts:
     good, runs = counts
     bad = runs - good
     rate = burn_rate(good, runs, objective)
+    assert rate is not None
     assert rate == pytest.approx(bad / runs / (1 - objective))
     assert burn_rate(k * good, k * runs, objective) == pytest.approx(rate)  # same error rate, same burn
     if k * bad <= runs:  # k times the error rate burns k times as fast
-        assert burn_rate(runs - k * bad, runs, objective) == pytest.approx(k * rate)  # type: ignore[operator]
+        assert burn_rate(runs - k * bad, runs, objective) == pytest.approx(k * rate)
 
 
 alerts = st.builds(
