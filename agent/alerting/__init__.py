@@ -5,9 +5,10 @@
 result; ``state`` is the pure ``for:`` / ``recover_for:`` state machine; ``flapping`` the
 Nagios-style detector; ``impact`` a group's severity from its share failing; ``quiet`` the
 silence record and what keeps a check from paging; ``windows`` maintenance windows (cron in a
-time zone); ``holds`` why a firing is held (a failing parent, quiet time) and the book's part
-that holds and releases them; ``records`` the book's plain data (``Alert``, ``Change``);
-``book`` (:class:`AlertBook`) turns results into incidents and the changes worth recording.
+time zone); ``slo`` the ``slo`` key, error-budget arithmetic and the burn-alert judgement;
+``holds`` why a firing is held (a failing parent, quiet time) and the book's part that holds and
+releases them; ``records`` the book's plain data (``Alert``, ``Change``); ``book``
+(:class:`AlertBook`) turns results into incidents and the changes worth recording.
 
 May import: ``agent.core`` and ``checks`` (results and value declarations). Nothing above it:
 the book sees checks through the small :class:`agent.alerting.book.Watched` protocol, not the
