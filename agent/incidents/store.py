@@ -91,6 +91,20 @@ CREATE TABLE IF NOT EXISTS silences (
     expired_at REAL
 );
 CREATE INDEX IF NOT EXISTS silences_ends ON silences (ends);
+-- agent.incidents.history: runs per (check, target) in [start, start + width); hist sparse "bin:count,..."
+CREATE TABLE IF NOT EXISTS history (
+    check_name TEXT NOT NULL,
+    target TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    runs INTEGER NOT NULL,
+    good INTEGER NOT NULL,
+    duration_sum REAL NOT NULL,
+    duration_max REAL NOT NULL,
+    hist TEXT NOT NULL,
+    PRIMARY KEY (check_name, target, start, width)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_age ON history (width, start);
 """
 
 
