@@ -296,21 +296,53 @@ def write_buckets(buckets: list[Bucket]) -> Callable[[Store], None]:
     return write
 
 
+class _HistSum:
+    """SQLite aggregate (a window function, usable as a plain aggregate): encoded histograms summed."""
+
+    def __init__(self) -> None:
+        self.counts = [0] * BINS
+
+    def step(self, text: str | None, /, sign: int = 1) -> None:
+        for part in text.split(",") if text else ():
+            i, _, c = part.partition(":")
+            self.counts[int(i)] += sign * int(c)
+
+    def inverse(self, text: str | None, /) -> None:
+        self.step(text, sign=-1)
+
+    def value(self) -> str:
+        return _encode(tuple(self.counts))
+
+    def finalize(self) -> str:
+        return self.value()
+
+
 def rollup_store(store: Store, now: float, retention: float = DEFAULT_RETENTION) -> int:
-    """:func:`rollup` on the table: the rows due to be merged or dropped are read, deleted and the
-    result added back. Returns how many rows were read. Call inside a transaction."""
-    due = [(t.width, now - t.keep - t.width) for t in TIERS] + [(LAST_WIDTH, now - retention - LAST_WIDTH)]
-    rows = []
-    for width, latest in due:  # rows ending at or before their tier's cutoff
-        rows += store.db.execute(
-            f"SELECT {_COLUMNS} FROM history WHERE width = ? AND start <= ?", (width, latest)
-        ).fetchall()
-    if not rows:
-        return 0
-    keys = {tuple(r[:4]) for r in rows}
-    store.db.executemany("DELETE FROM history WHERE check_name = ? AND target = ? AND start = ? AND width = ?", keys)
-    upsert(store, rollup([_bucket(r) for r in {tuple(r[:4]): r for r in rows}.values()], now, retention))
-    return len(keys)
+    """:func:`rollup` on the table, in SQL: each tier's rows that ended before its cutoff are
+    summed into the next tier's (added to a row already there) and deleted, then rows that ended
+    more than ``retention`` ago are deleted. Returns how many rows were merged or dropped. Call
+    inside a transaction."""
+    store.db.create_function("fw_hist_add", 2, _hist_add, deterministic=True)
+    store.db.create_window_function("fw_hist_sum", 1, _HistSum)
+    widths = [t.width for t in TIERS] + [LAST_WIDTH]
+    changed = 0
+    for tier, coarser in zip(TIERS, widths[1:], strict=True):
+        latest = now - tier.keep - tier.width  # rows that end at or before the cutoff
+        store.db.execute(
+            f"INSERT INTO history ({_COLUMNS}) SELECT check_name, target, start / :c * :c, :c, sum(runs), sum(good),"
+            " sum(duration_sum), max(duration_max), fw_hist_sum(hist) FROM history WHERE width = :w AND start <= :l"
+            " GROUP BY check_name, target, start / :c ON CONFLICT (check_name, target, start, width) DO UPDATE SET"
+            " runs = runs + excluded.runs, good = good + excluded.good,"
+            " duration_sum = duration_sum + excluded.duration_sum,"
+            " duration_max = max(duration_max, excluded.duration_max), hist = fw_hist_add(hist, excluded.hist)",
+            {"c": coarser, "w": tier.width, "l": latest},
+        )
+        changed += store.db.execute("DELETE FROM history WHERE width = ? AND start <= ?", (tier.width, latest)).rowcount
+    for width in widths:  # what ended more than retention ago, of any tier
+        changed += store.db.execute(
+            "DELETE FROM history WHERE width = ? AND start + width <= ?", (width, now - retention)
+        ).rowcount
+    return changed
 
 
 def rollup_write(now: float, retention: float = DEFAULT_RETENTION) -> Callable[[Store], None]:
