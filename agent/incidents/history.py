@@ -340,7 +340,7 @@ def rollup_store(store: Store, now: float, retention: float = DEFAULT_RETENTION)
         changed += store.db.execute("DELETE FROM history WHERE width = ? AND start <= ?", (tier.width, latest)).rowcount
     for width in widths:  # what ended more than retention ago, of any tier
         changed += store.db.execute(
-            "DELETE FROM history WHERE width = ? AND start + width <= ?", (width, now - retention)
+            "DELETE FROM history WHERE width = ? AND start <= ?", (width, now - retention - width)
         ).rowcount
     return changed
 
