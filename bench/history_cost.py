@@ -27,9 +27,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from agent.incidents import history  # noqa: E402
-from agent.incidents.history import DAY, Accumulator  # noqa: E402
-from agent.incidents.store import Store  # noqa: E402
+from agent.incidents import history
+from agent.incidents.history import DAY, Accumulator
+from agent.incidents.store import Store
 
 
 def pct(values: list[float], q: float) -> float:
