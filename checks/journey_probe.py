@@ -97,6 +97,8 @@ class Saved:
         """``text`` with every saved value, and every header holding one, masked."""
         for secret, shown in self._masks.items():
             text = text.replace(secret, shown)
+            if secret.lower() in text.lower():  # a resolver or URL parser may have changed its case
+                text = re.sub(re.escape(secret), lambda _m, shown=shown: shown, text, flags=re.IGNORECASE)
         return text
 
 

@@ -464,3 +464,12 @@ def test_saved_values_and_the_headers_holding_them_are_masked() -> None:
     text = f"echo: {header} / {sig} / tok-123456 / ab1 / 127.0.0.1"
     assert saved.redact(text) == "echo: Bearer <saved:token> / <saved:a><saved:b> / <saved:token> / ab1 / 127.0.0.1"
     assert "tok-123456" not in repr(saved)
+
+
+def test_a_saved_value_whose_case_a_resolver_changed_is_masked_too() -> None:
+    from checks.journey_probe import Saved
+
+    saved = Saved()
+    saved.save("token", "SecretTok9C12")
+    text = "step pay: cannot resolve secrettok9c12.invalid"  # hostnames come back lowercased
+    assert saved.redact(text) == "step pay: cannot resolve <saved:token>.invalid"
