@@ -26,10 +26,13 @@ probe only measures. Error kinds are stable strings that rules, events and users
     warning      a command check's plugin said WARNING (exit 1)
     unknown      a command check's plugin said UNKNOWN (exit 3, any other code, or killed by a signal)
     internal     a bug in firstwatch itself: reported, never hidden
+    agent        firstwatch could not probe: its own tool failed (the browser crashed, was killed
+                 or could not start). No verdict on the target: ``down`` keeps its state, and
+                 the agent raises a ``probe_unavailable`` problem instead of paging the site
 
 A result's :attr:`Result.status` is the Nagios state it stands for: ``ok`` when it passed,
-``warning`` and ``unknown`` for those error kinds (``internal`` is ``unknown`` too: firstwatch
-could not decide), ``critical`` for every other failure. ``ok`` stays "the probe passed".
+``warning`` and ``unknown`` for those error kinds (``internal`` and ``agent`` are ``unknown``
+too: firstwatch could not decide), ``critical`` for every other failure. ``ok`` stays "the probe passed".
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ ERROR_KINDS = (
     "warning",
     "unknown",
     "internal",
+    "agent",
 )
 STATUSES = ("ok", "warning", "critical", "unknown")
 
@@ -132,7 +136,7 @@ def status_of(ok: bool, error_kind: str | None) -> str:
         return "ok"
     if error_kind == "warning":
         return "warning"
-    if error_kind in ("unknown", "internal"):
+    if error_kind in ("unknown", "internal", "agent"):
         return "unknown"
     return "critical"
 

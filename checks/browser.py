@@ -39,12 +39,12 @@ counts cover the whole run):
 
 Failures: ``http_status`` (the main document answered 4xx or 5xx: ``HTTP 503 from
 https://shop.example.com/``), ``refused``, ``dns``, ``tls``, ``reset``, ``connection`` (the
-navigation failed: ``net::ERR_...``), ``timeout`` (the page did not load in time), ``expect``
-(a step failed: ``step 2 click "text=Add to cart": timed out after 4.5s``, ``step 4 expect_text
-"1 item": not on the page after 4.5s``), ``unknown`` (the browser crashed, was killed or hangs:
-it is restarted on the next run and counted in ``firstwatch.browser.restarts``). A failing run
-saves a full-page PNG screenshot under the agent's artifacts directory and names it in the
-result (``artifact``).
+navigation failed: ``net::ERR_...``), ``timeout`` (the page did not load in time), ``expect`` (a
+step failed: ``step 2 click "text=Add to cart": timed out after 4.5s``, ``step 4 expect_text "1
+item": not on the page after 4.5s``), ``agent`` (the browser crashed, was killed or hangs: no
+verdict on the site, a ``probe_unavailable`` agent problem instead; it is restarted on the next
+run and counted in ``firstwatch.browser.restarts``). A failing run saves a full-page PNG
+screenshot under the agent's artifacts directory and names it in the result (``artifact``).
 
 Example::
 

@@ -155,7 +155,7 @@ class BrowserProbe:
             async with pool.context() as context:
                 return await self._run(context, target, budget, pool, ctx.artifacts_dir)
         except BrowserUnavailable as exc:
-            return Observation(ok=False, error_kind="unknown", error=str(exc))
+            return Observation(ok=False, error_kind="agent", error=str(exc))
 
     async def _run(
         self, context: BrowserContext, target: str, budget: Budget, pool: BrowserPool, artifacts: str | None
@@ -168,7 +168,7 @@ class BrowserProbe:
             page = await context.new_page()
         except PlaywrightError as exc:
             gone = not pool.alive()
-            return Observation(ok=False, error_kind="unknown", error=_GONE if gone else f"new page: {first_line(exc)}")
+            return Observation(ok=False, error_kind="agent", error=_GONE if gone else f"new page: {first_line(exc)}")
         counts.watch(page)
         t0 = time.perf_counter()
         failure = await self._load(page, target, budget, pool, values)
@@ -196,7 +196,7 @@ class BrowserProbe:
             return Failure("timeout", f"page load of {target}: timed out after {format_duration(wait)}")
         except PlaywrightError as exc:
             if not pool.alive():
-                return Failure("unknown", f"page load of {target}: {_GONE}")
+                return Failure("agent", f"page load of {target}: {_GONE}")
             text = first_line(exc)
             kind = next((k for code, k in _NET_KINDS if code in text), "connection")
             return Failure(kind, f"page load of {target}: {printable(text)}")
@@ -234,7 +234,7 @@ class BrowserProbe:
             return Failure("expect", f"{name}: {what} after {format_duration(wait)}")
         except PlaywrightError as exc:
             if not pool.alive():
-                return Failure("unknown", f"{name}: {_GONE}")
+                return Failure("agent", f"{name}: {_GONE}")
             return Failure("expect", f"{name}: {printable(first_line(exc))}")
         return None
 

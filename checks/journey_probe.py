@@ -98,7 +98,7 @@ class Saved:
         for secret, shown in self._masks.items():
             text = text.replace(secret, shown)
             if secret.lower() in text.lower():  # a resolver or URL parser may have changed its case
-                text = re.sub(re.escape(secret), lambda _m, shown=shown: shown, text, flags=re.IGNORECASE)
+                text = re.compile(re.escape(secret), re.IGNORECASE).sub(shown.replace("\\", r"\\"), text)
         return text
 
 

@@ -55,6 +55,8 @@ class Rule:
         if self.value_name is None:
             if result.ok:
                 return Verdict(False, None, "up")
+            if result.error_kind == "agent":  # our own tool failed: no verdict on the target
+                return Verdict(None, None, f"no verdict ({result.error})")
             return Verdict(True, None, f"down ({result.error or result.error_kind or 'failed'})")
         value = result.values.get(self.value_name)
         if value is None:

@@ -117,6 +117,7 @@ class Runtime:
         self.scheduler: Scheduler | None = None
         self.last: dict[tuple[str, str], Result] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._unavailable: set[tuple[str, str]] = set()  # (check, target) our own tool cannot probe
         self._direct: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -222,6 +223,12 @@ class Runtime:
             if self.emf is not None:
                 self.emf.record(result, check.VALUES)
             self.publish(self.book.observe(spec, result, mono))
+            unavailable = result.error_kind == "agent"  # our own tool failed, not the target
+            if unavailable or key in self._unavailable:
+                (self._unavailable.add if unavailable else self._unavailable.discard)(key)
+                what = f"{result.check} {target}"
+                text = f"{what}: cannot probe: {result.error}" if unavailable else f"{what}: probing again"
+                self.problem("probe_unavailable", what, "major", text, cleared=not unavailable)
             if result.artifact is not None:  # after the run's changes: its incident may have just opened
                 await self.artifacts.record(result, self.book, self.writer)
 

@@ -147,3 +147,19 @@ def test_perfdata_labels_and_process_templates_parse_in_rules() -> None:
     r = rule("perf./ > 1000000", "medium", cls=CommandCheck)
     assert r.evaluate(result(**{"perf./": 2e6})).holds is True
     assert rule("perf.time>=2s", cls=CommandCheck).threshold == 2.0
+
+
+def test_down_gives_no_verdict_when_firstwatch_itself_could_not_probe() -> None:
+    """A crashed browser is our failure, not the site's: ``down`` keeps its state (no page)."""
+    cfg = parse_config(CONFIG, "c.yaml", env={})
+    spec = cfg.checks[0]
+    down = spec.rules[0]
+    r = factories.result(ok=False, error="the browser crashed or was killed", error_kind="agent")
+    assert down.evaluate(r).holds is None and r.status == "unknown"
+    book = AlertBook("web-01", {})
+    changes = [
+        c
+        for t in range(0, 600, 30)
+        for c in book.observe(spec, factories.result(ok=False, error_kind="agent", at=1e6 + t))
+    ]
+    assert [c for c in changes if c.event is not None] == []

@@ -241,7 +241,7 @@ async def test_a_killed_browser_fails_that_run_and_is_restarted_by_the_next(
     t0 = time.monotonic()
     killed = await task
     assert time.monotonic() - t0 < 3  # at once, not when the step's wait runs out
-    assert (killed.ok, killed.error_kind) == (False, "unknown")
+    assert (killed.ok, killed.error_kind) == (False, "agent")
     assert "the browser crashed or was killed (it is restarted on the next run)" in (killed.error or ""), killed.error
     assert killed.artifact is None  # nothing left to take a screenshot with
 
@@ -281,7 +281,7 @@ async def test_a_browser_that_never_starts_is_tried_again_and_counted(
     res = SharedResources("test", None, BrowserSettings(str(stuck)))
     try:
         first = await run(browser_check(shop.url, timeout="5s"), res)
-        assert (first.ok, first.error_kind) == (False, "unknown")
+        assert (first.ok, first.error_kind) == (False, "agent")
         assert (first.error or "").startswith(f"cannot start the browser {stuck}: "), first.error
         assert res.browser_restarts() == 0 and res.browser().pid is None
         res.browser_settings = res.browser().settings = BrowserSettings(chromium)  # Chromium installed meanwhile

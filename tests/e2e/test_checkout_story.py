@@ -151,3 +151,32 @@ sinks:
 
 def _status_doc(port: int) -> Any:
     return json.loads(status(port)[1])
+
+
+async def test_a_browser_that_cannot_start_is_the_agents_problem_not_a_page(tmp_path: Path, shop: str) -> None:
+    """Our own Chromium failing is not the site failing: no firing for the check, an ``agent``
+    event (``probe_unavailable``) instead."""
+    needs_browser()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"""
+agent: {{name: web-01, state_dir: "{tmp_path / "state"}", listen: "", browser: {{executable: /bin/true}}}}
+checks:
+  - {{name: shop-browser, type: browser, url: "{shop}/", interval: 2s, timeout: 2s}}
+sinks:
+  - {{type: file, path: "{tmp_path / "events.jsonl"}"}}
+"""
+    )
+    events_file = tmp_path / "events.jsonl"
+    daemon = await start_daemon(cfg)
+    try:
+        evs = await wait_for_events(events_file, lambda e: any(x.get("rule") == "probe_unavailable" for x in e), 30)
+        await asyncio.sleep(3)  # more runs fail the same way
+        problem = next(e for e in evs if e.get("rule") == "probe_unavailable")
+        assert problem["kind"] == "agent" and problem["target"].startswith("shop-browser ")
+        assert "cannot probe" in problem["summary"]
+        evs = json.loads("[" + ",".join(events_file.read_text().splitlines()) + "]")
+        assert [e for e in evs if e["kind"] == "firing"] == []  # the site was never paged
+        assert len([e for e in evs if e.get("rule") == "probe_unavailable"]) == 1  # raised once
+    finally:
+        await daemon.stop()
