@@ -25,7 +25,6 @@ from checks.http_json import parse_path
 
 TEMPLATE = re.compile(r"\{\{(.*?)\}\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # a saved value's name
-_STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")  # as a check's name
 
 Loc = tuple[str | int, ...]
 
@@ -105,7 +104,7 @@ def _step_url(value: str) -> str:
 
 
 def _step_name(value: str) -> str:
-    if not _STEP_NAME.match(value):
+    if not validators.NAME.match(value):
         raise ValueError(f"invalid step name {value!r}: use letters, digits, '.', '_' and '-'")
     return value
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import difflib
 import functools
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -40,8 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from agent.alerting.quiet import Quiet, selects
 from agent.core.units import Seconds
+from agent.core.validators import NAME
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")  # as check names
 _UTC = ZoneInfo("UTC")
 _CRON_FIELDS = "minute hour day-of-month month day-of-week"
 
@@ -87,7 +86,7 @@ class MaintenanceConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not NAME.match(value):
             raise ValueError(f"invalid name {value!r}: use letters, digits, '.', '_' and '-'")
         return value
 

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 EX_USAGE, EX_NOINPUT = 64, 66
 MAX_SILENCE = 30 * 86400.0  # 30 days
 REASON_MAX_CHARS = 500  # it is shown with every firing it keeps quiet
-_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # label names as agent.config.load accepts them
 _P = TypeVar("_P", bound=argparse.ArgumentParser)
 
 
@@ -63,10 +62,12 @@ class _Refused(Exception):
 
 
 def _label(text: str) -> tuple[str, str]:
+    from agent.core.validators import LABEL_NAME  # label names as the config accepts them
+
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or not value:
         raise argparse.ArgumentTypeError(f"invalid label {text!r}: use K=V, like env=prod")
-    if not _LABEL.match(key.strip()):
+    if not LABEL_NAME.match(key.strip()):
         raise argparse.ArgumentTypeError(f"invalid label name {key.strip()!r}: use letters, digits and underscores")
     return key.strip(), value
 

@@ -11,7 +11,6 @@ interface (see ``config_errors``).
 from __future__ import annotations
 
 import os
-import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from agent.config.settings import DEFAULT_LISTEN, parse_listen, state_dir_of
 from agent.config.yaml_source import Path, Source, load_yaml, read_config
 from agent.core.errors import ConfigError, Issue
 from agent.core.units import Seconds
+from agent.core.validators import LABEL_NAME, NAME
 from agent.delivery.sinks import SINKS
 from agent.delivery.sinks.base import Sink
 from agent.telemetry.config import TelemetryConfig
@@ -37,8 +37,6 @@ from checks.browser import BrowserCheck
 from checks.browser_pool import BrowserSettings, find_executable, install_problems
 
 DEFAULT_CONFIG = "/etc/firstwatch/config.yaml"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
-_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DEFAULT_ALERTS: list[dict[str, Any]] = [{"when": "down", "severity": "critical"}]
 
 # Contract keys whose features land in later releases: a clear message instead of "unknown option".
@@ -47,7 +45,7 @@ PLANNED: dict[str, str] = {}
 
 def _check_labels(value: dict[str, str]) -> dict[str, str]:
     for key in value:
-        if not _LABEL.match(key):
+        if not LABEL_NAME.match(key):
             raise ValueError(f"invalid label name {key!r}: use letters, digits and underscores")
     return value
 
@@ -266,7 +264,7 @@ def _validate_checks(top: TopLevel, src: Source, issues: list[Issue], deps: list
         issues.extend(rule_issues)
         name = raw.get("name")  # judged here, so a broken entry still shows a duplicate name
         if isinstance(name, str):
-            if not _NAME.match(name):
+            if not NAME.match(name):
                 msg = f"invalid name {name!r}: use letters, digits, '.', '_' and '-'"
                 issues.append(src.issue((*path, "name"), msg))
             elif name in seen:

@@ -16,6 +16,11 @@ from pydantic import BeforeValidator, SecretStr, ValidationInfo
 
 from agent.core.subprocesses import base_env, resolve_program
 
+# The names people write and other tools read back, one pattern each: a check's, a maintenance
+# window's or a journey step's name (letters, digits, '.', '_', '-'), and a label's name.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
+LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
 
 def regex(value: str, what: str = "regex") -> str:
     """``value`` if it compiles as a regex; else ``invalid {what} 'VALUE': why``."""
