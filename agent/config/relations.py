@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -23,6 +22,7 @@ from agent.alerting.windows import MaintenanceConfig, Window, compile_window
 from agent.config.messages import issues_from_validation, suggest
 from agent.config.yaml_source import Path, Source
 from agent.core.errors import Issue
+from agent.core.safe_text import web_url
 
 
 @dataclass(frozen=True)
@@ -41,17 +41,9 @@ def runbook_issues(policy: AlertPolicy, src: Source, where: Callable[[Path], Pat
     found += [(("alerts", j, "runbook"), a.runbook) for j, a in enumerate(policy.alerts or [])]
     issues = []
     for loc, url in found:
-        if url is not None and not _is_http_url(url):
+        if url is not None and not web_url(url):
             issues.append(src.issue(where(loc), f"runbook must be an http:// or https:// URL, got {url!r}"))
     return issues
-
-
-def _is_http_url(text: str) -> bool:
-    try:
-        parts = urlsplit(text.strip())
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def dependency_issues(deps: Sequence[Dependencies], src: Source, known: set[str]) -> list[Issue]:

@@ -9,6 +9,7 @@ CLI, the report, the timeline and the logging formatter).
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 # C0 controls but tab, DEL, C1 controls, and the Unicode line/paragraph separators and bidi
 # overrides that can reorder or break what a reader sees
@@ -23,6 +24,17 @@ def _escape(m: re.Match[str]) -> str:
         return "\\r"
     code = ord(ch)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def web_url(text: str) -> bool:
+    """Whether ``text`` is an ``http://`` or ``https://`` URL with a host: the only addresses
+    that may become links (a runbook never links ``javascript:`` or ``data:``). Each output
+    format still escapes or refuses what it cannot carry (spaces in Slack, quotes in HTML)."""
+    try:
+        parts = urlsplit(text.strip())
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # a malformed port or IPv6 address
+        return False
 
 
 def printable(text: str) -> str:

@@ -16,7 +16,7 @@ import json
 from collections.abc import Collection
 
 from agent.core.events import parse_iso
-from agent.core.safe_text import printable
+from agent.core.safe_text import printable, web_url
 from agent.core.units import format_duration
 from agent.incidents.model import Entry, Incident
 from agent.incidents.report_facts import Facts, facts
@@ -147,7 +147,7 @@ def _header(f: Facts) -> list[str]:
 
 def _link(url: str) -> str:
     """A Markdown link for a web address (its parentheses and spaces encoded); anything else as text."""
-    if not url.lower().startswith(("https://", "http://")):
+    if not web_url(url):
         return url.replace("|", "\\|")
     target = url.replace(" ", "%20").replace("(", "%28").replace(")", "%29").replace("|", "%7C")
     text = url.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]").replace("|", "\\|")

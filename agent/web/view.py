@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from html import escape
 
+from agent.core.safe_text import web_url
 from agent.core.severity import SEVERITIES, rank
 from agent.core.units import format_duration, format_value
 from agent.web.snapshot import Summary
@@ -36,7 +37,7 @@ def link(url: object, text: str) -> str:
     """A link to ``url`` when it is an http(s) URL (a runbook), else the URL as escaped text:
     a ``javascript:`` runbook never becomes a link."""
     target = as_text(url)
-    if target.lower().startswith(("https://", "http://")) and not any(c.isspace() for c in target):
+    if web_url(target) and not any(c.isspace() for c in target):
         return f'<a href="{esc(target)}" rel="noopener noreferrer">{esc(text)}</a>'
     return esc(target)
 

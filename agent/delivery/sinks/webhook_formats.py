@@ -27,9 +27,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from agent.core.events import Event, iso_time
+from agent.core.safe_text import web_url
 from agent.core.units import format_duration
 
 
@@ -55,12 +55,7 @@ def runbook_link(event: Event) -> str | None:
     url = event.runbook
     if not url or len(url) > 1800 or _NOT_IN_URL.search(url):
         return None
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:  # a malformed port or IPv6 address
-        return None
-    return url if parts.scheme in ("http", "https") and host else None
+    return url if web_url(url) else None
 
 
 def render_json(event: Event, options: FormatOptions) -> tuple[str, bytes]:
