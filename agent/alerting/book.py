@@ -128,9 +128,9 @@ class AlertBook(HeldFirings):
             elif transition == "resolved" and alert.incident is None:
                 changes.extend(self._recovered_held(spec, key, rule, alert, verdict.explanation, now))
             elif transition == "resolved":
-                prefix, since = name_of(spec, result.target), before.since
-                end = self._resolution(spec, prefix, result.target, rule, alert, fp, now, verdict.explanation, since)
-                changes.append(replace(end, event=end.event and replace(end.event, value=verdict.value)))
+                prefix, since, value = name_of(spec, result.target), before.since, verdict.value
+                text = verdict.explanation
+                changes.append(self._resolution(spec, prefix, result.target, rule, alert, fp, now, text, since, value))
         if grouped:
             for rule in spec.rules:
                 changes.extend(self._update_group(spec, rule, result.target, now))
@@ -241,11 +241,12 @@ class AlertBook(HeldFirings):
 
     def _resolution(
         self, spec: Watched, prefix: str, target: str, rule: Rule, alert: Alert, fp: str, now: float,
-        now_text: str, started: float | None,
+        now_text: str, started: float | None, value: float | None = None,
     ) -> Change:  # fmt: skip
+        """The resolution of ``alert``'s incident; ``value`` is the value judged now (if any)."""
         lasted = format_duration(now - started) if started is not None else "?"
         text = f"{prefix}: resolved after {lasted}: {rule.text} (now {now_text})"
-        change = self._incident_change("resolved", spec, target, rule, alert, fp, now, text, None, started=started)
+        change = self._incident_change("resolved", spec, target, rule, alert, fp, now, text, value, started=started)
         alert.incident = alert.severity = alert.max_severity = None
         return change
 

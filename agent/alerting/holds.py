@@ -21,7 +21,7 @@ and pages when they end (the book owns the alerts and the incident ids).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,11 +45,7 @@ class Hold:
     quiet: Quiet | None = None
 
     def describe(self) -> str:
-        if self.quiet is not None:
-            return self.quiet.describe()
-        if self.code.startswith(DEPENDS):
-            return f"depends on {self.parent}"
-        return f"waiting for {self.parent}'s next run"
+        return self.quiet.describe() if self.quiet is not None else describe_hold(self.code)
 
 
 def describe_hold(code: str) -> str:
@@ -162,14 +158,6 @@ def judge(
     if quiet is not None:
         return Hold(QUIET, quiet=quiet)
     return None
-
-
-def held_keys(alerts: Mapping[Key, Alert], check: str, keys: Iterable[Key]) -> Iterator[Key]:
-    """The keys of ``check`` whose alert is held now."""
-    for key in keys:
-        alert = alerts.get(key)
-        if alert is not None and alert.held is not None and key[0] == check:
-            yield key
 
 
 class HeldFirings:

@@ -3,7 +3,8 @@
 A terminal or a log line must show what was said, never obey it: raw escape sequences can
 repaint a terminal, and a newline inside a note could forge a line of the timeline. Every
 terminal and log output passes untrusted text through :func:`printable` (one copy, used by the
-CLI, the report, the timeline and the logging formatter).
+CLI, the report, the timeline and the logging formatter). :func:`web_url` says which addresses
+from the config may become links (runbooks: http and https only).
 """
 
 from __future__ import annotations
