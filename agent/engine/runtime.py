@@ -13,7 +13,6 @@ import json
 import logging
 import time
 import zlib
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -26,6 +25,7 @@ from agent.core.units import format_duration
 from agent.delivery.dispatch import Dispatcher
 from agent.delivery.outbox import Outbox
 from agent.delivery.sinks.base import Sink
+from agent.engine.active_alerts import ActiveAlerts
 from agent.engine.artifacts import Artifacts
 from agent.engine.probe_runner import SharedResources, run_probe
 from agent.engine.quiet_time import POLL_SECONDS, QuietTime
@@ -71,8 +71,7 @@ class Runtime:
         # the agent's own open problems (fingerprint -> the event that raised it); shared by the
         # runtimes of one process, so a problem raised before a reload is resolved after it
         self.problems: dict[str, Event] = problems if problems is not None else {}
-        self._active: Counter[tuple[str, str, str]] = Counter()  # firing alerts per (check, target, severity)
-        self._severity_of: dict[tuple[str, str, str], str] = {}  # (check, target, rule) -> severity firing
+        self.active = ActiveAlerts(telemetry)  # firstwatch.alert.active
         self.resources = SharedResources(cfg.agent_name)
         self.artifacts = Artifacts(cfg.state_dir)  # screenshots of failing runs, kept to a bound
         self.resources.artifacts_dir = self.artifacts.directory
@@ -154,7 +153,7 @@ class Runtime:
         if forget:
             self.writer.submit(self.recorder.forget_write(forget))
         self.publish(orphans)
-        self._restore_active()
+        self.active.restore(self.book.firing(), {s.config.name: len(s.config.targets or []) for s in self.cfg.checks})
         for event in self.problems.values():
             if event.rule == "sink_failing" and event.target in {s.name for s in self.dispatcher.sinks}:
                 self.dispatcher.failing.setdefault(event.target, event.time)
@@ -274,7 +273,7 @@ class Runtime:
             if change.event is not None:
                 event = change.event
                 log.info("event %s %s: %s", event.kind, event.severity, printable(event.summary))
-                self._track_active(change)
+                self.active.track(change)
                 queued = True
             elif change.kind in ("affected", "silenced") and change.incident not in opened:  # once per hold
                 log.info("%s", printable(change.text))
@@ -282,36 +281,6 @@ class Runtime:
         if write is not None:
             # most runs change nothing: don't wake every sink worker for them
             self.writer.submit(write, self.dispatcher.wake if queued else None)
-
-    def _restore_active(self) -> None:
-        """Alerts still firing after a restart or reload show as active right away."""
-        if self.telemetry is None:
-            return
-        sizes = {spec.config.name: len(spec.config.targets or []) for spec in self.cfg.checks}
-        for (check, target, rule), alert in self.book.firing():
-            shown = f"{sizes.get(check, 0)} targets" if target == "*" else target
-            severity = alert.severity or "minor"
-            self._severity_of[(check, shown, rule)] = severity
-            self._active[(check, shown, severity)] += 1
-            self.telemetry.set_alert_active(check, shown, severity, True)
-
-    def _track_active(self, change: Change) -> None:
-        """``firstwatch.alert.active`` per (check, target, severity): 1 while any rule fires there."""
-        if self.telemetry is None or change.kind not in ("firing", "changed", "resolved"):
-            return
-        key = (change.check, change.target, change.rule)
-        old = self._severity_of.pop(key, None)
-        touched = set()
-        if old is not None:
-            self._active[(change.check, change.target, old)] -= 1
-            touched.add(old)
-        if change.kind != "resolved" and change.severity:
-            self._severity_of[key] = change.severity
-            self._active[(change.check, change.target, change.severity)] += 1
-            touched.add(change.severity)
-        for severity in touched:
-            count = self._active[(change.check, change.target, severity)]
-            self.telemetry.set_alert_active(change.check, change.target, severity, count > 0)
 
     def agent_event(self, severity: str, summary: str, only: str | None = None) -> None:
         """The agent's own news, as an ``agent`` event to every sink that takes it (or ``only``)."""
