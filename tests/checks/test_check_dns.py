@@ -321,18 +321,18 @@ async def test_hung_server_times_out(transport: str) -> None:
         await asyncio.sleep(0.05)  # the server side of a TCP connection closes on its next turn
         assert open_fds() == before  # the cancelled query closed its socket
     assert (r.error_kind, r.error) == ("timeout", "no answer within 0.5s")
-    assert 0.5 <= r.duration_s < 1.0
+    assert 0.5 <= r.duration_s < 2.0
 
 
 async def test_hung_server_does_not_stall_other_probes() -> None:
     async with dns_server(hang=True) as (hung, udp), dns_server() as (good, _):
         t0 = time.perf_counter()
-        stuck = asyncio.create_task(probe(make(query="www.test", server=hung, timeout="1s")))
+        stuck = asyncio.create_task(probe(make(query="www.test", server=hung, timeout="2s")))
         await asyncio.sleep(0.05)
         assert udp.received == 1  # the stuck probe is waiting on the hung server
         r = await probe(make(query="www.test", server=good))
         assert r.ok, r.error
-        assert time.perf_counter() - t0 < 0.6 and not stuck.done()
+        assert time.perf_counter() - t0 < 1.8 and not stuck.done()
         assert (await stuck).error_kind == "timeout"
 
 

@@ -123,14 +123,14 @@ async def test_probe_is_cheap() -> None:
     t0 = time.process_time()
     r = await probe(check)
     assert r.ok
-    assert time.process_time() - t0 < 0.05
+    assert time.process_time() - t0 < 0.1
 
 
 async def test_first_probe_right_after_creation_samples_briefly() -> None:
     t0 = time.perf_counter()
     r = await probe(make())
     assert 0.0 <= r.values["cpu"] <= 100.0
-    assert 0.04 <= time.perf_counter() - t0 < 0.5
+    assert 0.04 <= time.perf_counter() - t0 < 1.5
 
 
 async def test_hung_filesystem_does_not_pile_up_threads(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -447,7 +447,7 @@ async def test_drip_feeding_server_hits_the_total_deadline(raw_server: Any) -> N
     t0 = time.monotonic()
     r = await probe(url, timeout="500ms")
     assert r.error_kind == "timeout"
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 3.0  # the drip would take 2000s
 
 
 async def test_silent_server_times_out(raw_server: Any) -> None:
@@ -458,7 +458,7 @@ async def test_silent_server_times_out(raw_server: Any) -> None:
     t0 = time.monotonic()
     r = await probe(url, timeout="300ms")
     assert r.error_kind == "timeout"
-    assert time.monotonic() - t0 < 0.8
+    assert time.monotonic() - t0 < 2.5  # the server never answers
 
 
 async def test_reset_mid_headers(raw_server: Any) -> None:
@@ -508,9 +508,9 @@ async def test_endless_body_is_cut_at_max_body(raw_server: Any) -> None:
     t0 = time.monotonic()
     r, growth = await peak_rss_growth(probe(url))
     assert (r.error_kind, r.error) == ("body", "body larger than max_body (1 MiB)")
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 3.0  # the flood never ends
     assert growth < 50 * 1024**2
-    await asyncio.wait_for(finished.wait(), 1.0)  # we hung up instead of draining the flood
+    await asyncio.wait_for(finished.wait(), 3.0)  # we hung up instead of draining the flood
     assert sent < 32 * 1024**2
 
 
@@ -529,7 +529,7 @@ async def test_gzip_bomb_is_cut_at_max_body(raw_server: Any) -> None:
     t0 = time.monotonic()
     r, growth = await peak_rss_growth(probe(url))
     assert (r.error_kind, r.error) == ("body", "body larger than max_body (1 MiB)")
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 3.0
     assert growth < 100 * 1024**2
 
 

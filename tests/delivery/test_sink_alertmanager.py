@@ -448,7 +448,7 @@ async def test_rejected_everywhere_is_permanent_and_slow_is_retryable(receiver: 
         started = time.monotonic()
         with pytest.raises(DeliveryError, match="no answer within 300ms") as err:
             await s.send(event())
-        assert time.monotonic() - started < 2 and not isinstance(err.value, PermanentDeliveryError)
+        assert time.monotonic() - started < 3 and not isinstance(err.value, PermanentDeliveryError)
     finally:
         await s.close()
 
@@ -464,7 +464,7 @@ async def test_active_alerts_are_resent_to_a_restarted_alertmanager(
         await asyncio.to_thread(am.stop)
         await asyncio.to_thread(am.start)  # fresh storage: it has forgotten every alert
         back = time.monotonic()
-        assert await until(lambda: alerts_of(am), timeout=1.0), "active alert not re-sent within 1s"
-        assert time.monotonic() - back < 1.0
+        assert await until(lambda: alerts_of(am), timeout=2.5), "active alert not re-sent within 2.5s"
+        assert time.monotonic() - back < 2.5  # resend is 300ms; the default would be minutes
     finally:
         await s.close()

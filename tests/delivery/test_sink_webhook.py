@@ -246,7 +246,7 @@ async def test_timeout_is_a_total_deadline(receiver: tuple[Receiver, str]) -> No
     await s.close()
     assert not isinstance(info.value, PermanentDeliveryError)
     assert str(info.value) == f"webhook pager: no answer from {host} within 300ms"
-    assert 0.25 < elapsed < 0.6
+    assert 0.25 < elapsed < 2.5  # the deadline, not the server's 5s answer
 
 
 async def test_flooding_error_body_is_cut_quickly_with_bounded_memory(receiver: tuple[Receiver, str]) -> None:

@@ -209,7 +209,7 @@ async def test_a_locked_database_delays_writes_never_probes(tmp_path: Path, swit
         for _ in range(20):  # /healthz answers at once throughout: the loop never waits on SQLite
             started = time.monotonic()
             await get(port, "/healthz")
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < 2.0  # the lock is held 6s
             await asyncio.sleep(0.1)
         _, after = await get(port, "/metrics")
         elapsed = time.monotonic() - t0

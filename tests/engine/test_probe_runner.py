@@ -39,7 +39,7 @@ async def test_hung_probe_is_cut_at_its_total_deadline() -> None:
     t0 = time.perf_counter()
     r = await run_probe(make(Hangs), "t", SharedResources("a"))
     assert (r.ok, r.error_kind, r.error) == (False, "timeout", "no answer within 0.3s")
-    assert 0.3 <= time.perf_counter() - t0 < 0.6
+    assert 0.3 <= time.perf_counter() - t0 < 1.5
 
 
 async def test_a_crashing_probe_is_an_internal_error_and_the_others_carry_on() -> None:
