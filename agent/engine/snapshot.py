@@ -78,6 +78,8 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
                 "runbook": spec.policy.runbook,
                 "quiet": _quiet(rt.quiet.quiet_for(spec.config.name, {**rt.cfg.labels, **spec.config.labels}, now)),
                 "members": rows,
+                "history": {"uptime": {"24h": None, "7d": None, "30d": None}, "days": [], "latency": []},
+                "slo": [],
             }
         )
     incidents: list[IncidentView] = []
@@ -107,6 +109,7 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
                 "runbook": inc.runbook,
                 "affected": rt.book.deps.affected(inc.check),
                 "timeline": timeline[-50:],
+                "bands": [],
             }
         )
     return {
@@ -128,6 +131,7 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
         },
         "incidents": incidents,
         "checks": checks,
+        "slos": [v for c in checks for v in c["slo"]],
         "severities": list(SEVERITIES),
     }
 

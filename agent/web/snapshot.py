@@ -58,6 +58,14 @@ class TimelineItem(TypedDict):
     artifact: str | None  # the screenshot an ``artifact`` entry names
 
 
+class SeverityBand(TypedDict):
+    """A stretch of an incident at one severity (``end`` None: still at it)."""
+
+    start: str
+    end: str | None
+    severity: str
+
+
 class IncidentView(TypedDict):
     """An open incident, with the newest 50 entries of its timeline."""
 
@@ -73,6 +81,7 @@ class IncidentView(TypedDict):
     runbook: str | None
     affected: list[str]  # checks failing under it (they depend on its check)
     timeline: list[TimelineItem]
+    bands: list[SeverityBand]  # its severity over time, oldest first
 
 
 class FiringRule(TypedDict):
@@ -114,6 +123,57 @@ class MemberView(TypedDict):
     artifact: str | None  # the last run's screenshot (a failing browser run), under /artifacts/
 
 
+#: Share of ok runs over the last 24 hours, 7 days and 30 days (None: no runs in that span).
+UptimeView = TypedDict("UptimeView", {"24h": float | None, "7d": float | None, "30d": float | None})
+
+
+class DayView(TypedDict):
+    """One UTC day of a check's history (all its targets): runs, ok runs and its worst state:
+    ``none`` (no runs), ``up`` (every run ok), ``blips`` (failed runs, no incident), or the
+    worst severity of an incident of the check open that day."""
+
+    day: str  # YYYY-MM-DD
+    runs: int
+    ok: int
+    state: str
+
+
+class LatencyPoint(TypedDict):
+    """A check's run durations over one stretch of time (all its targets; None: no runs)."""
+
+    start: str
+    width_s: int
+    p95_s: float | None
+    max_s: float | None
+
+
+class HistoryView(TypedDict):
+    """What a check's run history says: uptime, the last 90 days (oldest first, as far back as
+    history goes) and its latency over the last 24 hours (oldest first)."""
+
+    uptime: UptimeView
+    days: list[DayView]
+    latency: list[LatencyPoint]
+
+
+class SloView(TypedDict):
+    """One (check, target)'s service level objective now: what ``firstwatch slo`` prints.
+    ``burn_rates`` is keyed by window (``5m``, ``1h``; None: no runs in it); ``firing`` lists
+    its burn alerts firing now."""
+
+    check: str
+    target: str
+    objective: float
+    window_s: float
+    latency_s: float | None
+    runs: int  # over the window
+    good: int
+    sli: float | None
+    budget_remaining: float | None
+    burn_rates: dict[str, float | None]
+    firing: list[FiringRule]
+
+
 class CheckView(TypedDict):
     """A check, its type, its interval and its members."""
 
@@ -124,6 +184,8 @@ class CheckView(TypedDict):
     runbook: str | None
     quiet: QuietView | None  # in a maintenance window or silenced now
     members: list[MemberView]
+    history: HistoryView
+    slo: list[SloView]  # one per target when the check has an ``slo``, else empty
 
 
 class Snapshot(TypedDict):
@@ -134,4 +196,5 @@ class Snapshot(TypedDict):
     summary: Summary
     incidents: list[IncidentView]  # by severity, worst first, then by when they fired
     checks: list[CheckView]
+    slos: list[SloView]  # every check's, in check order (the same records as in ``checks``)
     severities: list[str]  # every severity, the worst first
