@@ -244,10 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli.silences import add_parsers
 
     add_parsers(sub, with_config)  # silence add|list|expire, annotate
+    from agent.cli import ask
 
-    st = with_config(sub.add_parser("status", help="ask the running agent for its status (exit code: worst open)"))
-    st.add_argument("--format", choices=["text", "json"], default="text")
-    st.add_argument("--timeout", type=_duration, default=5.0, metavar="DURATION", help="for the answer (default 5s)")
+    ask.add_parsers(sub, with_config, _duration)  # status, slo: ask the running agent
     return p
 
 
@@ -386,10 +385,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_validate(args.config)
         if args.command == "list-checks":
             return cmd_list_checks(args.sample)
-        if args.command == "status":
-            from agent.web.client import cmd_status
+        if args.command in ("status", "slo"):
+            from agent.cli import ask
 
-            return cmd_status(args.config, args.format, args.timeout)
+            return ask.dispatch(args)
         return incident_command(args)
     except KeyboardInterrupt:
         return 130

@@ -30,6 +30,8 @@ suffix: ``firstwatch_check_duration_seconds``, ``firstwatch_events_sent_total``)
     firstwatch.config.reloads    counter    {reload}  by result=success|failure
     firstwatch.browser.restarts  counter    {restart}  the browser checks' Chromium restarted after it
                                                    crashed, was killed or hung (only with browser checks)
+    firstwatch.slo.sli           gauge      1      per (check, target) with an slo; also
+                                                   .error_budget.remaining and .burn_rate (agent.telemetry.slos)
 
 Counters are exported from the start, at 0: ``scheduler.runs``, ``scheduler.missed`` and both
 ``config.reloads`` results at once, ``events.sent`` and ``events.dropped`` per sink once the
@@ -58,13 +60,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from agent.telemetry.config import TelemetryConfig
 from agent.telemetry.env import resolve_export, resource_attributes, sdk_disabled
 from agent.telemetry.series import HistPoint, Metric, Point, Registry, label_name, observe, render
+from agent.telemetry.slos import GAUGES as SLO_GAUGES
+from agent.telemetry.slos import Rows, SloReading, reading
 from agent.telemetry.values import route, template_param
 from checks.base import Result, ValueSpec, find_value, unit_of
 
@@ -218,7 +222,24 @@ class Telemetry:
         """Report ``fn()`` (sink -> undelivered events) as ``firstwatch.outbox.depth`` at each
         collection; replaces an earlier ``fn`` (None removes it). ``fn`` may run on the exporter's
         thread: it must only read in-memory counts, never touch the event loop or a database."""
-        self._outbox.observer = None if fn is None else _outbox_observer(fn)
+        if fn is None:
+            self._outbox.observer = None
+            return
+        self._outbox.observer = _guarded(
+            "firstwatch.outbox.depth", lambda: [(float(n), {"sink": sink}) for sink, n in fn().items()]
+        )
+
+    def observe_slos(self, fn: Callable[[], Sequence[SloReading]] | None) -> None:
+        """Report ``fn()`` (one reading per (check, target) with an ``slo``) as the gauges
+        ``firstwatch.slo.sli``, ``.error_budget.remaining`` and ``.burn_rate``
+        (:mod:`agent.telemetry.slos`) at each collection, once per gauge; replaces an earlier
+        ``fn`` (None removes the series). The gauges exist only once a runtime asks for them.
+        ``fn`` may run on the exporter's thread: it must only read in-memory numbers."""
+        if fn is None and SLO_GAUGES[0][0] not in self._registry.metrics:
+            return  # never had an slo: no such metrics
+        for name, unit, description, rows in SLO_GAUGES:
+            metric = self._registry.metric("gauge", name, unit, description)
+            metric.observer = None if fn is None else _guarded(name, reading(rows, fn))
 
     def observe_browser_restarts(self, fn: Callable[[], int] | None) -> None:
         """Export ``fn()`` (the restarts of a runtime's browser) as the counter
@@ -316,16 +337,18 @@ def _safe_count(fn: Callable[[], int]) -> int:
         return 0
 
 
-def _outbox_observer(fn: Callable[[], dict[str, int]]) -> Callable[[], list[tuple[float, dict[str, str]]]]:
+def _guarded(name: str, rows: Callable[[], Rows]) -> Callable[[], Rows]:
+    """``rows`` as the observer of gauge ``name``: when the daemon's callback breaks, say so once
+    and export everything else."""
     failed = False
 
-    def observe() -> list[tuple[float, dict[str, str]]]:
+    def observe() -> Rows:
         nonlocal failed
         try:
-            return [(float(n), {"sink": sink}) for sink, n in fn().items()]
-        except Exception:  # the daemon's callback broke: say so once, export everything else
+            return rows()
+        except Exception:
             if not failed:
-                log.exception("telemetry: observing firstwatch.outbox.depth failed")
+                log.exception("telemetry: observing %s failed", name)
                 failed = True
             return []
 

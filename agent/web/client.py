@@ -4,7 +4,8 @@ and the config loader only, so the command starts fast and never needs the daemo
 ``firstwatch status`` answers only for the agent of its config: the name in /status must be the
 config's ``agent.name``, and the ``agent.instance`` (a hash of the state directory) must match
 when the agent publishes one. Anything else (nothing listening, a timeout, a peer that is not
-HTTP or not firstwatch, another agent) is one line ``UNKNOWN: ...`` and exit 3."""
+HTTP or not firstwatch, another agent) is one line ``UNKNOWN: ...`` and exit 3. ``firstwatch slo``
+(:mod:`agent.web.slos`) asks the same way and answers with the same lines and codes."""
 
 from __future__ import annotations
 
@@ -145,25 +146,43 @@ def ask(config: str, timeout: float = 5.0) -> Snapshot:
     return doc
 
 
+def unknown(fmt: str, why: StatusUnavailable) -> int:
+    """No answer to show: one line ``UNKNOWN: WHY`` (JSON ``{"status": "unknown", "error": WHY}``
+    with ``--format json``, so a script reading JSON gets JSON here too); returns exit code 3."""
+    from agent.core.safe_text import printable
+
+    if fmt == "json":
+        print(json.dumps({"status": "unknown", "error": str(why)}))
+    else:
+        print(printable(f"UNKNOWN: {why}"))  # one line, whatever it says
+    return 3
+
+
+def show(text: str) -> None:
+    """Print what an agent said, each line escaped (:func:`agent.core.safe_text.printable`)."""
+    from agent.core.safe_text import printable
+
+    print("\n".join(printable(line) for line in text.splitlines()))
+
+
+def exit_code(worst: object) -> int:
+    """The exit code of the worst severity open or firing: 2 major or critical, 1 medium or
+    minor, 0 none."""
+    return 2 if worst in ("critical", "major") else 1 if worst else 0
+
+
 def cmd_status(config: str, fmt: str, timeout: float = 5.0) -> int:
     """``firstwatch status``: 0 no open incident, 1 the worst is medium or minor, 2 major or
     critical, 3 UNKNOWN (no agent of this config answered) with one line saying why."""
-    from agent.core.safe_text import printable
-
     try:
         doc = ask(config, timeout)
     except StatusUnavailable as exc:
-        if fmt == "json":  # a script reading JSON gets JSON, here too
-            print(json.dumps({"status": "unknown", "error": str(exc)}))
-        else:
-            print(printable(f"UNKNOWN: {exc}"))
-        return 3
+        return unknown(fmt, exc)
     if fmt == "json":
         text = json.dumps(doc, indent=2)
     else:
         from agent.web.text import render_text
 
         text = render_text(doc)
-    print("\n".join(printable(line) for line in text.splitlines()))
-    worst = doc["summary"].get("worst")  # fetch_status saw an object
-    return 2 if worst in ("critical", "major") else 1 if worst else 0
+    show(text)
+    return exit_code(doc["summary"].get("worst"))  # fetch_status saw an object

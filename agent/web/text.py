@@ -20,7 +20,8 @@ from agent.web.view import (
 )
 
 
-def _table(headers: list[str], rows: Iterable[list[str]]) -> list[str]:
+def table(headers: list[str], rows: Iterable[list[str]]) -> list[str]:
+    """Left-aligned columns two spaces apart, a header line first, no trailing spaces."""
     rows = [[c.replace("\n", " ") for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -36,7 +37,7 @@ def render_text(snapshot: Mapping[str, object]) -> str:
     lines = [f"{head_text}: {counts_line(summary)}  (agent {as_text(agent.get('name'), '?')})", ""]
     incidents = incidents_in_order(snapshot)
     if incidents:
-        lines += _table(
+        lines += table(
             ["SEVERITY", "INCIDENT", "STARTED", "ACKED BY", "SUMMARY"],
             (
                 [
@@ -80,12 +81,12 @@ def render_text(snapshot: Mapping[str, object]) -> str:
                         "; ".join(x for x in (firing, as_text(m.get("error"))[:120]) if x),
                     ]
                 )
-    lines += _table(["CHECK", "TARGET", "STATE", "LAST RUN", "DURATION", "FIRING / ERROR"], rows)
+    lines += table(["CHECK", "TARGET", "STATE", "LAST RUN", "DURATION", "FIRING / ERROR"], rows)
     quiet = [
         [as_text(c.get("name"), "?"), quiet_text(as_map(c.get("quiet")))]
         for c in (as_map(x) for x in as_list(snapshot.get("checks")))
         if c.get("quiet")
     ]
     if quiet:  # who is not paged now, until when, why and by whom
-        lines += ["", *_table(["QUIET CHECK", "WHY"], quiet)]
+        lines += ["", *table(["QUIET CHECK", "WHY"], quiet)]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.telemetry.config import TelemetryConfig
 from agent.telemetry.metrics import Telemetry
 from agent.telemetry.series import Metric, prometheus_name
+from agent.telemetry.slos import SloReading
 from checks.base import Result
 from checks.host import HostCheck
 from checks.http import HttpCheck
@@ -42,6 +43,7 @@ def telemetry() -> Any:
     t.register_sinks(["pager", "file"])
     t.event_sent("pager")
     t.scheduler_run(0.002)
+    t.observe_slos(lambda: [SloReading("shop-home", SHOP, 0.9995, -0.25, {"5m": 18.0, "1h": None})])
     yield t
     t.shutdown(1.0)
 
@@ -184,6 +186,11 @@ async def test_real_prometheus_scrapes_the_series(metrics_url: str, tmp_path: Pa
             assert (await query('firstwatch_events_sent_total{sink="pager"}'))[0]["value"][1] == "1"
             for zero in ('firstwatch_events_dropped_total{sink="file"}', "firstwatch_scheduler_missed_total"):
                 assert (await query(zero))[0]["value"][1] == "0", zero  # exported before the first count
+            budget = await query("firstwatch_slo_error_budget_remaining")  # negative: overspent
+            assert [(b["metric"]["check_target"], b["value"][1]) for b in budget] == [(SHOP, "-0.25")]
+            burn = await query("firstwatch_slo_burn_rate")  # no point for a window without runs
+            assert [(b["metric"]["window"], b["value"][1]) for b in burn] == [("5m", "18")]
+            assert (await query("firstwatch_slo_sli"))[0]["value"][1] == "0.9995"
             info = await query("target_info")
             assert info[0]["metric"]["service_name"] == "firstwatch"
     finally:
