@@ -21,7 +21,7 @@ State is plain data (``snapshot``/``restore``) so incidents survive restarts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +30,7 @@ from agent.alerting.holds import Dependencies, HeldFirings
 from agent.alerting.impact import group_severity
 from agent.alerting.quiet import QuietFn, never_quiet
 from agent.alerting.records import Alert, Change, Key, NewIncident, Watched, name_of, shift
-from agent.alerting.rules import Rule
+from agent.alerting.rules import Rule, Verdict
 from agent.alerting.state import INACTIVE, AlertState, step
 from agent.core.events import Event, Kind, fingerprint, new_incident_id
 from agent.core.severity import rank, worst
@@ -65,10 +65,13 @@ class AlertBook(HeldFirings):
         """A time on the state machine's clock as wall time (for events and the timeline)."""
         return t + self.offset
 
-    def observe(self, spec: Watched, result: Result, mono: float | None = None) -> list[Change]:
+    def observe(
+        self, spec: Watched, result: Result, mono: float | None = None, judged: Mapping[str, Verdict] | None = None
+    ) -> list[Change]:
         """Judge ``result`` against every rule of ``spec``; return what changed. ``mono`` is the
         monotonic time the run started: ``for:`` and ``recover_for:`` are measured on it, so a
-        clock step neither fires a pending rule early nor delays it (wall time is for display)."""
+        clock step neither fires a pending rule early nor delays it (wall time is for display).
+        ``judged`` gives verdicts judged elsewhere, by rule text (the SLO burn alerts)."""
         changes: list[Change] = []
         cfg = spec.config
         grouped = bool(spec.policy.impact) and bool(cfg.targets)
@@ -85,7 +88,7 @@ class AlertBook(HeldFirings):
             if alert is None:
                 alert = self.alerts[key] = Alert(flap=FlapDetector(flapping) if flapping else None)
                 self.deps.register(key, rule.value_name is None)
-            verdict = rule.evaluate(result)
+            verdict = judged[rule.text] if judged and rule.text in judged else rule.evaluate(result)
             holds = verdict.holds
             fp = self._fps.get(key)
             if fp is None:  # a sha256 per run is measurable at thousands of runs a second: once per alert

@@ -23,8 +23,8 @@ so float noise (14.4 computed from counts as 14.400000000000002) neither fires n
 :func:`step_burn` judges one alert, :func:`judge_slo` all of a check's; both take the counts per
 window (a mapping ``window_seconds -> (good, runs)`` or a callable) and the previous
 :class:`BurnState` of that (check, target, alert), and return the new state and what happened.
-No clock, no I/O: the runtime (to come) counts runs and owns events. Wiring, metrics, the CLI
-and the status page are not built yet (see ``docs/contract.md``, "Names reserved").
+No clock, no I/O: :mod:`agent.alerting.slo_windows` counts runs per window and turns burn alerts
+into rules of the check; the runtime (``agent.engine.slo_watch``) feeds it and owns events.
 """
 
 from __future__ import annotations
@@ -234,14 +234,26 @@ class BurnJudgement:
     long_burn: float | None
     short_burn: float | None
     budget: float | None  # budget_remaining over the SLO window; None with no runs in it
-    summary: str
+    summary: str  # "NAME: TEXT"
+    text: str  # the summary without the name
 
 
 def _getter(counts: CountsOf) -> Callable[[float], tuple[int, int]]:
     return counts.__getitem__ if isinstance(counts, Mapping) else counts
 
 
-def _budget_text(budget: float | None, window: float) -> str:
+def burning_text(alert: BurnAlert, long_rate: float | None, short_rate: float | None, left: str) -> str:
+    """``error budget burning 15.2x (1h) and 18.0x (5m); 41% of 28d budget left``."""
+
+    def rate(r: float | None) -> str:
+        return "no runs" if r is None else f"{r:.1f}x"
+
+    long, short = f"{rate(long_rate)} ({span(alert.long)})", f"{rate(short_rate)} ({span(alert.short)})"
+    return f"error budget burning {long} and {short}; {left}"
+
+
+def budget_text(budget: float | None, window: float) -> str:
+    """``41% of 28d budget left``, ``28d budget overspent by 12%``, or no runs."""
     if budget is None:
         return f"no runs in the {span(window)} window"
     if budget < 0:
@@ -259,23 +271,22 @@ def step_burn(
     short_rate = burn_rate(*get(alert.short), slo.objective)
     whole = sli(*get(slo.window))
     budget = None if whole is None else budget_remaining(whole, slo.objective)
-    left = _budget_text(budget, slo.window)
+    left = budget_text(budget, slo.window)
     if not state.firing:
         if not (above(long_rate, alert.burn) and above(short_rate, alert.burn)):
             return state, None
         assert long_rate is not None and short_rate is not None
-        summary = (
-            f"{name}: error budget burning {long_rate:.1f}x ({span(alert.long)}) "
-            f"and {short_rate:.1f}x ({span(alert.short)}); {left}"
+        text = burning_text(alert, long_rate, short_rate, left)
+        return BurnState(True, now), BurnJudgement(
+            alert, "firing", long_rate, short_rate, budget, f"{name}: {text}", text
         )
-        return BurnState(True, now), BurnJudgement(alert, "firing", long_rate, short_rate, budget, summary)
     if short_rate is None or above(short_rate, alert.burn):
         return state, None
-    summary = (
-        f"{name}: error budget burn down to {short_rate:.1f}x ({span(alert.short)}), "
-        f"at or below {format_number(alert.burn)}x; {left}"
+    text = (
+        f"error budget burn down to {short_rate:.1f}x ({span(alert.short)}), at or below {format_number(alert.burn)}x"
     )
-    return CALM, BurnJudgement(alert, "resolved", long_rate, short_rate, budget, summary)
+    text += f"; {left}"
+    return CALM, BurnJudgement(alert, "resolved", long_rate, short_rate, budget, f"{name}: {text}", text)
 
 
 def judge_slo(

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agent.alerting.policy import AlertConfig, AlertPolicy
 from agent.alerting.rules import Rule, compile_rule
+from agent.alerting.slo_windows import burn_rules
 from agent.alerting.windows import Window
 from agent.config.messages import issues_from_validation, suggest
 from agent.config.relations import Dependencies, dependency_issues, maintenance_windows, runbook_issues
@@ -251,7 +252,7 @@ def _validate_checks(top: TopLevel, src: Source, issues: list[Issue], deps: list
         known = _known_keys(cls)
         merged = {k: v for k, v in top.defaults.items() if k in known}
         merged.update(raw)
-        if "alerts" not in merged:
+        if "alerts" not in merged and "slo" not in merged:  # with an slo, its burn alerts page instead
             merged["alerts"] = _DEFAULT_ALERTS
         from_defaults = {k for k in merged if k not in raw and k in top.defaults}
 
@@ -286,6 +287,8 @@ def _validate_checks(top: TopLevel, src: Source, issues: list[Issue], deps: list
                 issues.append(src.issue((*path, "timeout"), msg))
             else:  # an inherited timeout shrinks to fit the check's own interval
                 cfg = cfg.model_copy(update={"timeout": cfg.interval})
+        if policy.slo is not None:
+            rules.extend(burn_rules(policy.slo, len(rules)))
         out.append(CheckSpec(cls, cfg, tuple(rules), src.position(path)[0], policy))
     return out
 

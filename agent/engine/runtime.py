@@ -27,10 +27,12 @@ from agent.delivery.outbox import Outbox
 from agent.delivery.sinks.base import Sink
 from agent.engine.active_alerts import ActiveAlerts
 from agent.engine.artifacts import Artifacts
+from agent.engine.history_recorder import HistoryRecorder
 from agent.engine.probe_runner import SharedResources, run_probe
 from agent.engine.quiet_time import POLL_SECONDS, QuietTime
 from agent.engine.recorder import Recorder
 from agent.engine.scheduler import Job, Scheduler
+from agent.engine.slo_watch import SloWatch, seed_from_history
 from agent.engine.snapshot import build_snapshot
 from agent.incidents.store import Store
 from agent.incidents.writer import StoreWriter, Trouble
@@ -101,9 +103,11 @@ class Runtime:
         if telemetry is not None:
             telemetry.observe_outbox(lambda: dict(self.outbox.pending))
         self.checks = [(spec, spec.build()) for spec in cfg.checks if in_shard(spec.config.name, shard)]
+        self.slos = SloWatch(self.checks, self.book)  # SLO windows; burn alerts judged per run
+        self.history = HistoryRecorder(writer, retention=self.slos.longest)  # every run, bucketed
+        if telemetry is not None:  # firstwatch.slo.*: only with SLOs
+            telemetry.observe_slos(self.slos.metric_readings if self.slos.trackers else None)
         for spec, _ in self.checks:
-            if spec.policy.slo is not None:  # validated, not judged yet (issue 16)
-                log.warning("%s: slo is checked, not evaluated yet in this version: no burn alerts", spec.config.name)
             for parent in spec.policy.depends_on:
                 if not in_shard(parent, shard):  # judged by another agent: unknown here
                     log.warning(
@@ -161,6 +165,7 @@ class Runtime:
         resync = [s.name for s in self.dispatcher.sinks if getattr(s, "RESYNC_ON_START", False)]
         if resync:  # new sink objects (a restart or a reload) know nothing of the open incidents
             self._remind(resync)
+        await seed_from_history(self.slos, self.writer, previous.history.pending() if previous else [])
         tel = self.telemetry
         self.scheduler = Scheduler(
             self.jobs(),
@@ -194,6 +199,7 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.history.stop()  # the open buckets too: the next runtime adds to them
         self.flush_state()
         await self.writer.drain(min(timeout, 2.0))
         await self.dispatcher.close(timeout=timeout)
@@ -221,7 +227,8 @@ class Runtime:
                 self.telemetry.record_result(result, check.VALUES)
             if self.emf is not None:
                 self.emf.record(result, check.VALUES)
-            self.publish(self.book.observe(spec, result, mono))
+            self.history.record(result)
+            self.publish(self.book.observe(spec, result, mono, self.slos.judge(spec, result, mono)))
             unavailable = result.error_kind == "agent"  # our own tool failed, not the target
             if unavailable or key in self._unavailable:
                 (self._unavailable.add if unavailable else self._unavailable.discard)(key)
@@ -241,6 +248,7 @@ class Runtime:
         while True:
             await asyncio.sleep(every)
             ticks += 1
+            self.history.tick(ticks)
             if ticks % POLL_SECONDS == 0:
                 await self.quiet.refresh(self.writer, self.store)
             if repeats and not self.writer.trouble:

@@ -45,6 +45,8 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
     held: dict[tuple[str, str], list[HeldRule]] = {}
     for (name, member, rule), why in rt.book.held(now):
         held.setdefault((name, member), []).append({"rule": rule, "why": why})
+    histories = await rt.history.views([spec.config.name for spec, _ in rt.checks])
+    slos = rt.slos.views()
     up = down = 0
     checks: list[CheckView] = []
     for spec, check in rt.checks:
@@ -78,8 +80,8 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
                 "runbook": spec.policy.runbook,
                 "quiet": _quiet(rt.quiet.quiet_for(spec.config.name, {**rt.cfg.labels, **spec.config.labels}, now)),
                 "members": rows,
-                "history": {"uptime": {"24h": None, "7d": None, "30d": None}, "days": [], "latency": []},
-                "slo": [],
+                "history": histories[spec.config.name],
+                "slo": slos.get(spec.config.name, []),
             }
         )
     incidents: list[IncidentView] = []

@@ -11,32 +11,31 @@ bucket per (check, target); :meth:`Accumulator.flush` hands back the finished on
 stop, ``partial=True``: the store adds a partial bucket to the one already stored with the same
 key, so a restart loses nothing). :func:`rollup` ages buckets through :data:`TIERS`: 1-minute
 buckets are kept 6 hours, then merged into 15-minute buckets kept 2 days, then into hour buckets
-kept ``retention`` (30 days by default; the longest SLO window when that is longer); anything
-wholly older than ``retention`` is dropped. So one target holds at most about 360 + 192 + 24 x
-retention-in-days rows (1,272 for 30 days), whatever its interval.
+kept 8 days, then into day buckets (UTC days) kept ``retention`` (90 days by default, for the
+status page's 90-day bar; the longest SLO window when that is longer); anything wholly older than
+``retention`` is dropped. So one target holds at most about 360 + 192 + 192 + retention-in-days
+rows (834 for 90 days), whatever its interval.
 
 Queries (:func:`totals_of`, :func:`series_of`) count a bucket when it overlaps the range
 ``[since, until)``, and then in full: a bucket partly outside the range is not split, so a range
 that does not fall on bucket boundaries may count up to one bucket's width more at each end
-(the width of the bucket there: 1 minute for recent times, up to an hour for older ones).
+(the width of the bucket there: 1 minute for recent times, up to a day for older ones).
 
-The part above :func:`write_buckets` is pure (time is passed in); the storage functions below it
-are writes for :class:`agent.incidents.writer.StoreWriter` and reads for its database thread.
+Everything here is pure (time is passed in); :mod:`agent.incidents.history_store` keeps the
+buckets in the state database.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-
-from agent.incidents.store import Store
 
 MINUTE = 60
 HOUR = 3600
 DAY = 86400
-DEFAULT_RETENTION = 30 * DAY
+DEFAULT_RETENTION = 90 * DAY  # the status page's 90-day bar
 
 # upper edges of the histogram's bins, 1 ms to 60 s log-spaced; a duration d falls in bin
 # bisect_left(EDGES, d): bin 0 is d <= 1 ms, bin 23 is d > 60 s
@@ -53,9 +52,9 @@ class Tier:
     keep: int
 
 
-# the last tier (hour buckets) is kept for the retention passed to rollup
-TIERS: tuple[Tier, ...] = (Tier(MINUTE, 6 * HOUR), Tier(15 * MINUTE, 2 * DAY))
-LAST_WIDTH = HOUR
+# the last tier (day buckets, aligned to UTC days) is kept for the retention passed to rollup
+TIERS: tuple[Tier, ...] = (Tier(MINUTE, 6 * HOUR), Tier(15 * MINUTE, 2 * DAY), Tier(HOUR, 8 * DAY))
+LAST_WIDTH = DAY
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +170,12 @@ class Accumulator:
                 del self._open[(check, target)]
         return done
 
+    def all_pending(self) -> list[Bucket]:
+        """Every run not flushed yet, as buckets (finished ones first)."""
+        out = list(self._done)
+        out.extend(cur.bucket(c, t, self.width) for (c, t), cur in self._open.items() if cur.runs)
+        return out
+
     def pending(self, check: str, target: str) -> list[Bucket]:
         """The runs of (check, target) not flushed yet, as buckets (for queries)."""
         out = [b for b in self._done if b.check == check and b.target == target]
@@ -204,7 +209,7 @@ def _add(into: dict[tuple[str, str, int, int], Bucket], b: Bucket) -> None:
     into[b.key] = b if have is None else have.merged(b)
 
 
-def _overlaps(b: Bucket, since: float, until: float) -> bool:
+def overlaps(b: Bucket, since: float, until: float) -> bool:
     return b.start < until and b.start + b.width > since
 
 
@@ -214,7 +219,7 @@ def totals_of(buckets: Iterable[Bucket], since: float, until: float) -> Totals:
     dsum = dmax = 0.0
     hist = [0] * BINS
     for b in buckets:
-        if not _overlaps(b, since, until):
+        if not overlaps(b, since, until):
             continue
         runs += b.runs
         good += b.good
@@ -237,127 +242,24 @@ def series_of(
     empty = (0,) * BINS
     out = [Bucket(check, target, first + i * width, width, 0, 0, 0.0, 0.0, empty) for i in range(steps)]
     for b in buckets:
-        if not out or not _overlaps(b, since, until):
+        if not out or not overlaps(b, since, until):
             continue
         i = min(steps - 1, max(0, (b.start - first) // width))
         out[i] = out[i].merged(b)
     return out
 
 
-# --- storage: the history table (agent.incidents.store.SCHEMA) ---------------------------------
+# --- the stored form of a histogram (agent.incidents.history_store) -----------------------------
 
 
-def _encode(hist: tuple[int, ...]) -> str:
+def encode_hist(hist: tuple[int, ...]) -> str:
     """Sparse: ``bin:count`` for the bins that are not empty (one run is 3 or 4 characters)."""
     return ",".join(f"{i}:{c}" for i, c in enumerate(hist) if c)
 
 
-def _decode(text: str) -> tuple[int, ...]:
+def decode_hist(text: str) -> tuple[int, ...]:
     counts = [0] * BINS
     for part in text.split(",") if text else ():
         i, _, c = part.partition(":")
         counts[int(i)] += int(c)
     return tuple(counts)
-
-
-def _hist_add(a: str | None, b: str | None) -> str:
-    return _encode(tuple(x + y for x, y in zip(_decode(a or ""), _decode(b or ""), strict=True)))
-
-
-_UPSERT = (
-    "INSERT INTO history (check_name, target, start, width, runs, good, duration_sum, duration_max, hist)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (check_name, target, start, width) DO UPDATE SET"
-    " runs = runs + excluded.runs, good = good + excluded.good, duration_sum = duration_sum + excluded.duration_sum,"
-    " duration_max = max(duration_max, excluded.duration_max), hist = fw_hist_add(hist, excluded.hist)"
-)
-_COLUMNS = "check_name, target, start, width, runs, good, duration_sum, duration_max, hist"
-
-
-def _row(b: Bucket) -> tuple[str, str, int, int, int, int, float, float, str]:
-    return (b.check, b.target, b.start, b.width, b.runs, b.good, b.duration_sum, b.duration_max, _encode(b.hist))
-
-
-def _bucket(row: tuple[str, str, int, int, int, int, float, float, str]) -> Bucket:
-    return Bucket(*row[:8], _decode(row[8]))
-
-
-def upsert(store: Store, buckets: Iterable[Bucket]) -> None:
-    """Add ``buckets`` to the table: a key already stored gets the counts summed."""
-    store.db.create_function("fw_hist_add", 2, _hist_add, deterministic=True)
-    store.db.executemany(_UPSERT, [_row(b) for b in buckets])
-
-
-def write_buckets(buckets: list[Bucket]) -> Callable[[Store], None]:
-    """The journal write that stores ``buckets`` (one statement for all of them)."""
-
-    def write(store: Store) -> None:
-        upsert(store, buckets)
-
-    return write
-
-
-class _HistSum:
-    """SQLite aggregate (a window function, usable as a plain aggregate): encoded histograms summed."""
-
-    def __init__(self) -> None:
-        self.counts = [0] * BINS
-
-    def step(self, text: str | None, /, sign: int = 1) -> None:
-        for part in text.split(",") if text else ():
-            i, _, c = part.partition(":")
-            self.counts[int(i)] += sign * int(c)
-
-    def inverse(self, text: str | None, /) -> None:
-        self.step(text, sign=-1)
-
-    def value(self) -> str:
-        return _encode(tuple(self.counts))
-
-    def finalize(self) -> str:
-        return self.value()
-
-
-def rollup_store(store: Store, now: float, retention: float = DEFAULT_RETENTION) -> int:
-    """:func:`rollup` on the table, in SQL: each tier's rows that ended before its cutoff are
-    summed into the next tier's (added to a row already there) and deleted, then rows that ended
-    more than ``retention`` ago are deleted. Returns how many rows were merged or dropped. Call
-    inside a transaction."""
-    store.db.create_function("fw_hist_add", 2, _hist_add, deterministic=True)
-    store.db.create_window_function("fw_hist_sum", 1, _HistSum)
-    widths = [t.width for t in TIERS] + [LAST_WIDTH]
-    changed = 0
-    for tier, coarser in zip(TIERS, widths[1:], strict=True):
-        latest = now - tier.keep - tier.width  # rows that end at or before the cutoff
-        store.db.execute(
-            f"INSERT INTO history ({_COLUMNS}) SELECT check_name, target, start / :c * :c, :c, sum(runs), sum(good),"
-            " sum(duration_sum), max(duration_max), fw_hist_sum(hist) FROM history WHERE width = :w AND start <= :l"
-            " GROUP BY check_name, target, start / :c ON CONFLICT (check_name, target, start, width) DO UPDATE SET"
-            " runs = runs + excluded.runs, good = good + excluded.good,"
-            " duration_sum = duration_sum + excluded.duration_sum,"
-            " duration_max = max(duration_max, excluded.duration_max), hist = fw_hist_add(hist, excluded.hist)",
-            {"c": coarser, "w": tier.width, "l": latest},
-        )
-        changed += store.db.execute("DELETE FROM history WHERE width = ? AND start <= ?", (tier.width, latest)).rowcount
-    for width in widths:  # what ended more than retention ago, of any tier
-        changed += store.db.execute(
-            "DELETE FROM history WHERE width = ? AND start <= ?", (width, now - retention - width)
-        ).rowcount
-    return changed
-
-
-def rollup_write(now: float, retention: float = DEFAULT_RETENTION) -> Callable[[Store], None]:
-    def write(store: Store) -> None:
-        rollup_store(store, now, retention)
-
-    return write
-
-
-def load(store: Store, check: str, target: str, since: float, until: float) -> list[Bucket]:
-    """The stored buckets of (check, target) overlapping ``[since, until)`` (no bucket is wider
-    than a day, so one range of the primary key on ``start`` finds them all)."""
-    rows = store.db.execute(
-        f"SELECT {_COLUMNS} FROM history WHERE check_name = ? AND target = ? AND start >= ? AND start < ?"
-        " ORDER BY start",
-        (check, target, since - DAY, until),
-    )
-    return [b for b in map(_bucket, rows) if _overlaps(b, since, until)]

@@ -91,20 +91,25 @@ CREATE TABLE IF NOT EXISTS silences (
     expired_at REAL
 );
 CREATE INDEX IF NOT EXISTS silences_ends ON silences (ends);
--- agent.incidents.history: runs per (check, target) in [start, start + width); hist sparse "bin:count,..."
-CREATE TABLE IF NOT EXISTS history (
+-- agent.incidents.history_store: a (check, target)'s id, and its runs in [start, start + width)
+-- (hist sparse "bin:count,..."), clustered by time so a flush appends instead of scattering
+CREATE TABLE IF NOT EXISTS history_series (
+    id INTEGER PRIMARY KEY,
     check_name TEXT NOT NULL,
     target TEXT NOT NULL,
-    start INTEGER NOT NULL,
+    UNIQUE (check_name, target)
+);
+CREATE TABLE IF NOT EXISTS history_buckets (
     width INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    series INTEGER NOT NULL,
     runs INTEGER NOT NULL,
     good INTEGER NOT NULL,
     duration_sum REAL NOT NULL,
     duration_max REAL NOT NULL,
     hist TEXT NOT NULL,
-    PRIMARY KEY (check_name, target, start, width)
+    PRIMARY KEY (width, start, series)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS history_age ON history (width, start);
 """
 
 
@@ -132,6 +137,7 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE outbox ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
     if "runbook" not in {row[1] for row in db.execute("PRAGMA table_info(incidents)")}:
         db.execute("ALTER TABLE incidents ADD COLUMN runbook TEXT")
+    db.execute("DROP TABLE IF EXISTS history")  # a development shape, never written by a release
 
 
 def set_aside(state_dir: str, why: str) -> str:
@@ -304,8 +310,16 @@ class Store:
             raise StoreError(f"incident {ref!r} is ambiguous: {', '.join(r[0] for r in rows[:5])}")
         return Incident(*rows[0])
 
-    def incidents(self, *, open_only: bool = False) -> list[Incident]:
-        cur = self.db.execute(_INCIDENT + (" WHERE resolved_at IS NULL" if open_only else "") + " ORDER BY fired_at")
+    def incidents(self, *, open_only: bool = False, since: float | None = None) -> list[Incident]:
+        """Incidents by when they fired: all, the open ones, or (``since``) those open at or after it."""
+        if open_only:
+            cur = self.db.execute(_INCIDENT + " WHERE resolved_at IS NULL ORDER BY fired_at")
+        elif since is not None:
+            cur = self.db.execute(
+                _INCIDENT + " WHERE resolved_at IS NULL OR resolved_at >= ? ORDER BY fired_at", (since,)
+            )
+        else:
+            cur = self.db.execute(_INCIDENT + " ORDER BY fired_at")
         return [Incident(*row) for row in cur]
 
     def ack(self, incident: str, by: str, when: float | None = None) -> bool:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.incidents import history as h
+from agent.incidents import history_store as hs
 from agent.incidents.history import DAY, HOUR, MINUTE, Accumulator, Bucket, bin_of, rollup, series_of, totals_of
 from agent.incidents.store import Store
 
@@ -108,6 +109,19 @@ def test_rollup_preserves_totals_drops_the_old_and_stays_bounded(
     assert sum(x.runs for x in rolled) <= sum(x.runs for x in raw)
 
 
+def test_rollup_ages_hours_into_days_kept_for_the_retention() -> None:
+    raw = _simulate(12 * 24 * 60, 300, 2)
+    rolled = rollup(raw, T0 + 12 * DAY, 90 * DAY)
+    by_width: dict[int, list[Bucket]] = {}
+    for b in rolled:
+        by_width.setdefault(b.width, []).append(b)
+    assert [b.start for b in by_width[DAY]] == [T0 + i * DAY for i in range(4)]  # older than 8 days
+    assert all(b.runs == 288 for b in by_width[DAY])
+    assert min(b.start for b in by_width[HOUR]) >= T0 + 4 * DAY - HOUR
+    assert sum(b.runs for b in rolled) == sum(b.runs for b in raw)
+    assert next(b.start for b in rollup(rolled, T0 + 93 * DAY, 90 * DAY) if b.width == DAY) == T0 + 3 * DAY
+
+
 def test_rollup_ages_minutes_into_quarters_into_hours() -> None:
     raw = _simulate(3 * 24 * 60, 60, 0)
     rolled = rollup(raw, T0 + 3 * DAY, 30 * DAY)
@@ -123,11 +137,21 @@ def test_series_gives_every_step_and_counts_wide_buckets_where_they_start() -> N
     s = series_of(raw, "web", "a", T0 + 30, T0 + 2 * HOUR, 15 * MINUTE)
     assert [b.start for b in s] == [T0 + i * 900 for i in range(8)]
     assert [b.runs for b in s] == [15] * 8
-    hours = rollup(raw, T0 + 10 * DAY, 30 * DAY)
+    hours = rollup(raw, T0 + 5 * DAY, 30 * DAY)
     assert [b.runs for b in series_of(hours, "web", "a", T0, T0 + 2 * HOUR, 15 * MINUTE)] == [60, 0, 0, 0] * 2
+    days = rollup(raw, T0 + 10 * DAY, 30 * DAY)
+    assert [(b.width, b.runs) for b in days] == [(DAY, 120)]
+    assert [b.runs for b in series_of(days, "web", "a", T0, T0 + 2 * HOUR, HOUR)] == [120, 0]
     assert series_of(raw, "web", "a", T0 + 10 * DAY, T0 + 11 * DAY, HOUR) == [
         Bucket("web", "a", T0 + 10 * DAY + i * HOUR, HOUR, 0, 0, 0.0, 0.0, (0,) * h.BINS) for i in range(24)
     ]
+
+
+def _write(store: Store, buckets: list[Bucket], ids: hs.SeriesIds) -> None:
+    write, after = hs.write_buckets(buckets, ids)
+    with store.transaction():
+        write(store)
+    after()
 
 
 def test_store_round_trip_restart_and_partial_buckets_merge(tmp_path: Path) -> None:
@@ -135,35 +159,88 @@ def test_store_round_trip_restart_and_partial_buckets_merge(tmp_path: Path) -> N
     _runs(acc, [(0, 0.01, True), (10, 0.3, False), (70, 0.02, True)])
     _runs(acc, [(5, 2.0, True)], target="b")
     store = Store(str(tmp_path))
-    with store.transaction():
-        h.write_buckets(acc.flush(T0 + 65, partial=True))(store)
+    _write(store, acc.flush(T0 + 65, partial=True), hs.SeriesIds())
     store.close()
     _runs(acc, [(20, 0.05, True)])  # after the restart, the same minute again: added to the stored row
     store = Store(str(tmp_path))
-    with store.transaction():
-        h.write_buckets(acc.flush(T0 + 200))(store)
-    got = h.load(store, "web", "a", T0, T0 + 120)
+    _write(store, acc.flush(T0 + 200), hs.SeriesIds())
+    got = hs.load(store, "web", "a", T0, T0 + 120)
     assert [(b.start, b.runs, b.good) for b in got] == [(T0, 3, 2), (T0 + 60, 1, 1)]
     assert got[0].duration_max == 0.3 and sum(got[0].hist) == 3 and got[0].hist[bin_of(0.3)] == 1
     whole = totals_of(got, T0, T0 + 120)
     assert (whole.runs, whole.good) == (4, 3) and math.isclose(whole.duration_sum, 0.38)
-    assert [b.runs for b in h.load(store, "web", "b", T0, T0 + 120)] == [1]
+    assert [b.runs for b in hs.load(store, "web", "b", T0, T0 + 120)] == [1]
+    assert sorted((b.target, b.runs) for b in hs.load(store, "web", None, T0, T0 + 120)) == [
+        ("a", 1),
+        ("a", 3),
+        ("b", 1),
+    ]
+    assert hs.load(store, "nope", None, T0, T0 + 120) == []
+    store.close()
+
+
+def test_a_rolled_back_write_leaves_no_series_id_behind(tmp_path: Path) -> None:
+    store = Store(str(tmp_path))
+    ids = hs.SeriesIds()
+    acc = Accumulator()
+    _runs(acc, [(0, 0.01, True)], target="x")
+    write, after = hs.write_buckets(acc.flush(T0, partial=True), ids)
+    try:
+        with store.transaction():
+            write(store)
+            raise OSError("disk full")  # the commit fails: the writer retries the same write later
+    except OSError:
+        pass
+    assert ids.ids == {}  # not remembered: the row it named is gone
+    _runs(acc, [(0, 0.01, True)], target="y")
+    _write(store, acc.flush(T0, partial=True), ids)  # another series takes the id first
+    with store.transaction():
+        write(store)
+    after()
+    assert {k: hs.load(store, "web", k[1], T0, T0 + 60)[0].runs for k in ids.ids} == {("web", "x"): 1, ("web", "y"): 1}
     store.close()
 
 
 def test_rollup_in_the_store_matches_the_pure_rollup(tmp_path: Path) -> None:
-    raw = _simulate(4 * 24 * 60, 60, 3) + _simulate(60, 300, 4)
+    raw = _simulate(10 * 24 * 60, 60, 3) + _simulate(60, 300, 4)
     store = Store(str(tmp_path))
     with store.transaction():
-        h.upsert(store, raw)
-    now = T0 + 4 * DAY
-    with store.transaction():
-        h.rollup_write(now - DAY, 2 * DAY)(store)
-    with store.transaction():
-        assert h.rollup_store(store, now, 2 * DAY) > 0
-    stored = h.load(store, "web", "a", 0, now + DAY)
-    assert stored == rollup(rollup(raw, now - DAY, 2 * DAY), now, 2 * DAY)
-    assert store.db.execute("SELECT count(*) FROM history").fetchone()[0] == len(stored)
-    with store.transaction():  # nothing more is due: a second pass changes nothing
-        assert h.rollup_store(store, now, 2 * DAY) == 0
+        hs.upsert(store, raw)
+    now = T0 + 10 * DAY
+    steps = 0
+    for at, keep in ((now - DAY, 8 * DAY), (now, 8 * DAY)):
+        while True:
+            with store.transaction():
+                if not hs.rollup_step(store, at, keep):
+                    break
+            steps += 1
+    assert steps > 3  # in chunks: one period per transaction
+    stored = hs.load(store, "web", "a", 0, now + DAY)
+    assert stored == rollup(rollup(raw, now - DAY, 8 * DAY), now, 8 * DAY)
+    assert store.db.execute("SELECT count(*) FROM history_buckets").fetchone()[0] == len(stored)
+    with store.transaction():  # nothing more is due: a further step changes nothing
+        assert not hs.rollup_step(store, now, 8 * DAY)
+    store.close()
+
+
+def test_check_summaries_sum_every_target(tmp_path: Path) -> None:
+    acc = Accumulator()
+    for i in range(0, 2 * 3600, 60):
+        acc.add("web", "a", T0 + i, i % 600 != 0, 0.1 if i < 3600 else 0.9)
+        acc.add("web", "b", T0 + i, True, 0.2)
+        acc.add("db", "x", T0 + i, False, 0.01)
+    store = Store(str(tmp_path))
+    _write(store, acc.flush(T0 + DAY, partial=True), hs.SeriesIds())
+    now = T0 + 2 * HOUR
+    totals = hs.check_totals(store, (HOUR, DAY), now)
+    assert totals["web"][0] == hs.RunCounts(120, 114) and totals["web"][1] == hs.RunCounts(240, 228)
+    assert totals["db"][1].uptime == 0.0 and totals["web"][1].uptime == 228 / 240
+    days = hs.check_days(store, T0 - DAY)
+    assert days == {"web": {T0 // DAY: hs.RunCounts(240, 228)}, "db": {T0 // DAY: hs.RunCounts(120, 0)}}
+    lat = hs.check_steps(store, T0, now, HOUR)["web"]
+    assert [(s.start, s.width) for s in lat] == [(T0, HOUR), (T0 + HOUR, HOUR)]
+    assert (lat[0].runs, lat[0].good, lat[1].runs) == (120, 114, 120)
+    first = lat[0].p95()
+    assert first is not None and 0.1 <= first <= 0.2 * 1.7 and lat[1].duration_max == 0.9
+    assert "web" not in hs.check_steps(store, T0 - DAY, T0, HOUR)  # no runs then: the caller shows none
     store.close()

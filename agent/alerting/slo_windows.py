@@ -1,0 +1,185 @@
+"""SLOs at run time: runs counted over sliding windows, and burn alerts as rules of the check.
+
+- :class:`WindowCounter`: good and total runs over the last ``span`` seconds, in at most about
+  :data:`SLOTS` slots of ``span / SLOTS`` seconds (a few hundred bytes whatever the window: a
+  28-day window counts in slots of 5.6 hours). A slot counts in full until its end leaves the
+  window, so a window may count up to one slot (1/120 of it) more than its span.
+- :class:`BurnRule`: one ``slo.alerts`` entry as a rule of the check, so a burn alert is an
+  incident like any other (severity, sinks, holds, timeline, ack, report). Its verdict does not
+  come from one result (:meth:`BurnRule.evaluate` says *no data*) but from a :class:`SloTracker`,
+  whose verdicts the book takes in place of ``evaluate``'s. While a more severe burn alert of the
+  same SLO fires, the less severe ones are held off (one page per SLO: a fast burn is critical,
+  and the slow burn under it says nothing new; it pages on its own once the fast one resolves).
+- :class:`SloTracker`: one (check, target)'s windows. :meth:`SloTracker.observe` adds a run and
+  judges every burn alert (``agent.alerting.slo.step_burn``), given whether each is firing now
+  (the book's state is the one truth, so a restart or a reload keeps an incident open until its
+  short window calms down); :meth:`SloTracker.reading` gives the numbers for the status page,
+  ``firstwatch slo`` and the metrics.
+
+Times are on one clock passed in (the daemon's monotonic clock; seeded history is shifted onto
+it), so a wall-clock step neither empties a window nor fills it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from agent.alerting.rules import Rule, Verdict
+from agent.alerting.slo import (
+    CALM,
+    BurnAlert,
+    BurnState,
+    Counts,
+    SloConfig,
+    budget_remaining,
+    budget_text,
+    burn_rate,
+    burning_text,
+    is_good,
+    sli,
+    span,
+    step_burn,
+)
+from agent.core.severity import rank
+from agent.core.units import format_number
+from checks.base import Result
+
+SLOTS = 120
+
+
+class WindowCounter:
+    """Good and total runs over the last ``span`` seconds (see the module docstring)."""
+
+    __slots__ = ("_slots", "good", "runs", "span", "width")
+
+    def __init__(self, span: float, slots: int = SLOTS) -> None:
+        self.span = span
+        self.width = span / slots
+        self._slots: deque[list[float]] = deque()  # [slot start, good, runs]
+        self.good = 0
+        self.runs = 0
+
+    def add(self, t: float, good: int, runs: int = 1) -> None:
+        """``runs`` runs at time ``t``, ``good`` of them good. A time before the newest slot (a
+        seeded bucket out of order) counts in the newest slot."""
+        start = t // self.width * self.width
+        last = self._slots[-1] if self._slots else None
+        if last is not None and start <= last[0]:
+            last[1] += good
+            last[2] += runs
+        else:
+            self._slots.append([start, good, runs])
+        self.good += good
+        self.runs += runs
+
+    def counts(self, now: float) -> Counts:
+        """The runs of the window ending at ``now``."""
+        edge = now - self.span
+        slots = self._slots
+        while slots and slots[0][0] + self.width <= edge:
+            _, good, runs = slots.popleft()
+            self.good -= int(good)
+            self.runs -= int(runs)
+        return Counts(self.good, self.runs)
+
+
+@dataclass(frozen=True)
+class BurnRule(Rule):
+    """A burn alert of the check's ``slo`` as one of its rules (judged by a :class:`SloTracker`)."""
+
+    burn: BurnAlert | None = None
+
+    def evaluate(self, result: Result) -> Verdict:
+        return Verdict(None, None, "judged over the SLO's windows")
+
+
+def burn_rules(slo: SloConfig, first_index: int) -> list[BurnRule]:
+    """The check's rules for ``slo``'s burn alerts (``rule`` field:
+    ``error budget burn > 14.4x over 1h and 5m``)."""
+    return [
+        BurnRule(
+            index=first_index + i,
+            when=f"error budget burn > {format_number(a.burn)}x over {span(a.long)} and {span(a.short)}",
+            value_name="slo.burn_rate",
+            op=">",
+            threshold=a.burn,
+            unit="",
+            for_s=0.0,
+            recover_for_s=0.0,
+            severity=a.severity,
+            burn=a,
+        )
+        for i, a in enumerate(slo.alerts)
+    ]
+
+
+@dataclass(frozen=True)
+class SloReading:
+    """One (check, target)'s SLO now: runs and good runs over the window, the SLI, the budget
+    left, and the burn rate over each alert window (keyed by its span, ``5m``; None: no runs)."""
+
+    check: str
+    target: str
+    slo: SloConfig
+    runs: int
+    good: int
+    sli: float | None
+    budget_remaining: float | None
+    burn_rates: dict[str, float | None]
+
+
+class SloTracker:
+    """One (check, target)'s windows and burn judgements."""
+
+    def __init__(self, check: str, target: str, slo: SloConfig, rules: list[BurnRule]) -> None:
+        self.check = check
+        self.target = target
+        self.slo = slo
+        self.rules = rules
+        self.windows = {w: WindowCounter(w) for w in slo.windows()}
+
+    def add(self, t: float, good: int, runs: int = 1) -> None:
+        for counter in self.windows.values():
+            counter.add(t, good, runs)
+
+    def counts(self, now: float) -> Callable[[float], tuple[int, int]]:
+        return lambda window: self.windows[window].counts(now)
+
+    def observe(self, name: str, result: Result, now: float, firing: Mapping[str, bool]) -> dict[str, Verdict]:
+        """Add ``result`` (run at ``now``) and judge each burn alert; ``firing`` says which rule
+        texts are firing now. Returns a verdict per rule text: it holds while the alert fires."""
+        self.add(now, int(is_good(result.ok, result.duration_s, self.slo.latency)))
+        counts = self.counts(now)
+        verdicts: dict[str, Verdict] = {}
+        for rule in self.rules:
+            assert rule.burn is not None
+            before = BurnState(True, now) if firing.get(rule.text) else CALM
+            after, judgement = step_burn(name, self.slo, rule.burn, counts, before, now)
+            long_rate = burn_rate(*counts(rule.burn.long), self.slo.objective)
+            if judgement is not None:
+                text = judgement.text
+            else:
+                whole = sli(*counts(self.slo.window))
+                budget = None if whole is None else budget_remaining(whole, self.slo.objective)
+                short_rate = burn_rate(*counts(rule.burn.short), self.slo.objective)
+                text = burning_text(rule.burn, long_rate, short_rate, budget_text(budget, self.slo.window))
+            verdicts[rule.text] = Verdict(after.firing, long_rate, text)
+        worst = max((rank(r.severity) for r in self.rules if verdicts[r.text].holds), default=-1)
+        for rule in self.rules:  # one page per SLO: a more severe burn alert firing covers the others
+            v = verdicts[rule.text]
+            if v.holds and rank(rule.severity) < worst:
+                top = max((r for r in self.rules if verdicts[r.text].holds), key=lambda r: rank(r.severity))
+                verdicts[rule.text] = Verdict(
+                    False, v.value, f"{v.explanation} (covered by the {top.severity} burn alert)"
+                )
+        return verdicts
+
+    def reading(self, now: float) -> SloReading:
+        good, runs = self.windows[self.slo.window].counts(now)
+        share = sli(good, runs)
+        alert_windows = sorted({w for a in self.slo.alerts for w in (a.long, a.short)})
+        rates = {span(w): burn_rate(*self.windows[w].counts(now), self.slo.objective) for w in alert_windows}
+        budget = None if share is None else budget_remaining(share, self.slo.objective)
+        return SloReading(self.check, self.target, self.slo, runs, good, share, budget, rates)

@@ -1,0 +1,195 @@
+"""Every run into the run history, and what the status page reads back from it.
+
+The runtime calls :meth:`HistoryRecorder.record` with each result (a dict lookup and a few
+additions in memory), :meth:`HistoryRecorder.tick` once a second from its housekeeping, and
+:meth:`HistoryRecorder.stop` when it stops. Every ``flush_every`` seconds the finished 1-minute
+buckets go to the store writer as one journal write (retried, never dropped, while the disk is
+full or the file locked); every ``rollup_every`` seconds a roll-up task ages them one period
+per database call, so other writes get the database thread between chunks. On stop the open,
+partial buckets are written too; the next runtime adds to them, so a restart loses no run. The
+database is never touched on the event loop.
+
+:meth:`HistoryRecorder.views` answers the status document: per check, uptime over 24 h, 7 d and
+30 d, the last 90 days and the last 24 hours of latency, from the store plus the runs not
+flushed yet. It costs a scan of the table, so its answer is kept for a while (at least
+``min_age`` seconds, and ten times as long as it took to compute: at 10,000 targets the page
+never takes more than a tenth of the database thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Collection
+from datetime import UTC, datetime
+
+from agent.core.events import iso_time
+from agent.core.severity import rank
+from agent.incidents import history_store as hs
+from agent.incidents.history import BINS, DAY, DEFAULT_RETENTION, Accumulator, Bucket
+from agent.incidents.model import Incident
+from agent.incidents.store import Store
+from agent.incidents.writer import StoreWriter
+from agent.web.snapshot import DayView, HistoryView, LatencyPoint
+from checks.base import Result
+
+log = logging.getLogger("firstwatch")
+
+SPANS = (DAY, 7 * DAY, 30 * DAY)  # uptime 24h, 7d, 30d
+DAYS_SHOWN = 90
+LATENCY_STEP = 900  # the 24 h sparkline: 96 points of 15 minutes
+
+
+class HistoryRecorder:
+    def __init__(
+        self,
+        writer: StoreWriter,
+        *,
+        retention: float = DEFAULT_RETENTION,
+        flush_every: int = 60,
+        rollup_every: int = 600,
+        min_age: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.writer = writer
+        self.retention = max(retention, DEFAULT_RETENTION)
+        self.flush_every = flush_every
+        self.rollup_every = rollup_every
+        self.min_age = min_age
+        self.clock = clock
+        self.accumulator = Accumulator()
+        self.ids = hs.SeriesIds()
+        self.written = 0  # buckets handed to the writer
+        self._rollup: asyncio.Task[int] | None = None
+        self._views: tuple[float, dict[str, HistoryView]] | None = None  # (good until, views)
+
+    def record(self, result: Result) -> None:
+        self.accumulator.add(result.check, result.target, result.started_at, result.ok, result.duration_s)
+
+    def tick(self, ticks: int) -> None:
+        """Housekeeping's ``ticks``-th second: flush or roll up when it is time."""
+        if ticks % self.flush_every == 0:
+            self.flush()
+        if ticks % self.rollup_every == 0 and (self._rollup is None or self._rollup.done()):
+            self._rollup = asyncio.create_task(self.rollup(), name="history-rollup")
+
+    def flush(self, partial: bool = False) -> int:
+        """Hand the finished buckets (with ``partial``, all of them) to the writer as one write."""
+        buckets = self.accumulator.flush(self.clock(), partial)
+        if buckets:
+            write, after = hs.write_buckets(buckets, self.ids)
+            self.writer.submit(write, after)
+            self.written += len(buckets)
+        return len(buckets)
+
+    async def rollup(self) -> int:
+        """Age the stored buckets, one chunk per database call; returns how many chunks."""
+        now, chunks = self.clock(), 0
+        try:
+            while await self.writer.call(_rollup_chunk, self.writer.store, now, self.retention):
+                chunks += 1
+        except Exception as exc:  # locked, full: the rows stay as they are until the next try
+            log.warning("run history: cannot roll up old buckets now (%s); trying again later", exc)
+        return chunks
+
+    def stop(self) -> None:
+        if self._rollup is not None:
+            self._rollup.cancel()
+        self.flush(partial=True)
+
+    def pending(self) -> list[Bucket]:
+        """The runs not flushed yet, as buckets."""
+        return self.accumulator.all_pending()
+
+    async def views(self, checks: Collection[str]) -> dict[str, HistoryView]:
+        """Each of ``checks``' history (see the module docstring); cached."""
+        now = self.clock()
+        if self._views is not None and now < self._views[0]:
+            return self._views[1]
+        started = time.monotonic()
+        pending = self.pending()
+        try:
+            views = await self.writer.call(_views, self.writer.store, pending, now, list(checks))
+        except Exception as exc:
+            log.warning("run history: cannot read it now (%s)", exc)
+            views = {c: _empty() for c in checks}
+        took = time.monotonic() - started
+        self._views = (now + max(self.min_age, 10 * took), views)
+        return views
+
+
+def _rollup_chunk(store: Store, now: float, retention: float) -> bool:
+    with store.transaction():
+        return hs.rollup_step(store, now, retention)
+
+
+def _empty() -> HistoryView:
+    return {"uptime": {"24h": None, "7d": None, "30d": None}, "days": [], "latency": []}
+
+
+def _views(store: Store, pending: list[Bucket], now: float, checks: list[str]) -> dict[str, HistoryView]:
+    """Read on the database thread: the store's sums plus ``pending``, per check."""
+    totals = hs.check_totals(store, SPANS, now)
+    first_day = int(now // DAY) - DAYS_SHOWN + 1
+    days = hs.check_days(store, first_day * DAY)
+    latency = hs.check_steps(store, now - DAY, now, LATENCY_STEP)
+    incidents = store.incidents(since=first_day * DAY)
+    out: dict[str, HistoryView] = {}
+    for check in checks:
+        mine = [b for b in pending if b.check == check]
+        counts = list(totals.get(check, (hs.RunCounts(0, 0),) * len(SPANS)))
+        for i, span in enumerate(SPANS):
+            extra = [b for b in mine if b.start + b.width > now - span]
+            counts[i] = hs.RunCounts(
+                counts[i].runs + sum(b.runs for b in extra), counts[i].ok + sum(b.good for b in extra)
+            )
+        per_day = dict(days.get(check, {}))
+        for b in mine:
+            have = per_day.get(b.start // DAY, hs.RunCounts(0, 0))
+            per_day[b.start // DAY] = hs.RunCounts(have.runs + b.runs, have.ok + b.good)
+        out[check] = {
+            "uptime": {"24h": counts[0].uptime, "7d": counts[1].uptime, "30d": counts[2].uptime},
+            "days": _days(per_day, [i for i in incidents if i.check == check], first_day, now),
+            "latency": _latency(latency.get(check), mine, now),
+        }
+    return out
+
+
+def _days(per_day: dict[int, hs.RunCounts], incidents: list[Incident], first_day: int, now: float) -> list[DayView]:
+    """From the first day with runs (at most 90 days back) to today."""
+    seen = [d for d, c in per_day.items() if c.runs and d >= first_day]
+    if not seen:
+        return []
+    today = int(now // DAY)
+    out: list[DayView] = []
+    for day in range(min(seen), today + 1):
+        counts = per_day.get(day, hs.RunCounts(0, 0))
+        start, end = day * DAY, (day + 1) * DAY
+        open_then = [i.max_severity for i in incidents if i.fired_at < end and (i.resolved_at or now) >= start]
+        state = "none" if not counts.runs else "up" if counts.ok == counts.runs else "blips"
+        if open_then:
+            state = max(open_then, key=rank)
+        day_text = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%d")
+        out.append({"day": day_text, "runs": counts.runs, "ok": counts.ok, "state": state})
+    return out
+
+
+def _latency(stored: list[Bucket] | None, pending: list[Bucket], now: float) -> list[LatencyPoint]:
+    """96 points of 15 minutes over the last 24 h; pending runs fold into their step."""
+    first = int((now - DAY) // LATENCY_STEP * LATENCY_STEP)
+    steps = -(-int(now - first) // LATENCY_STEP)
+    empty = (0,) * BINS
+    slots = (
+        list(stored)
+        if stored
+        else [Bucket("", "*", first + i * LATENCY_STEP, LATENCY_STEP, 0, 0, 0.0, 0.0, empty) for i in range(steps)]
+    )
+    for b in pending:
+        i = (b.start - first) // LATENCY_STEP
+        if 0 <= i < len(slots):
+            slots[i] = slots[i].merged(b, start=slots[i].start, width=LATENCY_STEP)
+    return [
+        {"start": iso_time(s.start), "width_s": s.width, "p95_s": s.p95(), "max_s": s.duration_max if s.runs else None}
+        for s in slots
+    ]
