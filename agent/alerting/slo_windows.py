@@ -6,8 +6,9 @@
   window, so a window may count up to one slot (1/120 of it) more than its span.
 - :class:`BurnRule`: one ``slo.alerts`` entry as a rule of the check, so a burn alert is an
   incident like any other (severity, sinks, holds, timeline, ack, report). Its verdict does not
-  come from one result (:meth:`BurnRule.evaluate` says *no data*) but from a :class:`SloTracker`,
-  whose verdicts the book takes in place of ``evaluate``'s. While a more severe burn alert of the
+  come from one result but from a :class:`SloTracker`, whose verdicts the book takes in place of
+  ``evaluate``'s (which judges one run alone, for ``firstwatch check``: a bad run burns at
+  ``1 / (1 - objective)``). While a more severe burn alert of the
   same SLO fires, the less severe ones are held off (one page per SLO: a fast burn is critical,
   and the slow burn under it says nothing new; it pages on its own once the fast one resolves).
 - :class:`SloTracker`: one (check, target)'s windows. :meth:`SloTracker.observe` adds a run and
@@ -33,6 +34,7 @@ from agent.alerting.slo import (
     BurnState,
     Counts,
     SloConfig,
+    above,
     budget_remaining,
     budget_text,
     burn_rate,
@@ -43,7 +45,7 @@ from agent.alerting.slo import (
     step_burn,
 )
 from agent.core.severity import rank
-from agent.core.units import format_number
+from agent.core.units import format_duration, format_number
 from checks.base import Result
 
 SLOTS = 120
@@ -90,9 +92,26 @@ class BurnRule(Rule):
     """A burn alert of the check's ``slo`` as one of its rules (judged by a :class:`SloTracker`)."""
 
     burn: BurnAlert | None = None
+    slo: SloConfig | None = None
 
     def evaluate(self, result: Result) -> Verdict:
-        return Verdict(None, None, "judged over the SLO's windows")
+        """One run alone (``firstwatch check``: no windows): a bad run burns at
+        ``1 / (1 - objective)``, a good one at 0. The daemon judges over windows instead."""
+        assert self.burn is not None and self.slo is not None
+        if result.error_kind == "agent":  # our own tool failed: no verdict on the target
+            return Verdict(None, None, f"no verdict ({result.error})")
+        if is_good(result.ok, result.duration_s, self.slo.latency):
+            return Verdict(False, 0.0, "a good run")
+        rate = 1.0 / (1.0 - self.slo.objective)
+        if result.ok:
+            why = f"slower than {format_duration(self.slo.latency or 0.0)}"
+        else:
+            why = f"down ({result.error or result.error_kind or 'failed'})"
+        covered = any(  # one page per SLO: the most severe burn alert this run exceeds
+            rank(a.severity) > rank(self.burn.severity) and above(rate, a.burn) for a in self.slo.alerts
+        )
+        holds = above(rate, self.burn.burn) and not covered
+        return Verdict(holds, rate, f"{why}: a run like this burns the budget at {rate:.0f}x")
 
 
 def burn_rules(slo: SloConfig, first_index: int) -> list[BurnRule]:
@@ -110,6 +129,7 @@ def burn_rules(slo: SloConfig, first_index: int) -> list[BurnRule]:
             recover_for_s=0.0,
             severity=a.severity,
             burn=a,
+            slo=slo,
         )
         for i, a in enumerate(slo.alerts)
     ]

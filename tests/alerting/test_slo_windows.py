@@ -122,3 +122,23 @@ def test_a_firing_alert_stays_firing_while_its_short_window_has_no_runs() -> Non
     t2, _ = tracker()
     t2.add(0.0, 0, 5)
     assert t2.counts(10.0)(1.0) == (0, 0)  # nothing in the short window: no runs is no verdict change
+
+
+def test_one_run_alone_is_judged_by_the_most_severe_burn_it_exceeds() -> None:
+    """``firstwatch check`` has no windows: a bad run burns at 1 / (1 - objective)."""
+    slo = SloConfig.model_validate({"objective": "99.9%", "window": "28d", "latency": "800ms"})
+    critical, major, minor = burn_rules(slo, 0)
+    down = [r.evaluate(result(False)) for r in (critical, major, minor)]
+    assert [v.holds for v in down] == [True, False, False]  # one page: the others are covered
+    assert down[0].explanation == "down (HTTP 503): a run like this burns the budget at 1000x"
+    assert down[0].value == pytest.approx(1000.0)
+    slow = critical.evaluate(result(True, 0.9))
+    assert slow.holds and slow.explanation.startswith("slower than 800ms: ")
+    assert [r.evaluate(result(True, 0.1)).holds for r in (critical, major, minor)] == [False, False, False]
+    alerts = [
+        {"burn": 14.4, "long": "1h", "short": "5m", "severity": "critical"},
+        {"burn": 6, "long": "6h", "short": "30m", "severity": "major"},
+    ]
+    lax = SloConfig.model_validate({"objective": "90%", "window": "1d", "alerts": alerts})
+    # 10x: not above the critical 14.4x, above the major 6x
+    assert [r.evaluate(result(False)).holds for r in burn_rules(lax, 0)] == [False, True]
