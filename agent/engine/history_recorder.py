@@ -63,6 +63,7 @@ class HistoryRecorder:
         self.written = 0  # buckets handed to the writer
         self._rollup: asyncio.Task[int] | None = None
         self._views: tuple[float, dict[str, HistoryView]] | None = None  # (good until, views)
+        self._reading = asyncio.Lock()
 
     def record(self, result: Result) -> None:
         self.accumulator.add(result.check, result.target, result.started_at, result.ok, result.duration_s)
@@ -104,9 +105,13 @@ class HistoryRecorder:
 
     async def views(self, checks: Collection[str]) -> dict[str, HistoryView]:
         """Each of ``checks``' history (see the module docstring); cached."""
-        now = self.clock()
-        if self._views is not None and now < self._views[0]:
-            return self._views[1]
+        async with self._reading:  # one scan at a time: requests meanwhile get its answer
+            now = self.clock()
+            if self._views is not None and now < self._views[0]:
+                return self._views[1]
+            return await self._read(checks, now)
+
+    async def _read(self, checks: Collection[str], now: float) -> dict[str, HistoryView]:
         started = time.monotonic()
         pending = self.pending()
         try:
