@@ -8,12 +8,16 @@ part of the config. Incident ids may be abbreviated to any unique prefix, as git
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
 
 from agent.config.settings import agent_setting, state_dir_of
 from agent.core.errors import StoreError
@@ -21,6 +25,8 @@ from agent.core.events import iso_time
 from agent.core.safe_text import printable
 from agent.incidents.model import Entry, Incident
 from agent.incidents.store import Store
+
+_P = TypeVar("_P", bound=argparse.ArgumentParser)
 
 EX_NOINPUT = 66
 EX_USAGE = 64
@@ -126,17 +132,62 @@ def cmd_ack(config: str, ref: str, by: str | None) -> int:
     return 0
 
 
-def cmd_report(config: str, ref: str, fmt: str) -> int:
+def add_report_parser(
+    sub: argparse._SubParsersAction[_P], with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+) -> None:
+    """``report``, on ``main``'s subcommands."""
+    r = with_config(sub.add_parser("report", help="write a post-mortem draft for an incident"))
+    r.add_argument("incident", metavar="INCIDENT")
+    r.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    r.add_argument(
+        "-o", "--output", metavar="FILE",
+        help="write the draft to FILE, and a chart of the check's latency and failed runs around the incident"
+        " (from its run history) to FILE's name with .svg (inc-42.md: inc-42.svg), linked from the Markdown;"
+        " without -o the draft goes to stdout, with no chart",
+    )  # fmt: skip
+
+
+def cmd_report(config: str, ref: str, fmt: str, output: str | None = None) -> int:
     from agent.incidents.report import changes_before, render_json, render_markdown
     from agent.incidents.report_facts import dependent_checks
 
+    if output is not None and Path(output).suffix.lower() == ".svg":
+        print(f"firstwatch: -o {output}: the chart is written beside the report as .svg; name it .md", file=sys.stderr)
+        return EX_USAGE
     store = open_store(config)
     inc = store.incident(ref)
     entries = store.entries(incident=inc.id)
     changes = changes_before(inc, _change_candidates(store, inc), dependent_checks(entries))
-    render = render_json if fmt == "json" else render_markdown
-    print(render(inc, entries, changes, store.state_dir))
+    if output is None:
+        render = render_json if fmt == "json" else render_markdown
+        print(render(inc, entries, changes, store.state_dir))
+        return 0
+    path = Path(output)
+    chart_path = path.with_suffix(".svg")
+    section, drawn = _chart(store, inc, entries, chart_path)
+    if fmt == "json":
+        text = render_json(inc, entries, changes, store.state_dir)
+    else:
+        text = render_markdown(inc, entries, changes, store.state_dir, chart=section)
+    path.write_text(text + "\n", encoding="utf-8")
+    also = f" and its chart to {chart_path}" if drawn else " (no run history to chart)"
+    print(printable(f"wrote the report on incident {inc.id} to {path}{also}"))
     return 0
+
+
+def _chart(store: Store, inc: Incident, entries: list[Entry], chart_path: Path) -> tuple[list[str], bool]:
+    """Write the chart of ``inc`` to ``chart_path`` if there is history to draw: the report's
+    lines for it, and whether it was written."""
+    from agent.incidents import report_chart
+    from agent.incidents.report_facts import affected_targets
+
+    now = time.time()
+    since, until = report_chart.span(inc, now)
+    targets = [t["target"] for t in affected_targets(inc, entries)]
+    chart = report_chart.build(inc, report_chart.read(store, inc, targets, since, until), since, until, now)
+    if chart is not None:
+        chart_path.write_text(chart.svg + "\n", encoding="utf-8")
+    return report_chart.section(chart_path.name, chart, since, until, inc.check), chart is not None
 
 
 def _change_candidates(store: Store, inc: Incident) -> list[Entry]:

@@ -238,11 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     a = with_config(sub.add_parser("ack", help="acknowledge an incident: stops reminders and escalation"))
     a.add_argument("incident", metavar="INCIDENT")
     a.add_argument("--by", metavar="NAME", help="who (default: the user running the command)")
-    r = with_config(sub.add_parser("report", help="write a post-mortem draft for an incident"))
-    r.add_argument("incident", metavar="INCIDENT")
-    r.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    from agent.cli.incidents import add_report_parser
     from agent.cli.silences import add_parsers
 
+    add_report_parser(sub, with_config)  # report, with its chart
     add_parsers(sub, with_config)  # silence add|list|expire, annotate
     from agent.cli import ask
 
@@ -360,7 +359,7 @@ def incident_command(args: argparse.Namespace) -> int:
             return incident_cli.cmd_note(args.config, args.incident, args.text, args.by)
         if args.command == "ack":
             return incident_cli.cmd_ack(args.config, args.incident, args.by)
-        return incident_cli.cmd_report(args.config, args.incident, args.format)
+        return incident_cli.cmd_report(args.config, args.incident, args.format, args.output)
     except StoreError as exc:
         print(f"firstwatch: {exc}", file=sys.stderr)
         return 1

@@ -3,7 +3,7 @@
 The event and its fingerprint (``events``), severities (``severity``), units and human formats
 (``units``), the error root (``errors``), validators shared by checks and sinks
 (``validators``), escaping of untrusted text (``safe_text``) and the one subprocess runner
-(``subprocesses``) and the open-file limit (``fd_limit``).
+(``subprocesses``), the open-file limit (``fd_limit``) and small SVG pictures (``svg``).
 
 May import: the standard library and third-party libraries only; never another room of
 ``agent`` nor ``checks`` (every other room, and ``checks``, may import this one).

@@ -16,7 +16,7 @@ from agent.alerting.quiet import Quiet
 from agent.core.events import iso_time
 from agent.core.severity import SEVERITIES, rank, worst
 from agent.incidents.model import Entry
-from agent.incidents.report_facts import artifact_of
+from agent.incidents.report_facts import artifact_of, severity_bands
 from agent.incidents.store import Store
 from agent.web.snapshot import (
     CheckView,
@@ -111,7 +111,7 @@ async def build_snapshot(rt: Runtime, started_at: float) -> Snapshot:
                 "runbook": inc.runbook,
                 "affected": rt.book.deps.affected(inc.check),
                 "timeline": timeline[-50:],
-                "bands": [],
+                "bands": severity_bands(inc, timelines[inc.id]),
             }
         )
     return {

@@ -6,7 +6,8 @@ failing run and its error, detection, first page per sink, time at each severity
 target's down and up times, the dependent checks that failed under it, silences, the changes of
 the hour before detection, the humans' notes and acknowledgments, the runbook, the screenshots of
 failing runs, and the timeline with one line per sink for its deliveries) and leaves headings for
-the analysis people write.
+the analysis people write. Written to a file (``firstwatch report -o``), it links a chart of the
+check's latency and failed runs around the incident (:mod:`agent.incidents.report_chart`).
 The facts themselves are computed in :mod:`agent.incidents.report_facts`.
 """
 
@@ -66,10 +67,16 @@ def render_json(incident: Incident, entries: list[Entry], changes: list[Entry], 
 
 
 def render_markdown(
-    incident: Incident, entries: list[Entry], changes: list[Entry], state_dir: str | None = None
+    incident: Incident,
+    entries: list[Entry],
+    changes: list[Entry],
+    state_dir: str | None = None,
+    chart: list[str] | None = None,
 ) -> str:
     """The draft for people, one Markdown line per fact or timeline line. ``state_dir`` (the
-    agent's) gives each screenshot its path on the host; the section is there only if there are any."""
+    agent's) gives each screenshot its path on the host; the section is there only if there are any.
+    ``chart`` is the "Latency and failures" section (:func:`agent.incidents.report_chart.section`:
+    the link to the chart beside the report), there only when given."""
     f = facts(incident, entries, changes, state_dir)
     lines = _header(f)
     lines += [
@@ -81,6 +88,7 @@ def render_markdown(
     sections = [
         ("First paged", _first_paged(f)),
         ("Time at each severity", _severities(f)),
+        ("Latency and failures", chart or []),
         ("Affected targets", _targets(f)),
         ("Affected dependent checks", _dependents(f)),
         ("Silences and maintenance", [f"- {s['time']}: {s['text']}" for s in f["silences"]]),
@@ -90,7 +98,7 @@ def render_markdown(
         ("Timeline (UTC)", _timeline(f)),
     ]
     for title, body in sections:
-        if title == "Screenshots" and not body:
+        if (title == "Screenshots" and not body) or (title == "Latency and failures" and chart is None):
             continue
         lines += ["", f"## {title}", "", *(body or ["(none)"])]
     lines += [

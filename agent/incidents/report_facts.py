@@ -32,6 +32,15 @@ class SeverityStep(TypedDict):
     kind: str
 
 
+class Band(TypedDict):
+    """A stretch of an incident at one severity (``end`` None: still at it); the status page's
+    ``agent.web.snapshot.SeverityBand``."""
+
+    start: str
+    end: str | None
+    severity: str
+
+
 class Page(TypedDict):
     """The first page a sink delivered: its time and severity (``kind``: firing, unless that was silenced)."""
 
@@ -205,20 +214,43 @@ def severity_end(incident: Incident, entries: list[Entry]) -> float:
     return max([incident.fired_at, *(e.time for e in entries)])
 
 
-def time_at_severity(incident: Incident, entries: list[Entry]) -> dict[str, float]:
-    """Seconds spent at each severity (in the order first reached), from firing and changes."""
+def severity_steps(incident: Incident, entries: list[Entry]) -> list[tuple[float, float, str]]:
+    """The incident's severity over time as ``(start, stop, severity)``, oldest first: from its
+    firing and changes, each up to the next one, the last up to :func:`severity_end`."""
     steps = [
         (e.time, e.severity)
         for e in entries
         if e.kind in ("firing", "changed") and e.incident == incident.id and e.severity
     ] or [(incident.fired_at, incident.severity)]
     end = severity_end(incident, entries)
-    spent: dict[str, float] = {}
+    out = []
     for i, (start, severity) in enumerate(steps):
         stop = min(steps[i + 1][0] if i + 1 < len(steps) else end, end)
         if severity is not None:
-            spent[severity] = spent.get(severity, 0.0) + max(0.0, stop - start)
+            out.append((start, max(start, stop), severity))
+    return out
+
+
+def time_at_severity(incident: Incident, entries: list[Entry]) -> dict[str, float]:
+    """Seconds spent at each severity (in the order first reached), from firing and changes."""
+    spent: dict[str, float] = {}
+    for start, stop, severity in severity_steps(incident, entries):
+        spent[severity] = spent.get(severity, 0.0) + stop - start
     return {severity: round(seconds, 3) for severity, seconds in spent.items()}
+
+
+def severity_bands(incident: Incident, entries: list[Entry]) -> list[Band]:
+    """The stretches of the incident at one severity (:func:`severity_steps`, a change to the same
+    severity folded in), oldest first; the last one's ``end`` is None while it is still open."""
+    bands: list[Band] = []
+    for start, stop, severity in severity_steps(incident, entries):
+        if bands and bands[-1]["severity"] == severity:
+            bands[-1]["end"] = iso_time(stop)
+        else:
+            bands.append({"start": iso_time(start), "end": iso_time(stop), "severity": severity})
+    if bands and incident.resolved_at is None:
+        bands[-1]["end"] = None
+    return bands
 
 
 def affected_targets(incident: Incident, entries: list[Entry]) -> list[TargetSpan]:

@@ -5,8 +5,11 @@ The only style is one inline ``<style>`` block whose hash is in :data:`CONTENT_S
 so the page works under ``default-src 'none'`` (no scripts, no inline style attributes).
 
 Layout, top to bottom: a headline in the color of the worst open severity with the counts; the
-open incidents (critical first, then oldest first), each with its timeline; the checks grouped
-by state (failing first), one row per member; the agent line. Every value from the snapshot is
+open incidents (critical first, then oldest first), each with its severity over time and its
+timeline; the checks grouped by state (failing first), one row per member, then the check's
+history and SLOs (uptime, 90 days, 24 h latency: inline SVG from :mod:`agent.web.charts`); the
+agent line. Light or dark as the reader's system prefers (``prefers-color-scheme``); one column
+on a phone. Every value from the snapshot is
 HTML-escaped: check names, targets, error texts and notes come from users and peers. A member's
 last screenshot and an incident's ``artifact`` entries link to ``artifacts/NAME`` (relative, so
 the links hold behind a proxy that serves the agent under a path), for valid names only.
@@ -27,6 +30,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from agent.core.severity import SEVERITIES
+from agent.web.charts import bands_html, history_html
 from agent.web.snapshot import artifact_name
 from agent.web.view import (
     as_list,
@@ -53,8 +57,12 @@ DEFAULT_REFRESH_S = 10
 MAX_TIMELINE = 30  # the newest entries of an incident's timeline; `firstwatch timeline` has all
 
 STYLE = """
-:root{color-scheme:dark;--bg:#111418;--panel:#1b2026;--line:#2e353d;--text:#eef1f4;--dim:#a3adb8;
---critical:#e5484d;--major:#f76b15;--medium:#ffc53d;--minor:#3e9bff;--ok:#30a46c;--none:#5f6b77}
+:root{color-scheme:light dark;--bg:#f3f5f7;--panel:#fff;--line:#d3d9df;--text:#12171c;--dim:#55606b;
+--critical:#d92d35;--major:#d4530a;--medium:#f5b82e;--minor:#1f6fd1;--ok:#1d8a54;--none:#6b7680;
+--medium-ink:#875900;--crit-bg:#fdeeee;--err:#b3261e;--gap:#d5dbe1;--blips:#a6d9b9;--spark:#1f6fd1}
+@media (prefers-color-scheme:dark){:root{--bg:#111418;--panel:#1b2026;--line:#2e353d;--text:#eef1f4;
+--dim:#a3adb8;--critical:#e5484d;--major:#f76b15;--medium:#ffc53d;--minor:#3e9bff;--ok:#30a46c;--none:#5f6b77;
+--medium-ink:#ffc53d;--crit-bg:#2a1719;--err:#ffb4b4;--gap:#39414a;--blips:#8cc9a2;--spark:#6cb4ff}}
 *{box-sizing:border-box}
 body{margin:0;background:var(--bg);color:var(--text);font:18px/1.45 system-ui,-apple-system,"Segoe UI",
 Roboto,"DejaVu Sans",sans-serif;-webkit-text-size-adjust:100%}
@@ -74,13 +82,13 @@ text-transform:uppercase;letter-spacing:.04em;color:#fff;vertical-align:middle}
 .badge.sev-medium{color:#1a1300}
 .incident{background:var(--panel);border:1px solid var(--line);border-left:10px solid var(--none);
 border-radius:8px;padding:14px 16px;margin:0 0 16px}
-.incident.bl-critical{border-color:var(--critical);background:#2a1719}
+.incident.bl-critical{border-color:var(--critical);background:var(--crit-bg)}
 .incident.bl-major{border-left-color:var(--major)}.incident.bl-medium{border-left-color:var(--medium)}
 .incident.bl-minor{border-left-color:var(--minor)}
 .incident h3{font-size:23px;overflow-wrap:anywhere}
 .meta{color:var(--dim);margin:4px 0 10px;font-size:16px}
 .meta b{color:var(--text);font-weight:600}
-.unacked{color:var(--medium);font-weight:700}
+.unacked{color:var(--medium-ink);font-weight:700}
 .acked{color:var(--ok);font-weight:700}
 .quiet{color:var(--minor);font-weight:700}.held{display:block;margin:2px 0;color:var(--minor)}
 ol.timeline{list-style:none;margin:0;padding:0;border-top:1px solid var(--line);font-size:16px}
@@ -103,11 +111,39 @@ th{text-align:left;color:var(--dim);font-weight:600;font-size:14px;border-bottom
 padding:4px 8px 4px 0}
 td{padding:6px 8px 6px 0;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere}
 .up{color:var(--ok);font-weight:800}.down{color:var(--critical);font-weight:800}.unknown{color:var(--dim);font-weight:700}
-.err{color:#ffb4b4}
+.err{color:var(--err)}
 .vals{color:var(--dim);font-size:14px}
 .rule{display:block;margin:2px 0}
 a.shot{color:var(--minor);font-weight:600}
 .empty{color:var(--dim);font-size:18px}
+.hist{display:grid;grid-template-columns:1fr 1fr;gap:10px 28px;margin-top:12px}
+.uptime,.slos{grid-column:1/-1}
+.uptime{display:flex;flex-wrap:wrap;gap:4px 18px;align-items:baseline}
+.uptime b{font-size:20px}.ul{color:var(--dim);font-size:14px}
+.chart{min-width:0}
+.chart-head{display:flex;flex-wrap:wrap;justify-content:space-between;gap:0 12px;color:var(--dim);font-size:14px;
+margin-bottom:3px}
+.chart-head b{color:var(--text)}
+svg.days,svg.bands,svg.spark{display:block;width:100%}
+svg.days{height:30px;fill:var(--none)}svg.bands{height:14px;fill:var(--none)}
+svg.spark{height:46px;overflow:visible;background:var(--bg);border-radius:4px}
+.band-box{margin:0 0 10px}
+.d-none{fill:var(--gap)}.d-up{fill:var(--ok)}.d-blips{fill:var(--blips)}
+.d-critical,.b-critical{fill:var(--critical)}.d-major,.b-major{fill:var(--major)}
+.d-medium,.b-medium{fill:var(--medium)}.d-minor,.b-minor{fill:var(--minor)}
+svg.spark .line{stroke:var(--spark);stroke-width:2;vector-effect:non-scaling-stroke}
+svg.spark .last{stroke:var(--text);stroke-width:7;vector-effect:non-scaling-stroke}
+.axis{display:flex;justify-content:space-between;color:var(--dim);font-size:13px}
+.legend{display:flex;flex-wrap:wrap;gap:2px 14px;font-size:14px;color:var(--dim);margin-top:2px}
+.sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:5px;vertical-align:-1px}
+.sw.d-none{background:var(--gap)}.sw.d-up{background:var(--ok)}.sw.d-blips{background:var(--blips)}
+.sw.d-critical{background:var(--critical)}.sw.d-major{background:var(--major)}
+.sw.d-medium{background:var(--medium)}.sw.d-minor{background:var(--minor)}
+.slos{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:10px}
+.slo{border:1px solid var(--line);border-left:6px solid var(--ok);border-radius:6px;padding:6px 10px;font-size:16px}
+.slo.s-low{border-left-color:var(--medium)}.slo.s-over{border-left-color:var(--critical)}
+.slo.s-unknown{border-left-color:var(--none)}
+.slo.s-over .budget b{color:var(--critical)}
 footer{color:var(--dim);font-size:15px;margin-top:28px;padding-bottom:28px;border-top:1px solid var(--line);
 padding-top:10px}
 @media (max-width:700px){
@@ -116,6 +152,7 @@ padding-top:10px}
  tr{border-bottom:1px solid var(--line);padding:6px 0}td{border:0;padding:2px 0}
  ol.timeline li{grid-template-columns:1fr}
  td[data-label]::before{content:attr(data-label) ": ";color:var(--dim);font-size:14px}
+ .hist{grid-template-columns:1fr}
 }
 """
 
@@ -175,7 +212,7 @@ def _incident_html(inc: Mapping[str, object], now: float) -> str:
     timeline = f'<ol class="timeline">{"".join(rows)}</ol>' if rows else ""
     return (
         f'<article class="incident {bl}"><h3>{badge(sev)} {esc(inc.get("summary"), "(no summary)")}</h3>'
-        f'<div class="meta">{" · ".join(meta)}</div>{timeline}</article>'
+        f'<div class="meta">{" · ".join(meta)}</div>{bands_html(inc, now)}{timeline}</article>'
     )
 
 
@@ -235,7 +272,7 @@ def _check_html(check: Mapping[str, object], now: float) -> str:
         '<table><colgroup><col class="c-target"><col class="c-state"><col class="c-last"><col class="c-dur"><col>'
         "</colgroup><thead><tr><th>target</th><th>state</th><th>last run</th><th>duration</th><th>details</th>"
         "</tr></thead>"
-        f"<tbody>{rows}</tbody></table></article>"
+        f"<tbody>{rows}</tbody></table>{history_html(check)}</article>"
     )
 
 

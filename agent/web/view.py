@@ -102,6 +102,21 @@ def fmt_value(value: object, unit: str | None = None) -> str:
     return format_value(v, unit)
 
 
+def fmt_percent(fraction: object, none: str = "no data") -> str:
+    """A share as a percent for humans: ``100%``, ``99.95%``, ``97.3%``, ``-12%``; ``none`` when it
+    is not a number. Rounded down (two decimals from 99%, else one), so 99.999% never shows as 100%."""
+    f = as_num(fraction)
+    if f is None:
+        return none
+    p = f * 100
+    if p == 100:
+        return "100%"
+    digits = 2 if 99 <= p < 100 else 1 if 0 <= p < 99 else 0
+    shown = math.floor(p * 10**digits) / 10**digits
+    text = f"{shown:.{digits}f}"
+    return (text.rstrip("0").rstrip(".") if digits else text) + "%"
+
+
 def value_units(check_type: object, member: Mapping[str, object]) -> Callable[[str], str | None]:
     """The unit of each value of a member: the member's ``units`` (a plugin's perfdata) if the
     snapshot has them, else what its check type declares."""

@@ -128,6 +128,8 @@ async def test_the_database_took_three_checks_with_it_and_paged_once(tmp_path: P
         doc = status(port)
         (incident,) = doc["incidents"]
         assert incident["affected"] == ["checkout", "search", "shop-web"]
+        (band,) = incident["bands"]  # critical since it fired, still open
+        assert (band["severity"], band["start"], band["end"]) == ("critical", incident["fired_at"], None)
         held = {c["name"]: c["members"][0]["held"] for c in doc["checks"]}
         assert held["shop-web"] == [{"rule": "down for 600ms", "why": "depends on db"}]
 

@@ -18,7 +18,7 @@ from agent.cli.incidents import cmd_report
 from agent.core.events import parse_iso
 from agent.incidents.model import Entry, Incident
 from agent.incidents.report import changes_before, facts, render_json, render_markdown
-from agent.incidents.report_facts import dependent_checks
+from agent.incidents.report_facts import dependent_checks, severity_bands
 from agent.incidents.store import Store
 
 T0 = parse_iso("2026-12-02T14:00:00.000Z")  # detection
@@ -221,6 +221,32 @@ def test_an_open_incident_counts_its_severities_up_to_the_last_entry(tmp_path: P
     assert "- https://b/: down 2026-12-02T14:00:20.000Z, no recovery recorded" in report
     for title in ("First paged", "Affected dependent checks", "Silences and maintenance", "Changes before detection"):
         assert section(report, title) == ["(none)"], title
+
+
+def test_severity_bands_share_the_steps_of_the_time_at_each_severity(tmp_path: Path) -> None:
+    store = db_outage(tmp_path)
+    inc, entries, changes = inputs(store)
+    assert severity_bands(inc, entries) == [
+        {"start": "2026-12-02T14:00:00.000Z", "end": "2026-12-02T14:05:00.000Z", "severity": "major"},
+        {"start": "2026-12-02T14:05:00.000Z", "end": "2026-12-02T14:20:00.000Z", "severity": "critical"},
+    ]
+    assert facts(inc, entries, changes)["time_at_severity"] == {"major": 300.0, "critical": 900.0}
+    # an open incident: a change to the severity it has is folded in, the last band has no end
+    with store.transaction():
+        store.open_incident(
+            "open1", fingerprint="fp2", check="db", target=DB, rule="down", severity="minor", summary="db: down",
+            first_error=None, started_at=T0 + 2000, fired_at=T0 + 2000,
+        )  # fmt: skip
+        record(store, "firing", "db: down", 2000, incident="open1", check="db", target=DB, severity="minor")
+        record(store, "changed", "db: down (minor)", 2100, incident="open1", check="db", target=DB, severity="minor")
+        record(store, "changed", "db: down (critical)", 2400, incident="open1", check="db", target=DB,
+               severity="critical")  # fmt: skip
+        record(store, "note", "looking", 2500, incident="open1", check="db", target=DB, author="maria")
+    still = store.incident("open1")
+    assert severity_bands(still, store.entries(incident="open1")) == [
+        {"start": "2026-12-02T14:33:20.000Z", "end": "2026-12-02T14:40:00.000Z", "severity": "minor"},
+        {"start": "2026-12-02T14:40:00.000Z", "end": None, "severity": "critical"},
+    ]
 
 
 def test_hostile_text_in_a_note_and_a_change_stays_on_its_line(tmp_path: Path) -> None:
