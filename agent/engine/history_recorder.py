@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from agent.core.events import iso_time
 from agent.core.severity import rank
 from agent.incidents import history_store as hs
-from agent.incidents.history import BINS, DAY, DEFAULT_RETENTION, Accumulator, Bucket
+from agent.incidents.history import BINS, DAY, DEFAULT_RETENTION, LAST_WIDTH, TIERS, Accumulator, Bucket
 from agent.incidents.model import Incident
 from agent.incidents.store import Store
 from agent.incidents.writer import StoreWriter
@@ -39,6 +39,25 @@ log = logging.getLogger("firstwatch")
 SPANS = (DAY, 7 * DAY, 30 * DAY)  # uptime 24h, 7d, 30d
 DAYS_SHOWN = 90
 LATENCY_STEP = 900  # the 24 h sparkline: 96 points of 15 minutes
+HELD_MAX = 50_000  # buckets kept in memory while the database cannot be written, before coarsening
+
+
+def coarsen(buckets: list[Bucket]) -> list[Bucket]:
+    """``buckets`` merged per (check, target) into buckets of the next coarser tier width (a
+    minute into 15 minutes, 15 minutes into an hour, an hour into a day)."""
+    widths = [t.width for t in TIERS] + [LAST_WIDTH]
+    merged: dict[tuple[str, str, int, int], Bucket] = {}
+    for b in buckets:
+        width = next((w for w in widths if w > b.width), b.width)
+        start = b.start // width * width
+        key = (b.check, b.target, start, width)
+        have = merged.get(key)
+        merged[key] = b.merged(have, start, width) if have is not None else b.merged(_empty_like(b), start, width)
+    return list(merged.values())
+
+
+def _empty_like(b: Bucket) -> Bucket:
+    return Bucket(b.check, b.target, b.start, b.width, 0, 0, 0.0, 0.0, (0,) * BINS)
 
 
 class HistoryRecorder:
@@ -64,6 +83,7 @@ class HistoryRecorder:
         self._rollup: asyncio.Task[int] | None = None
         self._views: tuple[float, dict[str, HistoryView]] | None = None  # (good until, views)
         self._reading = asyncio.Lock()
+        self._held: list[Bucket] = []  # finished while the database could not be written
 
     def record(self, result: Result) -> None:
         self.accumulator.add(result.check, result.target, result.started_at, result.ok, result.duration_s)
@@ -76,8 +96,16 @@ class HistoryRecorder:
             self._rollup = asyncio.create_task(self.rollup(), name="history-rollup")
 
     def flush(self, partial: bool = False) -> int:
-        """Hand the finished buckets (with ``partial``, all of them) to the writer as one write."""
-        buckets = self.accumulator.flush(self.clock(), partial)
+        """Hand the finished buckets (with ``partial``, all of them) to the writer as one write.
+        While the database cannot be written they wait here instead, merged into coarser
+        buckets past :data:`HELD_MAX` (memory stays bounded through a long full-disk episode;
+        the runs are all kept, only their minute is blurred), and go with the first flush after."""
+        self._held.extend(self.accumulator.flush(self.clock(), partial))
+        if self.writer.trouble is not None and not partial:
+            if len(self._held) > HELD_MAX:
+                self._held = coarsen(self._held)
+            return 0
+        buckets, self._held = self._held, []
         if buckets:
             write, after = hs.write_buckets(buckets, self.ids)
             self.writer.submit(write, after)
@@ -101,7 +129,7 @@ class HistoryRecorder:
 
     def pending(self) -> list[Bucket]:
         """The runs not flushed yet, as buckets."""
-        return self.accumulator.all_pending()
+        return self._held + self.accumulator.all_pending()
 
     async def views(self, checks: Collection[str]) -> dict[str, HistoryView]:
         """Each of ``checks``' history (see the module docstring); cached."""

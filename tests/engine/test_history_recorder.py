@@ -8,6 +8,9 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from agent.engine import history_recorder
 from agent.engine.history_recorder import HistoryRecorder
 from agent.incidents import history_store as hs
 from agent.incidents.history import DAY
@@ -25,7 +28,9 @@ def result(t: float, ok: bool, target: str = "a", duration: float = 0.05) -> Res
     )  # fmt: skip
 
 
-async def test_a_locked_database_delays_history_and_loses_no_run(tmp_path: Path) -> None:
+async def test_a_locked_database_delays_history_and_loses_no_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = Store(str(tmp_path), busy_timeout=0.05)
     writer = StoreWriter(store, backoff=0.05)
     now = [T0]
@@ -37,15 +42,21 @@ async def test_a_locked_database_delays_history_and_loses_no_run(tmp_path: Path)
     now[0] = T0 + 125
     assert rec.flush() == 2  # both finished minutes handed to the writer
     await asyncio.sleep(0.3)
-    assert writer.waiting >= 1  # cannot commit: kept in memory, retried
+    assert writer.waiting >= 1 and writer.trouble is not None  # cannot commit: kept in memory, retried
+    for i in range(120, 600):  # eight more minutes while it lasts: held here, coarsened past the bound
+        rec.record(result(T0 + i, True))
+    now[0] = T0 + 605
+    monkeypatch.setattr(history_recorder, "HELD_MAX", 4)
+    assert rec.flush() == 0 and len(rec.pending()) <= 3  # 8 minutes -> one 15-minute bucket, and the open one
+    assert sum(b.runs for b in rec.pending()) == 480
     other.execute("ROLLBACK")
     other.close()
     assert await writer.drain(5.0)
-    rec.record(result(T0 + 126, False))
-    rec.stop()  # the open minute is written too
+    rec.record(result(T0 + 606, False))
+    rec.stop()  # the held buckets and the open minute are written too
     assert await writer.drain(5.0)
-    stored = await writer.call(hs.load, store, "web", "a", T0 - 60, T0 + 200)
-    assert sum(b.runs for b in stored) == 121 and sum(b.good for b in stored) == 108
+    stored = await writer.call(hs.load, store, "web", "a", T0 - 60, T0 + 700)
+    assert sum(b.runs for b in stored) == 601 and sum(b.good for b in stored) == 588
     await writer.close()
     store.close()
 
