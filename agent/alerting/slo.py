@@ -153,6 +153,26 @@ class SloConfig(BaseModel):
                     f"({span(longest)}): make it at least {span(longest)} or write slo alerts that fit"
                 )
                 errors.append(_error(("window",), msg, self.window))
+        most = 1.0 / (1.0 - self.objective)  # every run bad: the fastest a window can burn
+        for j, alert in enumerate(self.alerts):
+            if above(most, alert.burn):  # a burn must be exceeded: at exactly the most, never
+                continue
+            need = f"{format_number(round((1 - 1 / alert.burn) * 100, 3))}%"
+            if "alerts" in self.model_fields_set:
+                msg = (
+                    f"a burn of {format_number(alert.burn)}x can never be reached: with an objective of"
+                    f" {_percent(self.objective)} a window burns at most {format_number(round(most, 3))}x (every run"
+                    f" bad); lower burn below that or raise the objective above {need}"
+                )
+                errors.append(_error(("alerts", j, "burn"), msg, alert.burn))
+            else:
+                msg = (
+                    f"the default {alert.severity} burn alert ({format_number(alert.burn)}x) can never fire with an"
+                    f" objective of {_percent(self.objective)} (a window burns at most"
+                    f" {format_number(round(most, 3))}x): raise the objective above {need} or write slo alerts"
+                )
+                errors.append(_error(("objective",), msg, self.objective))
+                break
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
@@ -160,6 +180,10 @@ class SloConfig(BaseModel):
     def windows(self) -> tuple[float, ...]:
         """Every window (in seconds, ascending) whose counts the judgement asks for."""
         return tuple(sorted({self.window, *(a.long for a in self.alerts), *(a.short for a in self.alerts)}))
+
+
+def _percent(share: float) -> str:
+    return f"{format_number(round(share * 100, 6))}%"
 
 
 def _error(loc: tuple[str | int, ...], message: str, value: float) -> InitErrorDetails:

@@ -151,26 +151,43 @@ class SloReading:
 
 
 class SloTracker:
-    """One (check, target)'s windows and burn judgements."""
+    """One (check, target)'s windows and burn judgements. ``interval`` is the check's: a window
+    is judged over at least the runs it should hold (``window / interval``), the runs it did not
+    hold (the agent was not running, or has just started) counting as good, so a young agent's
+    first failed run is one run of a window's worth, not one of the few seen so far."""
 
-    def __init__(self, check: str, target: str, slo: SloConfig, rules: list[BurnRule]) -> None:
+    def __init__(self, check: str, target: str, slo: SloConfig, rules: list[BurnRule], interval: float = 0.0) -> None:
         self.check = check
         self.target = target
         self.slo = slo
         self.rules = rules
+        self.interval = interval
         self.windows = {w: WindowCounter(w) for w in slo.windows()}
+        self.covered: dict[str, tuple[float, str]] = {}  # rule text -> until when, by which severity
 
     def add(self, t: float, good: int, runs: int = 1) -> None:
         for counter in self.windows.values():
             counter.add(t, good, runs)
 
+    def expected(self, window: float) -> int:
+        return int(window / self.interval) if self.interval > 0 else 0
+
     def counts(self, now: float) -> Callable[[float], tuple[int, int]]:
-        return lambda window: self.windows[window].counts(now)
+        """(good, runs) over a window, padded with good runs up to the runs it should hold."""
+
+        def get(window: float) -> tuple[int, int]:
+            good, runs = self.windows[window].counts(now)
+            missing = max(0, self.expected(window) - runs) if runs else 0
+            return good + missing, runs + missing
+
+        return get
 
     def observe(self, name: str, result: Result, now: float, firing: Mapping[str, bool]) -> dict[str, Verdict]:
         """Add ``result`` (run at ``now``) and judge each burn alert; ``firing`` says which rule
-        texts are firing now. Returns a verdict per rule text: it holds while the alert fires."""
-        self.add(now, int(is_good(result.ok, result.duration_s, self.slo.latency)))
+        texts are firing now. Returns a verdict per rule text: it holds while the alert fires.
+        A run our own tool could not make (``error_kind`` ``agent``) counts for nothing."""
+        if result.error_kind != "agent":
+            self.add(now, int(is_good(result.ok, result.duration_s, self.slo.latency)))
         counts = self.counts(now)
         verdicts: dict[str, Verdict] = {}
         for rule in self.rules:
@@ -186,20 +203,31 @@ class SloTracker:
                 short_rate = burn_rate(*counts(rule.burn.short), self.slo.objective)
                 text = burning_text(rule.burn, long_rate, short_rate, budget_text(budget, self.slo.window))
             verdicts[rule.text] = Verdict(after.firing, long_rate, text)
-        worst = max((rank(r.severity) for r in self.rules if verdicts[r.text].holds), default=-1)
-        for rule in self.rules:  # one page per SLO: a more severe burn alert firing covers the others
+        return self._cover(verdicts, now)
+
+    def _cover(self, verdicts: dict[str, Verdict], now: float) -> dict[str, Verdict]:
+        """One page per SLO: while a burn alert fires, the less severe ones do not, nor for their
+        own short window after it (which still holds the runs it paged for)."""
+        for top in self.rules:
+            if not verdicts[top.text].holds:
+                continue
+            for rule in self.rules:
+                if rank(rule.severity) < rank(top.severity) and rule.burn is not None:
+                    until = now + rule.burn.short
+                    if until > self.covered.get(rule.text, (0.0, ""))[0]:
+                        self.covered[rule.text] = (until, top.severity)
+        for rule in self.rules:
             v = verdicts[rule.text]
-            if v.holds and rank(rule.severity) < worst:
-                top = max((r for r in self.rules if verdicts[r.text].holds), key=lambda r: rank(r.severity))
-                verdicts[rule.text] = Verdict(
-                    False, v.value, f"{v.explanation} (covered by the {top.severity} burn alert)"
-                )
+            until, by = self.covered.get(rule.text, (0.0, ""))
+            if v.holds and now < until:
+                verdicts[rule.text] = Verdict(False, v.value, f"{v.explanation} (covered by the {by} burn alert)")
         return verdicts
 
     def reading(self, now: float) -> SloReading:
         good, runs = self.windows[self.slo.window].counts(now)
         share = sli(good, runs)
+        padded = sli(*self.counts(now)(self.slo.window))
         alert_windows = sorted({w for a in self.slo.alerts for w in (a.long, a.short)})
-        rates = {span(w): burn_rate(*self.windows[w].counts(now), self.slo.objective) for w in alert_windows}
-        budget = None if share is None else budget_remaining(share, self.slo.objective)
+        rates = {span(w): burn_rate(*self.counts(now)(w), self.slo.objective) for w in alert_windows}
+        budget = None if padded is None else budget_remaining(padded, self.slo.objective)
         return SloReading(self.check, self.target, self.slo, runs, good, share, budget, rates)

@@ -289,6 +289,12 @@ def _validate_checks(top: TopLevel, src: Source, issues: list[Issue], deps: list
                 cfg = cfg.model_copy(update={"timeout": cfg.interval})
         if policy.slo is not None:
             rules.extend(burn_rules(policy.slo, len(rules)))
+            if not policy.slo.alerts and "alerts" not in merged:
+                msg = (
+                    "no burn alerts and no alerts: nothing would ever page for this check; write burn alerts,"
+                    " or `alerts: []` on the check to follow the SLO without paging"
+                )
+                issues.append(src.issue(where(("slo", "alerts")), msg))
         out.append(CheckSpec(cls, cfg, tuple(rules), src.position(path)[0], policy))
     return out
 

@@ -166,7 +166,8 @@ def _views(store: Store, pending: list[Bucket], now: float, checks: list[str]) -
     totals = hs.check_totals(store, SPANS, now)
     first_day = int(now // DAY) - DAYS_SHOWN + 1
     days = hs.check_days(store, first_day * DAY)
-    latency = hs.check_steps(store, now - DAY, now, LATENCY_STEP)
+    step = int(now // LATENCY_STEP) + 1  # the end of the step now is in
+    latency = hs.check_steps(store, (step - DAY // LATENCY_STEP) * LATENCY_STEP, step * LATENCY_STEP, LATENCY_STEP)
     incidents = store.incidents(since=first_day * DAY)
     out: dict[str, HistoryView] = {}
     for check in checks:
@@ -210,8 +211,8 @@ def _days(per_day: dict[int, hs.RunCounts], incidents: list[Incident], first_day
 
 def _latency(stored: list[Bucket] | None, pending: list[Bucket], now: float) -> list[LatencyPoint]:
     """96 points of 15 minutes over the last 24 h; pending runs fold into their step."""
-    first = int((now - DAY) // LATENCY_STEP * LATENCY_STEP)
-    steps = -(-int(now - first) // LATENCY_STEP)
+    steps = DAY // LATENCY_STEP  # 96, the newest (the one now is in) last
+    first = int(now // LATENCY_STEP * LATENCY_STEP) - (steps - 1) * LATENCY_STEP
     empty = (0,) * BINS
     slots = (
         list(stored)

@@ -21,9 +21,10 @@ from collections.abc import Iterable
 from agent.alerting.book import AlertBook
 from agent.alerting.records import name_of
 from agent.alerting.rules import Verdict
-from agent.alerting.slo import SloConfig
+from agent.alerting.slo import SloConfig, above, span
 from agent.alerting.slo_windows import BurnRule, SloReading, SloTracker
 from agent.config.load import CheckSpec
+from agent.core.units import format_duration
 from agent.incidents import history_store as hs
 from agent.incidents.history import EDGES, Bucket
 from agent.incidents.store import Store
@@ -33,6 +34,24 @@ from agent.web.snapshot import FiringRule, SloView
 from checks.base import Check, Result
 
 log = logging.getLogger("firstwatch")
+
+
+def one_run_pages(check: str, slo: SloConfig, rule: BurnRule, interval: float) -> str | None:
+    """A warning when one failed run in a burn alert's long window is enough to fire it (few
+    runs per window: each is a big share of the budget), with what would change that."""
+    assert rule.burn is not None
+    runs = int(rule.burn.long / interval)
+    if runs < 1:
+        return None
+    rate = (1 / runs) / (1 - slo.objective)
+    if not above(rate, rule.burn.burn):
+        return None
+    most = rule.burn.burn * (1 - slo.objective) * rule.burn.long  # one failed run then burns at exactly `burn`
+    return (
+        f"{check}: at one run every {format_duration(interval)}, one failed run in {span(rule.burn.long)} burns the"
+        f" error budget at {rate:.1f}x, so a single failed run pages {rule.severity} ({rule.text}); probe every"
+        f" {format_duration(most)} or less, or lower the objective"
+    )
 
 
 def good_of(bucket: Bucket, latency: float | None) -> int:
@@ -56,7 +75,12 @@ class SloWatch:
             self.specs[spec.config.name] = spec
             rules = [r for r in spec.rules if isinstance(r, BurnRule)]
             for target in check.targets():
-                self.trackers[(spec.config.name, target)] = SloTracker(spec.config.name, target, slo, rules)
+                tracker = SloTracker(spec.config.name, target, slo, rules, spec.config.interval)
+                self.trackers[(spec.config.name, target)] = tracker
+            for rule in rules:
+                warning = one_run_pages(spec.config.name, slo, rule, spec.config.interval)
+                if warning:
+                    log.warning("%s", warning)
         self.latest: dict[tuple[str, str], MetricReading] = {}
 
     @property

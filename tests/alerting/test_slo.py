@@ -273,7 +273,9 @@ def test_judge_slo_judges_every_alert_and_takes_a_callable() -> None:
 
 # --- properties
 
-objectives = st.sampled_from([0.9, 0.99, 0.995, 0.999, 0.9999])
+objectives = st.sampled_from(
+    [0.99, 0.995, 0.999, 0.9999]
+)  # 90%: the 36x and 14.4x burns could never fire (a config error)
 window_counts = st.integers(min_value=0, max_value=100_000).flatmap(
     lambda runs: st.tuples(st.integers(min_value=0, max_value=runs), st.just(runs))
 )
@@ -394,3 +396,30 @@ def test_firings_and_resolutions_alternate(
         seen.extend(j.transition for j in changed)
         assert states[0].firing == (seen[-1:] == ["firing"])
     assert all(a != b for a, b in itertools.pairwise(seen))
+
+
+def test_burn_alerts_that_could_never_fire_or_page_nothing_are_config_errors() -> None:
+    assert errors_of("    slo: {objective: 90%, window: 28d}\n") == [
+        "c.yaml:5:22: checks[0].slo.objective: the default critical burn alert (14.4x) can never fire with an"
+        " objective of 90% (a window burns at most 10x): raise the objective above 93.1% or write slo alerts"
+    ]
+    (burn,) = errors_of(
+        "    slo: {objective: 99%, window: 1h, alerts: [{burn: 100, long: 1h, short: 5m, severity: critical}]}\n"
+    )
+    assert "slo.alerts[0].burn: a burn of 100x can never be reached: with an objective of 99% a window burns" in burn
+    (none,) = errors_of("    slo: {objective: 99%, window: 1h, alerts: []}\n")
+    assert none.endswith("slo.alerts: no burn alerts and no alerts: nothing would ever page for this check; write"
+                         " burn alerts, or `alerts: []` on the check to follow the SLO without paging")  # fmt: skip
+    assert slo_of("    alerts: []\n    slo: {objective: 99%, window: 1h, alerts: []}\n") is not None  # on purpose
+
+
+def test_a_check_with_an_slo_and_no_alerts_pages_on_its_burn_alerts_only() -> None:
+    text = "checks:\n  - {name: s, type: tcp, target: 'h:1', slo: {objective: 99.9%, window: 28d}}\n"
+    rules = parse_config(text, "c.yaml", env={}).checks[0].rules
+    assert [r.text for r in rules] == [
+        "error budget burn > 14.4x over 1h and 5m",
+        "error budget burn > 6x over 6h and 30m",
+        "error budget burn > 1x over 3d and 6h",
+    ]
+    text = text.replace("slo:", "alerts: [{when: down, severity: critical}], slo:")
+    assert next(r.text for r in parse_config(text, "c.yaml", env={}).checks[0].rules) == "down"
