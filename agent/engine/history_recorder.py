@@ -101,7 +101,7 @@ class HistoryRecorder:
         buckets past :data:`HELD_MAX` (memory stays bounded through a long full-disk episode;
         the runs are all kept, only their minute is blurred), and go with the first flush after."""
         self._held.extend(self.accumulator.flush(self.clock(), partial))
-        if self.writer.trouble is not None and not partial:
+        if (self.writer.trouble is not None or self._reading.locked()) and not partial:  # (a read: no moving rows)
             if len(self._held) > HELD_MAX:
                 self._held = coarsen(self._held)
             return 0
@@ -141,12 +141,19 @@ class HistoryRecorder:
 
     async def _read(self, checks: Collection[str], now: float) -> dict[str, HistoryView]:
         started = time.monotonic()
-        pending = self.pending()
-        try:
-            views = await self.writer.call(_views, self.writer.store, pending, now, list(checks))
+        step = int(now // LATENCY_STEP) + 1  # the end of the step now is in
+        steps = DAY // LATENCY_STEP
+        first_day = int(now // DAY) - DAYS_SHOWN + 1
+        sums = hs.CheckSums(now, SPANS, first_day, (step - steps) * LATENCY_STEP, LATENCY_STEP, steps)
+        store = self.writer.store
+        try:  # a chunk per database call: flushes and events get the thread in between
+            for width, a, b in await self.writer.call(hs.chunks, store, sums.since, now + 1):
+                await self.writer.call(hs.read_chunk, store, sums, width, a, b)
+            incidents = await self.writer.call(lambda: store.incidents(since=first_day * DAY))
         except Exception as exc:
             log.warning("run history: cannot read it now (%s)", exc)
-            views = {c: _empty() for c in checks}
+            sums, incidents = hs.CheckSums(now, SPANS, first_day), []
+        views = _views(sums, incidents, self.pending(), now, list(checks))
         took = time.monotonic() - started
         self._views = (now + max(self.min_age, 10 * took), views)
         return views
@@ -161,31 +168,27 @@ def _empty() -> HistoryView:
     return {"uptime": {"24h": None, "7d": None, "30d": None}, "days": [], "latency": []}
 
 
-def _views(store: Store, pending: list[Bucket], now: float, checks: list[str]) -> dict[str, HistoryView]:
-    """Read on the database thread: the store's sums plus ``pending``, per check."""
-    totals = hs.check_totals(store, SPANS, now)
-    first_day = int(now // DAY) - DAYS_SHOWN + 1
-    days = hs.check_days(store, first_day * DAY)
-    step = int(now // LATENCY_STEP) + 1  # the end of the step now is in
-    latency = hs.check_steps(store, (step - DAY // LATENCY_STEP) * LATENCY_STEP, step * LATENCY_STEP, LATENCY_STEP)
-    incidents = store.incidents(since=first_day * DAY)
+def _views(
+    sums: hs.CheckSums, incidents: list[Incident], pending: list[Bucket], now: float, checks: list[str]
+) -> dict[str, HistoryView]:
+    """The store's sums plus ``pending`` (runs not flushed yet), per check."""
     out: dict[str, HistoryView] = {}
     for check in checks:
         mine = [b for b in pending if b.check == check]
-        counts = list(totals.get(check, (hs.RunCounts(0, 0),) * len(SPANS)))
+        counts = list(sums.counts(check))
         for i, span in enumerate(SPANS):
             extra = [b for b in mine if b.start + b.width > now - span]
             counts[i] = hs.RunCounts(
                 counts[i].runs + sum(b.runs for b in extra), counts[i].ok + sum(b.good for b in extra)
             )
-        per_day = dict(days.get(check, {}))
+        per_day = dict(sums.days.get(check, {}))
         for b in mine:
             have = per_day.get(b.start // DAY, hs.RunCounts(0, 0))
             per_day[b.start // DAY] = hs.RunCounts(have.runs + b.runs, have.ok + b.good)
         out[check] = {
             "uptime": {"24h": counts[0].uptime, "7d": counts[1].uptime, "30d": counts[2].uptime},
-            "days": _days(per_day, [i for i in incidents if i.check == check], first_day, now),
-            "latency": _latency(latency.get(check), mine, now),
+            "days": _days(per_day, [i for i in incidents if i.check == check], sums.days_from, now),
+            "latency": _latency(sums.latency.get(check), mine, now),
         }
     return out
 

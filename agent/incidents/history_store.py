@@ -17,7 +17,7 @@ database thread or in the CLI's own connection.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.incidents.history import (
     BINS,
@@ -155,13 +155,64 @@ def rollup_step(store: Store, now: float, retention: float = DEFAULT_RETENTION) 
     return False
 
 
-# --- reads -------------------------------------------------------------------------------------------
+# --- reads ---------------------------------------------------------------------------------------
+#
+# Every read goes width by width over a range of ``start``: the primary key bounds it (no scan of
+# the table, no sort). Big reads are cut into chunks of about CHUNK_ROWS rows, so a caller on the
+# store writer's thread can let other work in between (agent.engine.history_recorder does).
+
+CHUNK_ROWS = 20_000
+WIDTHS: tuple[int, ...] = (*(t.width for t in TIERS), LAST_WIDTH)
 
 
 def series_of_checks(store: Store, checks: Collection[str] | None = None) -> dict[int, tuple[str, str]]:
     """Series id -> (check, target), for ``checks`` (all when None)."""
     rows = store.db.execute("SELECT id, check_name, target FROM history_series").fetchall()
     return {int(i): (c, t) for i, c, t in rows if checks is None or c in checks}
+
+
+def chunks(store: Store, since: float, until: float) -> list[tuple[int, int, int]]:
+    """``(width, start_from, start_before)`` pieces covering the buckets that overlap ``[since,
+    until)``, each about :data:`CHUNK_ROWS` rows at most."""
+    series = max(1, int(store.db.execute("SELECT count(*) FROM history_series").fetchone()[0]))
+    out: list[tuple[int, int, int]] = []
+    for width in WIDTHS:
+        low, high = store.db.execute(
+            "SELECT min(start), max(start) FROM history_buckets WHERE width = ?", (width,)
+        ).fetchone()
+        if low is None:
+            continue
+        first = max(int(since // width * width), int(low))  # buckets align to their width: this one holds since
+        end = min(int(until), int(high) + 1)
+        step = max(1, CHUNK_ROWS // series) * width
+        for a in range(first, end, step):
+            out.append((width, a, min(a + step, end)))
+    return out
+
+
+def load_many(
+    store: Store, keys: Collection[tuple[str, str]], since: float, until: float
+) -> dict[tuple[str, str], list[Bucket]]:
+    """The stored buckets of each (check, target) in ``keys`` overlapping ``[since, until)``,
+    oldest first: the key's ranges, the rows of other series never reach Python."""
+    wanted = set(keys)
+    names = {i: key for i, key in series_of_checks(store, {c for c, _ in wanted}).items() if key in wanted}
+    out: dict[tuple[str, str], list[Bucket]] = {}
+    if not names:
+        return out
+    marks = ",".join("?" * len(names))
+    for width in WIDTHS:
+        rows = store.db.execute(
+            f"SELECT {_COLUMNS} FROM history_buckets WHERE width = ? AND start > ? AND start < ?"
+            f" AND series IN ({marks})",
+            (width, since - width, until, *names),
+        )
+        for w, start, series, runs, good, dsum, dmax, hist in rows:
+            key = names[series]
+            out.setdefault(key, []).append(Bucket(key[0], key[1], start, w, runs, good, dsum, dmax, decode_hist(hist)))
+    for buckets in out.values():
+        buckets.sort(key=lambda b: b.start)
+    return out
 
 
 def load(store: Store, check: str, target: str | None, since: float, until: float) -> list[Bucket]:
@@ -171,29 +222,6 @@ def load(store: Store, check: str, target: str | None, since: float, until: floa
     keys = [key for key in names.values() if target is None or key[1] == target]
     found = load_many(store, keys, since, until)
     return sorted((b for key in keys for b in found.get(key, [])), key=lambda b: (b.start, b.target))
-
-
-def load_many(
-    store: Store, keys: Collection[tuple[str, str]], since: float, until: float
-) -> dict[tuple[str, str], list[Bucket]]:
-    """The stored buckets of each (check, target) in ``keys`` overlapping ``[since, until)``,
-    oldest first: one scan of the range for all of them."""
-    wanted = set(keys)
-    names = {i: key for i, key in series_of_checks(store, {c for c, _ in wanted}).items() if key in wanted}
-    out: dict[tuple[str, str], list[Bucket]] = {}
-    if not names:
-        return out
-    rows = store.db.execute(
-        f"SELECT {_COLUMNS} FROM history_buckets WHERE start >= ? AND start < ? ORDER BY start",
-        (int(since) - DAY, until),
-    )
-    for width, start, series, runs, good, dsum, dmax, hist in rows:
-        key = names.get(series)
-        if key is not None and start + width > since:
-            out.setdefault(key, []).append(
-                Bucket(key[0], key[1], start, width, runs, good, dsum, dmax, decode_hist(hist))
-            )
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,70 +236,84 @@ class RunCounts:
         return self.ok / self.runs if self.runs else None
 
 
-def check_totals(store: Store, spans: tuple[float, ...], now: float) -> dict[str, tuple[RunCounts, ...]]:
-    """Per check: runs and ok runs over each of ``spans`` seconds back from ``now`` (a bucket
-    counts when it ends inside the span, in full)."""
-    names = series_of_checks(store)
-    cases = ", ".join(f"sum(CASE WHEN start + width > {now - s:.0f} THEN runs ELSE 0 END),"
-                      f" sum(CASE WHEN start + width > {now - s:.0f} THEN good ELSE 0 END)" for s in spans)  # fmt: skip
-    sums: dict[str, list[int]] = {}
-    rows = store.db.execute(
-        f"SELECT series, {cases} FROM history_buckets WHERE start >= ? GROUP BY series", (int(now - max(spans)) - DAY,)
+@dataclass
+class CheckSums:
+    """Per check, summed chunk by chunk (:func:`read_chunk`): runs and ok runs over each of
+    ``spans`` seconds back from ``now`` (a bucket counts when it ends inside the span, in full),
+    per UTC day (day number since the epoch) from ``days_from``, and (``steps`` > 0) the runs in
+    steps of ``step_width`` seconds from ``step_from`` (a bucket counts in the step holding its
+    start; target ``"*"``)."""
+
+    now: float
+    spans: tuple[float, ...]
+    days_from: int
+    step_from: int = 0
+    step_width: int = 900
+    steps: int = 0
+    names: dict[int, tuple[str, str]] = field(default_factory=dict)
+    totals: dict[str, list[int]] = field(default_factory=dict)  # runs, ok per span
+    days: dict[str, dict[int, RunCounts]] = field(default_factory=dict)
+    latency: dict[str, list[Bucket]] = field(default_factory=dict)
+
+    @property
+    def since(self) -> float:
+        return min(self.now - max(self.spans), self.days_from * DAY, self.step_from if self.steps else self.now)
+
+    def counts(self, check: str) -> tuple[RunCounts, ...]:
+        v = self.totals.get(check, [0] * 2 * len(self.spans))
+        return tuple(RunCounts(v[2 * i], v[2 * i + 1]) for i in range(len(self.spans)))
+
+
+def read_chunk(store: Store, sums: CheckSums, width: int, a: int, b: int) -> None:
+    """Add the buckets of ``width`` starting in ``[a, b)`` to ``sums`` (on the database thread)."""
+    _functions(store)
+    if not sums.names:
+        sums.names = series_of_checks(store)
+    edges = [f"start + width > {sums.now - s:.0f}" for s in sums.spans]
+    cases = ", ".join(
+        f"sum(CASE WHEN {e} THEN runs ELSE 0 END), sum(CASE WHEN {e} THEN good ELSE 0 END)" for e in edges
     )
-    for series, *counts in rows:
-        key = names.get(series)
+    rows = store.db.execute(
+        f"SELECT series, start / 86400, sum(runs), sum(good), {cases} FROM history_buckets"
+        " WHERE width = ? AND start >= ? AND start < ? GROUP BY series, start / 86400",
+        (width, a, b),
+    )
+    for series, day, runs, good, *counts in rows:
+        key = sums.names.get(series)
         if key is None:
             continue
-        have = sums.setdefault(key[0], [0] * len(counts))
+        have = sums.totals.setdefault(key[0], [0] * len(counts))
         for i, c in enumerate(counts):
             have[i] += int(c)
-    return {c: tuple(RunCounts(v[2 * i], v[2 * i + 1]) for i in range(len(spans))) for c, v in sums.items()}
-
-
-def check_days(store: Store, since: float) -> dict[str, dict[int, RunCounts]]:
-    """Per check: runs and ok runs per UTC day (day number since the epoch) from ``since``; a
-    bucket counts on the day it starts (no bucket is wider than a day, and day buckets align)."""
-    names = series_of_checks(store)
-    out: dict[str, dict[int, RunCounts]] = {}
-    rows = store.db.execute(
-        "SELECT series, start / 86400, sum(runs), sum(good) FROM history_buckets WHERE start >= ?"
-        " GROUP BY series, start / 86400",
-        (int(since // DAY * DAY),),
-    )
-    for series, day, runs, good in rows:
-        key = names.get(series)
-        if key is None:
-            continue
-        days = out.setdefault(key[0], {})
-        have = days.get(day, RunCounts(0, 0))
-        days[day] = RunCounts(have.runs + runs, have.ok + good)
-    return out
-
-
-def check_steps(store: Store, since: float, until: float, width: int) -> dict[str, list[Bucket]]:
-    """Per check with runs in ``[since, until)``: its runs (all targets summed, target ``"*"``) in
-    steps of ``width`` seconds aligned to it, every step present (empty without runs). A stored
-    bucket counts in the step that holds its start."""
-    _functions(store)
-    names = series_of_checks(store)
-    first = int(since // width * width)
-    steps = max(0, -(-int(until - first) // width))
-    empty = (0,) * BINS
-    out: dict[str, list[Bucket]] = {}
+        if day >= sums.days_from:
+            days = sums.days.setdefault(key[0], {})
+            was = days.get(day, RunCounts(0, 0))
+            days[day] = RunCounts(was.runs + runs, was.ok + good)
+    last = sums.step_from + sums.steps * sums.step_width
+    if not sums.steps or b <= sums.step_from or a >= last:
+        return
+    f, w = sums.step_from, sums.step_width
     rows = store.db.execute(
         "SELECT series, (start - :f) / :w, sum(runs), sum(good), sum(duration_sum), max(duration_max),"
-        " fw_hist_sum(hist) FROM history_buckets WHERE start >= :f AND start < :u GROUP BY series, (start - :f) / :w",
-        {"f": first, "w": width, "u": until},
+        " fw_hist_sum(hist) FROM history_buckets WHERE width = :width AND start >= :a AND start < :b"
+        " GROUP BY series, (start - :f) / :w",
+        {"f": f, "w": w, "width": width, "a": max(a, f), "b": min(b, last)},
     )
+    empty = (0,) * BINS
     for series, step, runs, good, dsum, dmax, hist in rows:
-        key = names.get(series)
-        if key is None or not 0 <= step < steps:
+        key = sums.names.get(series)
+        if key is None or not 0 <= step < sums.steps:
             continue
-        row = out.get(key[0])
+        row = sums.latency.get(key[0])
         if row is None:
-            row = out[key[0]] = [
-                Bucket(key[0], "*", first + i * width, width, 0, 0, 0.0, 0.0, empty) for i in range(steps)
+            row = sums.latency[key[0]] = [
+                Bucket(key[0], "*", f + i * w, w, 0, 0, 0.0, 0.0, empty) for i in range(sums.steps)
             ]
-        add = Bucket(key[0], "*", row[step].start, width, runs, good, dsum, dmax, decode_hist(hist))
-        row[step] = row[step].merged(add)
-    return out
+        row[step] = row[step].merged(Bucket(key[0], "*", row[step].start, w, runs, good, dsum, dmax, decode_hist(hist)))
+
+
+def read_all(store: Store, sums: CheckSums) -> CheckSums:
+    """:func:`read_chunk` over every chunk at once (tests, the bench, small stores)."""
+    for width, a, b in chunks(store, sums.since, sums.now + 1):
+        read_chunk(store, sums, width, a, b)
+    return sums

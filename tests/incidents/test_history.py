@@ -232,15 +232,18 @@ def test_check_summaries_sum_every_target(tmp_path: Path) -> None:
     store = Store(str(tmp_path))
     _write(store, acc.flush(T0 + DAY, partial=True), hs.SeriesIds())
     now = T0 + 2 * HOUR
-    totals = hs.check_totals(store, (HOUR, DAY), now)
+    sums = hs.read_all(store, hs.CheckSums(now, (HOUR, DAY), (T0 - DAY) // DAY, T0, HOUR, 2))
+    totals = {c: sums.counts(c) for c in ("web", "db")}
     assert totals["web"][0] == hs.RunCounts(120, 114) and totals["web"][1] == hs.RunCounts(240, 228)
     assert totals["db"][1].uptime == 0.0 and totals["web"][1].uptime == 228 / 240
-    days = hs.check_days(store, T0 - DAY)
-    assert days == {"web": {T0 // DAY: hs.RunCounts(240, 228)}, "db": {T0 // DAY: hs.RunCounts(120, 0)}}
-    lat = hs.check_steps(store, T0, now, HOUR)["web"]
+    assert sums.days == {"web": {T0 // DAY: hs.RunCounts(240, 228)}, "db": {T0 // DAY: hs.RunCounts(120, 0)}}
+    lat = sums.latency["web"]
     assert [(s.start, s.width) for s in lat] == [(T0, HOUR), (T0 + HOUR, HOUR)]
     assert (lat[0].runs, lat[0].good, lat[1].runs) == (120, 114, 120)
     first = lat[0].p95()
     assert first is not None and 0.1 <= first <= 0.2 * 1.7 and lat[1].duration_max == 0.9
-    assert "web" not in hs.check_steps(store, T0 - DAY, T0, HOUR)  # no runs then: the caller shows none
+    before = hs.read_all(store, hs.CheckSums(T0 - 1, (HOUR,), (T0 - DAY) // DAY, T0 - DAY, HOUR, 24))
+    assert before.latency == {} and before.counts("web") == (hs.RunCounts(0, 0),)  # no runs then: the caller shows none
+    monkey_chunks = hs.chunks(store, T0, now)
+    assert {w for w, _, _ in monkey_chunks} == {60} and all(a < b for _, a, b in monkey_chunks)  # widths with rows
     store.close()
