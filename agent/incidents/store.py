@@ -91,8 +91,7 @@ CREATE TABLE IF NOT EXISTS silences (
     expired_at REAL
 );
 CREATE INDEX IF NOT EXISTS silences_ends ON silences (ends);
--- agent.incidents.history_store: a (check, target)'s id, and its runs in [start, start + width)
--- (hist sparse "bin:count,..."), clustered by time so a flush appends instead of scattering
+-- agent.incidents.history_store: a (check, target)'s id; its runs in [start, start + width), by time
 CREATE TABLE IF NOT EXISTS history_series (
     id INTEGER PRIMARY KEY,
     check_name TEXT NOT NULL,
@@ -312,15 +311,11 @@ class Store:
 
     def incidents(self, *, open_only: bool = False, since: float | None = None) -> list[Incident]:
         """Incidents by when they fired: all, the open ones, or (``since``) those open at or after it."""
-        if open_only:
-            cur = self.db.execute(_INCIDENT + " WHERE resolved_at IS NULL ORDER BY fired_at")
-        elif since is not None:
-            cur = self.db.execute(
-                _INCIDENT + " WHERE resolved_at IS NULL OR resolved_at >= ? ORDER BY fired_at", (since,)
-            )
-        else:
-            cur = self.db.execute(_INCIDENT + " ORDER BY fired_at")
-        return [Incident(*row) for row in cur]
+        args: tuple[float, ...] = ()
+        where = "" if not open_only and since is None else " WHERE resolved_at IS NULL"
+        if since is not None and not open_only:
+            where, args = " WHERE resolved_at IS NULL OR resolved_at >= ?", (since,)
+        return [Incident(*row) for row in self.db.execute(_INCIDENT + where + " ORDER BY fired_at", args)]
 
     def ack(self, incident: str, by: str, when: float | None = None) -> bool:
         """Acknowledge; False if it was already acknowledged (the first ack stands)."""
