@@ -125,12 +125,19 @@ class _Open:
     __slots__ = ("counts", "dmax", "dsum", "good", "runs", "start")
 
     def __init__(self, start: int) -> None:
+        self.counts = [0] * BINS
+        self.reset(start)
+
+    def reset(self, start: int) -> None:
+        """Empty, for the bucket at ``start``: the object and its list live as long as the target
+        (one per target for the agent's life, not one per minute for the garbage collector)."""
         self.start = start
         self.runs = 0
         self.good = 0
         self.dsum = 0.0
         self.dmax = 0.0
-        self.counts = [0] * BINS
+        for i in range(BINS):
+            self.counts[i] = 0
 
     def bucket(self, check: str, target: str, width: int) -> Bucket:
         return Bucket(check, target, self.start, width, self.runs, self.good, self.dsum, self.dmax, tuple(self.counts))
@@ -149,10 +156,12 @@ class Accumulator:
         key = (check, target)
         start = int(wall_time // self.width) * self.width
         cur = self._open.get(key)
-        if cur is None or cur.start != start:
-            if cur is not None and cur.runs:
-                self._done.append(cur.bucket(check, target, self.width))
+        if cur is None:
             cur = self._open[key] = _Open(start)
+        elif cur.start != start:
+            if cur.runs:
+                self._done.append(cur.bucket(check, target, self.width))
+            cur.reset(start)
         cur.runs += 1
         if ok:
             cur.good += 1
@@ -167,7 +176,7 @@ class Accumulator:
         for (check, target), cur in list(self._open.items()):
             if cur.runs and (partial or cur.start + self.width <= now):
                 done.append(cur.bucket(check, target, self.width))
-                del self._open[(check, target)]
+                cur.reset(cur.start)  # taken: a later run of the same minute starts it again
         return done
 
     def all_pending(self) -> list[Bucket]:
