@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -23,6 +24,17 @@ def require_binary(name: str, package: str) -> str:
     if os.environ.get("CI"):
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def needs_browser() -> str:
+    """Chromium's path; skips without it or without the playwright package (fails under CI)."""
+    chromium = require_binary("chromium", "chromium")
+    if importlib.util.find_spec("playwright") is None:
+        reason = "the playwright package is not installed (pip install 'firstwatch[browser]')"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return chromium
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -31,7 +30,7 @@ from agent.engine.probe_runner import SharedResources, run_probe
 from checks import browser_pool
 from checks.base import Check, Result
 from checks.browser_pool import BrowserPool, BrowserSettings
-from tests.conftest import require_binary
+from tests.conftest import needs_browser
 
 ROOT = Path(__file__).parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -77,17 +76,6 @@ class Shop:
     seen: list[tuple[str, str]] = field(default_factory=list)  # (path, Cookie header)
     visitors: int = 0
     loaded: asyncio.Event = field(default_factory=asyncio.Event)  # the slow image was served
-
-
-def needs_browser() -> str:
-    """Chromium's path; skips without it or without the playwright package (fails under CI)."""
-    chromium = require_binary("chromium", "chromium")
-    if importlib.util.find_spec("playwright") is None:
-        reason = "the playwright package is not installed (pip install 'firstwatch[browser]')"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return chromium
 
 
 @pytest.fixture

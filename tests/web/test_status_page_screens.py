@@ -5,16 +5,13 @@ are saved in pytest's tmp_path (their paths printed: ``pytest -s`` to see them).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agent.web.api import start_http
-from tests.conftest import require_binary
+from tests.conftest import needs_browser
 from tests.web.test_status_page_history import history_snapshot
 
 # what a reader must be able to read: the headline, the SLO overspent, an uptime, the latency now, the bands
@@ -62,18 +59,8 @@ def luminance(css: str) -> float:
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
-def needs_playwright() -> str:
-    chromium = require_binary("chromium", "chromium")
-    if importlib.util.find_spec("playwright") is None:
-        reason = "the playwright package is not installed (pip install 'firstwatch[browser]')"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return chromium
-
-
 async def test_the_page_at_phone_and_desktop_width_in_light_and_dark(tmp_path: Path) -> None:
-    chromium = needs_playwright()
+    chromium = needs_browser()
     from playwright.async_api import async_playwright
 
     server = await start_http("127.0.0.1:0", Source())
