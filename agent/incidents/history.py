@@ -185,14 +185,6 @@ class Accumulator:
         out.extend(cur.bucket(c, t, self.width) for (c, t), cur in self._open.items() if cur.runs)
         return out
 
-    def pending(self, check: str, target: str) -> list[Bucket]:
-        """The runs of (check, target) not flushed yet, as buckets (for queries)."""
-        out = [b for b in self._done if b.check == check and b.target == target]
-        cur = self._open.get((check, target))
-        if cur is not None and cur.runs:
-            out.append(cur.bucket(check, target, self.width))
-        return out
-
 
 def rollup(buckets: Iterable[Bucket], now: float, retention: float = DEFAULT_RETENTION) -> list[Bucket]:
     """Age ``buckets``: each tier's buckets that ended more than its ``keep`` before ``now`` are
