@@ -196,7 +196,7 @@ class AlertBook(HeldFirings):
                 self.dirty.add(key)
                 group.state = AlertState("firing", since=since, fired_at=now)
                 group.first_error = firing[0][1].first_error
-            hold = self._judge(spec, since, now)
+            hold = self._judge(spec, since, now, rule)
             if hold is not None:
                 return self._hold(key, group, hold, headline, now, severity or rule.severity)
             self.dirty.add(key)

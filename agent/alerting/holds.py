@@ -33,6 +33,7 @@ from agent.core.events import Kind, fingerprint
 DEPENDS = "depends:"  # held: a parent fails (the child is affected by the parent's incident)
 AWAITING = "awaiting:"  # held: the parent has not run since the child began failing
 QUIET = "quiet"  # held: a maintenance window or a silence
+QUORUM = "quorum:"  # held for good: a rule with quorum: N is judged across agents, centrally
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ def describe_hold(code: str) -> str:
         return f"depends on {code[len(DEPENDS) :]}"
     if code.startswith(AWAITING):
         return f"waiting for {code[len(AWAITING) :]}'s next run"
+    if code.startswith(QUORUM):
+        return f"down here; quorum judged centrally (at least {code[len(QUORUM) :]} agents)"
     return "in a maintenance window or silenced"
 
 
@@ -192,7 +195,9 @@ class HeldFirings:
             fp = self._fps[key] = fingerprint(self.agent_name, *key)
         return fp
 
-    def _judge(self, spec: Watched, since: float, now: float) -> Hold | None:
+    def _judge(self, spec: Watched, since: float, now: float, rule: Rule) -> Hold | None:
+        if rule.quorum is not None:  # never paged by one agent's view: the fleet's Prometheus judges it
+            return Hold(QUORUM + str(rule.quorum))
         if not spec.policy.depends_on and self.quiet is never_quiet:
             return None
         quiet = self.quiet(spec.config.name, self._labels(spec), self.wall(now))
@@ -201,7 +206,7 @@ class HeldFirings:
     def _fire(self, spec: Watched, key: Key, rule: Rule, alert: Alert, now: float) -> list[Change]:
         """A rule reached its ``for:``: page, or hold the firing and say why."""
         text = self._firing_summary(spec, key[1], rule, alert)
-        hold = self._judge(spec, alert.state.since if alert.state.since is not None else now, now)
+        hold = self._judge(spec, alert.state.since if alert.state.since is not None else now, now, rule)
         if hold is not None:
             return self._hold(key, alert, hold, text, now, rule.severity)
         return self._open(spec, key, rule, alert, now, text)
@@ -220,7 +225,7 @@ class HeldFirings:
         if key[1] == "*":
             return []  # a group is judged again at its next round
         text = self._firing_summary(spec, key[1], rule, alert)
-        hold = self._judge(spec, alert.state.since if alert.state.since is not None else now, now)
+        hold = self._judge(spec, alert.state.since if alert.state.since is not None else now, now, rule)
         if hold is not None:
             return self._hold(key, alert, hold, text, now, rule.severity)
         self.dirty.add(key)

@@ -25,6 +25,8 @@ class AlertConfig(BaseModel):
     recover_for: Seconds = Field(default=0.0, ge=0)
     severity: Severity
     runbook: str | None = None  # a URL; wins over the check's
+    # judged across agents by a central Prometheus (firstwatch rules): at least N agents must see it
+    quorum: int | None = Field(default=None, ge=1)
 
 
 def _share(value: object) -> object:

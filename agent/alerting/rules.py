@@ -45,6 +45,7 @@ class Rule:
     recover_for_s: float
     severity: str
     runbook: str | None = None
+    quorum: int | None = None  # judged across agents centrally: this agent never pages it alone
 
     @property
     def text(self) -> str:
@@ -71,7 +72,10 @@ def compile_rule(index: int, alert: AlertConfig, values: tuple[ValueSpec, ...], 
     """Compile one ``alerts:`` entry; raises ValueError with a message for the user."""
     when = alert.when.strip()
     if when == "down":
-        return Rule(index, "down", None, None, None, "", alert.for_, alert.recover_for, alert.severity, alert.runbook)
+        return Rule(
+            index, "down", None, None, None, "", alert.for_, alert.recover_for, alert.severity, alert.runbook,
+            alert.quorum,
+        )  # fmt: skip
     m = _COMPARISON.match(when)
     if not m:
         hint = "; did you mean 'down'?" if difflib.get_close_matches(when.lower(), ["down"], cutoff=0.6) else ""
@@ -90,5 +94,6 @@ def compile_rule(index: int, alert: AlertConfig, values: tuple[ValueSpec, ...], 
     threshold = parse_quantity(quantity, spec.unit, name)
     when = f"{name} {op} {quantity}"
     return Rule(
-        index, when, name, op, threshold, spec.unit, alert.for_, alert.recover_for, alert.severity, alert.runbook
-    )
+        index, when, name, op, threshold, spec.unit, alert.for_, alert.recover_for, alert.severity, alert.runbook,
+        alert.quorum,
+    )  # fmt: skip

@@ -321,26 +321,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return exit_code(findings)
 
 
-def cmd_list_checks(sample: str | None) -> int:
-    from checks import CHECKS
-
-    if sample is not None:
-        cls = CHECKS.get(sample)
-        if cls is None:
-            print(f"firstwatch: unknown check type {sample!r} (known: {', '.join(sorted(CHECKS))})", file=sys.stderr)
-            return EX_USAGE
-        from agent.cli.docs import example_of
-
-        print(example_of(cls))
-        return 0
-    for name, cls in sorted(CHECKS.items()):
-        target = f"{cls.TARGET_KEY} or targets" if cls.TARGET_KEY else "no target"
-        print(f"{name}  ({target})")
-        for v in cls.VALUES:
-            print(f"    {v.name:<18} {v.unit:<6} {v.meaning}")
-    return 0
-
-
 def incident_command(args: argparse.Namespace) -> int:
     import sqlite3
 
@@ -383,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             return cmd_validate(args.config)
         if args.command == "list-checks":
+            from agent.cli.docs import cmd_list_checks
+
             return cmd_list_checks(args.sample)
         if args.command in ("status", "slo"):
             from agent.cli import ask

@@ -38,9 +38,11 @@ def summary(f: Finding) -> str:
 
 
 def _summary(f: Finding) -> str:
-    if f.failing:
+    if f.failing or f.central:
+        here = [(r, v, f" here; quorum of {r.quorum} judged centrally") for r, v in f.central]
         return "; ".join(
-            f"{_explain(f, rule.value_name is None, verdict.explanation)} [{rule.text}]" for rule, verdict in f.failing
+            f"{_explain(f, rule.value_name is None, verdict.explanation)}{note} [{rule.text}]"
+            for rule, verdict, note in [*((r, v, "") for r, v in f.failing), *here]
         )
     if not f.result.ok:  # failed, but no rule cares (e.g. only a latency rule)
         if f.plugin_state is not None:
@@ -90,6 +92,10 @@ def result_dict(f: Finding) -> dict[str, Any]:
         "failing": [
             {"rule": rule.text, "severity": rule.severity, "explanation": verdict.explanation, "value": verdict.value}
             for rule, verdict in f.failing
+        ],
+        "central": [
+            {"rule": rule.text, "severity": rule.severity, "quorum": rule.quorum, "explanation": verdict.explanation}
+            for rule, verdict in f.central
         ],
         "depends_on_failing": list(f.parents_failing),
     }

@@ -43,9 +43,11 @@ Check metrics carry ``check.name``, ``check.type``, ``check.target`` (alerts: ``
 ``check.target``, ``severity``). The resource: ``service.name=firstwatch`` (OTEL_SERVICE_NAME
 overrides), ``service.version``, ``host.name``, ``service.instance.id`` (one UUID per process),
 ``firstwatch.agent.name``, the agent's labels, then OTEL_RESOURCE_ATTRIBUTES over all of them. On
-``/metrics`` the resource is the ``target_info`` series and the agent's labels are also on every
-series. Gauges of a (check, target) show exactly the values of its last result, so a value a
-failed probe could not measure disappears instead of repeating a stale number.
+``/metrics`` the resource is the ``target_info`` series, and the agent's name
+(``firstwatch_agent_name``) and labels are also on every series, so a central Prometheus tells
+agents apart by them (``firstwatch rules`` counts agents that way). Gauges of a (check, target)
+show exactly the values of its last result, so a value a failed probe could not measure
+disappears instead of repeating a stale number.
 
 Configuration: ``telemetry.otlp`` (:class:`OtlpConfig`); without it, the standard
 ``OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT`` turns OTLP export on, with
@@ -118,7 +120,11 @@ class Telemetry:
         self.enabled = self.export is not None or self.prometheus
         self.resource = resource_attributes(agent_name, labels, version)
         self._lock = threading.Lock()
-        series_labels = {label_name(k): v for k, v in labels.items()} if self.prometheus else None
+        series_labels = (
+            {"firstwatch_agent_name": agent_name, **{label_name(k): v for k, v in labels.items()}}
+            if self.prometheus
+            else None
+        )
         reg = self._registry = Registry(self._lock, series_labels)
         self._plans: dict[tuple[str, str], _Plan] = {}
         self._up = reg.metric("gauge", "firstwatch.check.up", "1", "1 when the last probe passed, 0 when it failed")

@@ -65,7 +65,8 @@ def test_exposition_names(telemetry: Telemetry) -> None:
         "check_name": "shop-home",
         "check_type": "http",
         "check_target": SHOP,
-        "env": "prod",  # the agent's labels ride on every series
+        "firstwatch_agent_name": "web-01",  # the agent's name and labels ride on every series,
+        "env": "prod",  # so a central Prometheus tells agents apart (firstwatch rules counts them)
     }
     info = families["target_info"].samples[0].labels
     assert info["service_name"] == "firstwatch" and info["service_version"] == "9.9.9"

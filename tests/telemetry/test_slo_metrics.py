@@ -46,7 +46,7 @@ def slo_samples(t: Telemetry) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 def labels(target: str, window: str | None = None) -> tuple[tuple[str, str], ...]:
-    pairs = {"check_name": "shop-web", "check_target": target, "env": "prod"}
+    pairs = {"check_name": "shop-web", "check_target": target, "env": "prod", "firstwatch_agent_name": "web-01"}
     if window:
         pairs["window"] = window
     return tuple(sorted(pairs.items()))
@@ -71,7 +71,8 @@ def test_prometheus_names_labels_and_values(telemetry: Telemetry) -> None:
     for name in SLO_NAMES:
         assert f"# TYPE {name} gauge\n" in text, name
     line = (
-        'firstwatch_slo_error_budget_remaining{check_name="shop-web",check_target="https://10.0.0.3/",env="prod"} -0.2'
+        'firstwatch_slo_error_budget_remaining{check_name="shop-web",check_target="https://10.0.0.3/",'
+        'firstwatch_agent_name="web-01",env="prod"} -0.2'
     )
     assert line in text.splitlines()
     assert "box" not in "".join(x for x in text.splitlines() if x.startswith("firstwatch_slo"))

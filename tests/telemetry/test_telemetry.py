@@ -502,17 +502,18 @@ def test_counters_at_zero_in_prometheus_text(make: Callable[..., Telemetry]) -> 
     t = make(TelemetryConfig(prometheus=True))
     t.register_sinks(["pager"])
     body = t.prometheus_text()[0].decode()
+    agent = ("firstwatch_agent_name", "web-01")  # on every series
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for f in text_string_to_metric_families(body)
         for s in f.samples
     }
-    assert samples[("firstwatch_events_sent_total", (("sink", "pager"),))] == 0
-    assert samples[("firstwatch_events_dropped_total", (("sink", "pager"),))] == 0
-    assert samples[("firstwatch_scheduler_missed_total", ())] == 0
-    assert samples[("firstwatch_scheduler_runs_total", ())] == 0
-    assert samples[("firstwatch_config_reloads_total", (("result", "failure"),))] == 0
-    assert samples[("firstwatch_config_reloads_total", (("result", "success"),))] == 0
+    assert samples[("firstwatch_events_sent_total", (agent, ("sink", "pager")))] == 0
+    assert samples[("firstwatch_events_dropped_total", (agent, ("sink", "pager")))] == 0
+    assert samples[("firstwatch_scheduler_missed_total", (agent,))] == 0
+    assert samples[("firstwatch_scheduler_runs_total", (agent,))] == 0
+    assert samples[("firstwatch_config_reloads_total", (agent, ("result", "failure")))] == 0
+    assert samples[("firstwatch_config_reloads_total", (agent, ("result", "success")))] == 0
 
 
 def test_plugin_perfdata_units_get_names_of_their_own(make: Callable[..., Telemetry]) -> None:
