@@ -296,3 +296,10 @@ def test_a_config_without_rules_is_an_empty_rule_file(tmp_path: Path) -> None:
     text = rules_text("checks:\n  - {name: a, type: tcp, target: '127.0.0.1:9', alerts: []}\n")
     assert text.endswith("groups: []\n")
     promtool_check(tmp_path, text)
+
+
+def test_the_same_rule_twice_is_one_alert_and_a_comment(tmp_path: Path) -> None:
+    twice = "[{when: down, severity: minor}, {when: down, severity: minor, recover_for: 1m}]"
+    text = rules_text(f"checks:\n  - {{name: a, type: tcp, target: '10.0.0.1:9', alerts: {twice}}}\n")
+    assert "# skipped 'down': the same alert as an earlier rule of the check" in text
+    assert "SUCCESS: 1 rules found" in promtool_check(tmp_path, text)
