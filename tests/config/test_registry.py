@@ -15,6 +15,7 @@ from agent.delivery.sinks import SINKS
 from checks import CHECKS
 from checks.base import ERROR_KINDS
 from checks.browser_pool import install_problems
+from tests.support import factories
 
 EXAMPLES = Path(__file__).parents[2] / "config" / "examples"
 ENV = {"API_TOKEN": "t", "API_SYNTHETIC_PASSWORD": "p"}
@@ -79,10 +80,7 @@ def test_error_kinds_are_documented_where_defined() -> None:
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_example_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    secrets = {"API_TOKEN": "t", "API_SYNTHETIC_PASSWORD": "p", "SMTP_PASSWORD": "p"}
-    secrets |= {"SLACK_WEBHOOK_URL": "https://hooks.slack.example/services/T0/B0/x"}
-    secrets |= {"PAGERDUTY_ROUTING_KEY": "r" * 32, "PAGERDUTY_BACKUP_ROUTING_KEY": "b" * 32}
-    for key, value in secrets.items():
+    for key, value in factories.EXAMPLE_ENV.items():
         monkeypatch.setenv(key, value)
     validating_needs_a_browser(path.stem)
     load_config(str(path))

@@ -51,6 +51,17 @@ SHOP_WEB: Mapping[str, Any] = {
     "rule": "down for 1m",
 }
 
+# What the shipped examples take from the environment (no real secrets): tests that load every
+# file in config/examples/ set these.
+EXAMPLE_ENV: dict[str, str] = {
+    "API_TOKEN": "t",
+    "API_SYNTHETIC_PASSWORD": "p",
+    "SMTP_PASSWORD": "p",
+    "SLACK_WEBHOOK_URL": "https://hooks.slack.example/services/T0/B0/x",
+    "PAGERDUTY_ROUTING_KEY": "r" * 32,
+    "PAGERDUTY_BACKUP_ROUTING_KEY": "b" * 32,
+}
+
 
 def event(story: Mapping[str, Any] = SHOP_HOME, /, **fields: Any) -> Event:
     """An event of ``story`` with ``fields`` replaced or added."""
