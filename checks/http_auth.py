@@ -57,7 +57,10 @@ class HttpAuth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     basic: BasicAuth | None = None
-    bearer: Annotated[BearerAuth | None, BeforeValidator(lambda v: {"token": v} if isinstance(v, str) else v)] = None
+    bearer: Annotated[
+        BearerAuth | None,
+        BeforeValidator(lambda v: {"token": v} if isinstance(v, str) else v, json_schema_input_type=str | BearerAuth),
+    ] = None  # a token, or {token} or {token_file}
 
     @model_validator(mode="after")
     def _one_scheme(self) -> HttpAuth:

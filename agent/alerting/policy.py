@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from agent.alerting.flapping import FlappingConfig
 from agent.alerting.slo import SloConfig
 from agent.core.severity import Severity
-from agent.core.units import Seconds
+from agent.core.units import Seconds, quantity_pattern
 
 
 class AlertConfig(BaseModel):
@@ -38,12 +38,20 @@ def _share(value: object) -> object:
     return value
 
 
+_SHARE_INPUT = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        {"type": "string", "pattern": quantity_pattern(["%"], bare=False)},
+    ]
+}
+
+
 class ImpactLevel(BaseModel):
     """``{share: 0.5, severity: major}``: at least half the members firing makes the group major."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    share: Annotated[float, BeforeValidator(_share), Field(gt=0, le=1)]
+    share: Annotated[float, BeforeValidator(_share), Field(gt=0, le=1), WithJsonSchema(_SHARE_INPUT)]
     severity: Severity
 
 
