@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 from typing import Any
 
@@ -51,6 +52,7 @@ _LABEL_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"  # agent.core.validators.LABEL_NAME
 _SCHEMA_KEYS = ("items", "additionalProperties", "not", "if", "then", "else", "propertyNames", "contains")
 _LIST_KEYS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _ANNOTATIONS = ("title", "description", "default", "examples")
+_ROLE = re.compile(r":[a-z]+:(`[^`]+`)")  # :data:`X`, :class:`X`
 
 _SECTIONS = {
     "agent": "The agent itself: its name, labels, state directory, status endpoint, heartbeat and browser.",
@@ -138,7 +140,7 @@ def config_schema() -> dict[str, Any]:
 def _doc(cls: type) -> str:
     """The first paragraph of the docstring of ``cls``'s module, on one line."""
     doc = sys.modules[cls.__module__].__doc__ or ""
-    return " ".join(doc.strip().split("\n\n")[0].split())
+    return _plain(doc.strip().split("\n\n")[0])
 
 
 def _one_of(what: str, defs: dict[str, str]) -> dict[str, Any]:
@@ -218,6 +220,8 @@ def _written(node: Any, wrap: bool = True) -> Any:
             out[key] = [_written(v, wrap=key != "anyOf") for v in value]
         else:
             out[key] = value
+    if isinstance(out.get("description"), str):
+        out["description"] = _plain(out["description"])
     if _is_duration(out) and isinstance(out.get("default"), int | float) and not isinstance(out["default"], bool):
         out["default"] = format_duration(out["default"]) if out["default"] else "0"
     if not wrap or not _needs_env(out):
@@ -227,6 +231,11 @@ def _written(node: Any, wrap: bool = True) -> Any:
         return out
     annotations = {k: out.pop(k) for k in _ANNOTATIONS if k in out}
     return {**annotations, "anyOf": [out, _ENV_REF]}
+
+
+def _plain(doc: str) -> str:
+    """A docstring as one line of Markdown: ``x`` and :data:`x` are `x`."""
+    return " ".join(_ROLE.sub(r"\1", doc).replace("``", "`").split())
 
 
 def _free_text(node: dict[str, Any]) -> bool:
