@@ -146,12 +146,14 @@ class CheckConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    type: str
-    interval: Seconds = Field(default=30.0, gt=0)
-    timeout: Seconds = Field(default=10.0, gt=0)
-    labels: dict[str, str] = {}
-    targets: list[str] | None = None
+    name: str = Field(description="unique among the checks: letters, digits, '.', '_' and '-'")
+    type: str = Field(description="the check type")
+    interval: Seconds = Field(default=30.0, gt=0, description="how often the check runs")
+    timeout: Seconds = Field(default=10.0, gt=0, description="the total deadline of one run, never more than interval")
+    labels: dict[str, str] = Field(default={}, description="added to the check's events and metrics")
+    targets: list[str] | None = Field(
+        default=None, description="several targets instead of one target key: one member each (not both)"
+    )
 
 
 class ProbeContext(Protocol):

@@ -80,17 +80,33 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from agent.core import validators
-from agent.core.units import parse_quantity
+from agent.core.units import QUANTITY_UNITS, parse_quantity, quantity_pattern
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
 from checks.http_auth import HttpAuth
 from checks.http_json import JsonAssertion, assertions, value_name
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+_ANY_CASE = "|".join("".join(f"[{c}{c.lower()}]" for c in m) for m in get_args(Method))
+AnyCaseMethod = Annotated[
+    Method,
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+    WithJsonSchema({"anyOf": [{"enum": list(get_args(Method))}, {"type": "string", "pattern": f"^(?:{_ANY_CASE})$"}]}),
+]
+"""An HTTP method in any case (``get`` is ``GET``)."""
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
@@ -150,7 +166,13 @@ def _value_path(path: str) -> str:
 
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Regex = Annotated[str, AfterValidator(validators.regex)]
-ByteCount = Annotated[int, BeforeValidator(lambda v: parse_quantity(v, "bytes") if isinstance(v, str) else v)]
+ByteCount = Annotated[
+    int,
+    BeforeValidator(lambda v: parse_quantity(v, "bytes") if isinstance(v, str) else v),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": quantity_pattern(QUANTITY_UNITS["bytes"])}]}
+    ),
+]
 
 
 class HttpExpect(BaseModel):
@@ -163,17 +185,23 @@ class HttpExpect(BaseModel):
     body_regex: Regex | None = None
     headers: dict[str, Regex] = {}
     # BaseModel has a json() method; a mapping {PATH: {TEST}} is read as a list
-    json_: Annotated[list[JsonAssertion], BeforeValidator(assertions)] = Field([], alias="json")
+    json_: Annotated[
+        list[JsonAssertion], BeforeValidator(assertions, json_schema_input_type=list[JsonAssertion] | dict[str, Any])
+    ] = Field([], alias="json")
 
 
 class HttpConfig(CheckConfig):
     url: HttpUrl | None = None
     targets: list[HttpUrl] | None = None
-    method: Annotated[Method, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = "GET"
+    method: AnyCaseMethod = "GET"
     headers: dict[str, str] = {}
     body: str | None = None
     auth: HttpAuth | None = None
-    ip_version: Annotated[Literal[4, 6, "any"], BeforeValidator(lambda v: int(v) if v in ("4", "6") else v)] = "any"
+    ip_version: Annotated[
+        Literal[4, 6, "any"],
+        BeforeValidator(lambda v: int(v) if v in ("4", "6") else v),
+        WithJsonSchema({"enum": [4, 6, "any", "4", "6"]}),
+    ] = "any"
     expect: HttpExpect = HttpExpect()
     follow_redirects: bool = True
     tls_verify: bool = True

@@ -53,11 +53,19 @@ class BearerAuth(BaseModel):
         return self
 
 
+def _token_alone(value: object) -> object:
+    """``bearer: TOKEN`` is ``bearer: {token: TOKEN}``."""
+    return {"token": value} if isinstance(value, str) else value
+
+
 class HttpAuth(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     basic: BasicAuth | None = None
-    bearer: Annotated[BearerAuth | None, BeforeValidator(lambda v: {"token": v} if isinstance(v, str) else v)] = None
+    bearer: Annotated[
+        BearerAuth | None,
+        BeforeValidator(_token_alone, json_schema_input_type=str | BearerAuth | None),
+    ] = None  # a token, or {token} or {token_file}
 
     @model_validator(mode="after")
     def _one_scheme(self) -> HttpAuth:

@@ -16,10 +16,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent.core import validators
-from checks.http import _TOKEN, ByteCount, HttpExpect, Method, _http_url, request_headers
+from checks.http import _TOKEN, AnyCaseMethod, ByteCount, HttpExpect, _http_url, request_headers
 from checks.http_json import Step as JsonStep
 from checks.http_json import parse_path
 
@@ -115,7 +115,7 @@ class JourneyStep(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[str, AfterValidator(_step_name)]
-    method: Annotated[Method, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = "GET"
+    method: AnyCaseMethod = "GET"
     url: Annotated[str, AfterValidator(_step_url)]
     headers: Annotated[dict[str, str], AfterValidator(request_headers)] = {}
     json_: Any = Field(None, alias="json")  # BaseModel has a json() method

@@ -55,9 +55,9 @@ import re
 import socket
 import ssl
 import time
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import WithJsonSchema, field_validator, model_validator
 
 from agent.core import validators
 from checks.base import BaseCheck, CheckConfig, Observation, ProbeContext, ValueSpec
@@ -78,6 +78,9 @@ def _no_password() -> str:
     raise ValueError("key_file is encrypted: firstwatch needs an unencrypted key readable by its user")
 
 
+_VERSION_INPUT = WithJsonSchema({"enum": ["1.2", "1.3", 1.2, 1.3, None]})  # YAML reads `1.3` as a number
+
+
 class TlsConfig(CheckConfig):
     target: str | None = None
     server_name: str | None = None
@@ -85,7 +88,7 @@ class TlsConfig(CheckConfig):
     cert_file: str | None = None
     key_file: str | None = None
     tls_verify: bool = True
-    min_version: Literal["1.2", "1.3"] | None = None
+    min_version: Annotated[Literal["1.2", "1.3"] | None, _VERSION_INPUT] = None
 
     @field_validator("target", "targets")
     @classmethod

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from agent.alerting.flapping import FlappingConfig
 from agent.alerting.slo import SloConfig
 from agent.core.severity import Severity
-from agent.core.units import Seconds
+from agent.core.units import Seconds, quantity_pattern
 
 
 class AlertConfig(BaseModel):
@@ -20,13 +20,16 @@ class AlertConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    when: str
-    for_: Seconds = Field(default=0.0, alias="for", ge=0)
-    recover_for: Seconds = Field(default=0.0, ge=0)
-    severity: Severity
-    runbook: str | None = None  # a URL; wins over the check's
-    # judged across agents by a central Prometheus (firstwatch rules): at least N agents must see it
-    quorum: int | None = Field(default=None, ge=1)
+    when: str = Field(description="`down` (the probe failed), or `VALUE OP QUANTITY` such as `duration > 2s`")
+    for_: Seconds = Field(
+        default=0.0, alias="for", ge=0, description="true at every run for this long before it fires (0: at once)"
+    )
+    recover_for: Seconds = Field(default=0.0, ge=0, description="firing until false this long (0: at once)")
+    severity: Severity = Field(description="critical, major, medium or minor")
+    runbook: str | None = Field(default=None, description="an http(s) URL; wins over the check's runbook")
+    quorum: int | None = Field(
+        default=None, ge=1, description="judged across agents (firstwatch rules): at least N agents must see it"
+    )
 
 
 def _share(value: object) -> object:
@@ -38,12 +41,20 @@ def _share(value: object) -> object:
     return value
 
 
+_SHARE_INPUT = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        {"type": "string", "pattern": quantity_pattern(["%"], bare=False)},
+    ]
+}
+
+
 class ImpactLevel(BaseModel):
     """``{share: 0.5, severity: major}``: at least half the members firing makes the group major."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    share: Annotated[float, BeforeValidator(_share), Field(gt=0, le=1)]
+    share: Annotated[float, BeforeValidator(_share), Field(gt=0, le=1), WithJsonSchema(_SHARE_INPUT)]
     severity: Severity
 
 
@@ -55,12 +66,18 @@ class AlertPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alerts: list[AlertConfig] | None = None  # None: the built-in default (down is critical)
-    impact: list[ImpactLevel] | None = None  # blast radius: the group's severity by share firing
-    flapping: FlappingConfig | bool = True  # false turns flap detection off
-    depends_on: list[str] = []  # checks whose failure explains this one's (no page of its own then)
-    runbook: str | None = None  # a URL for every rule of the check that names none
-    slo: SloConfig | None = None  # a service level objective and its burn-rate alerts
+    alerts: list[AlertConfig] | None = Field(
+        default=None, description="the alert rules (default: `{when: down, severity: critical}`, none with an slo)"
+    )
+    impact: list[ImpactLevel] | None = Field(
+        default=None, description="with targets: the group's severity by the share of members firing"
+    )
+    flapping: FlappingConfig | bool = Field(default=True, description="flap detection settings; false turns it off")
+    depends_on: list[str] = Field(
+        default=[], description="checks whose failure explains this one's (no page of its own then)"
+    )
+    runbook: str | None = Field(default=None, description="an http(s) URL for every rule of the check that names none")
+    slo: SloConfig | None = Field(default=None, description="a service level objective and its burn-rate alerts")
 
     def flap_config(self) -> FlappingConfig | None:
         """The flap detector's settings, or None when ``flapping: false``."""

@@ -43,13 +43,14 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agent.core.severity import Severity
-from agent.core.units import Seconds, format_duration, format_number
+from agent.core.units import Seconds, format_duration, format_number, quantity_pattern
 
 DAY = 86400.0
 _CLOSE = 1e-9  # relative: a burn this close to its threshold is at it, not above
@@ -85,7 +86,15 @@ def _objective_range(value: float) -> float:
     return value
 
 
-Objective = Annotated[float, BeforeValidator(_objective_share), AfterValidator(_objective_range)]
+_OBJECTIVE_INPUT = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            {"type": "string", "pattern": quantity_pattern(["%"]), "examples": ["99.9%", "0.999"]},
+        ]
+    }
+)
+Objective = Annotated[float, BeforeValidator(_objective_share), AfterValidator(_objective_range), _OBJECTIVE_INPUT]
 
 
 def span(seconds: float) -> str:

@@ -246,9 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli import ask
 
     ask.add_parsers(sub, with_config, _duration)  # status, slo: ask the running agent
-    from agent.cli import rules
+    from agent.cli import rules, schema
 
     rules.add_parsers(sub, with_config)  # rules: Prometheus rule groups for a central Prometheus
+    schema.add_parser(sub)  # the config's JSON Schema
     return p
 
 
@@ -369,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agent.cli.docs import cmd_list_checks
 
             return cmd_list_checks(args.sample)
+        if args.command == "schema":
+            from agent.cli import schema
+
+            return schema.dispatch(args)
         if args.command in ("status", "slo"):
             from agent.cli import ask
 

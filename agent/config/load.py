@@ -56,8 +56,8 @@ class HeartbeatConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    every: Seconds = Field(gt=0)
-    sinks: list[str] = Field(min_length=1)
+    every: Seconds = Field(gt=0, description="how often, while healthy")
+    sinks: list[str] = Field(min_length=1, description="the names of the sinks to tell")
 
 
 class BrowserSection(BaseModel):
@@ -65,20 +65,28 @@ class BrowserSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    executable: str | None = None  # default: the first of chromium, chromium-browser, google-chrome on PATH
-    concurrency: int = Field(default=2, ge=1, le=32)  # pages at once
+    executable: str | None = Field(
+        default=None, description="default: the first of chromium, chromium-browser, google-chrome on PATH"
+    )
+    concurrency: int = Field(default=2, ge=1, le=32, description="pages at once")
 
 
 class AgentSection(BaseModel):
+    """``agent``: the agent itself."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = ""
-    labels: dict[str, str] = {}
-    state_dir: str = ""
-    outage_tolerance: Seconds = 3600.0  # pending for: timers survive a restart within this
-    heartbeat: HeartbeatConfig | None = None
-    listen: str = DEFAULT_LISTEN  # /healthz, /status, /metrics and the status page; "" turns it off
-    browser: BrowserSection = BrowserSection()
+    name: str = Field(default="", description="default: the host name")
+    labels: dict[str, str] = Field(default={}, description="added to every event and metric")
+    state_dir: str = Field(default="", description="SQLite state; default $STATE_DIRECTORY, else ./state")
+    outage_tolerance: Seconds = Field(
+        default=3600.0, description="pending `for:` timers survive a restart shorter than this"
+    )
+    heartbeat: HeartbeatConfig | None = Field(default=None, description="an agent event to those sinks while healthy")
+    listen: str = Field(
+        default=DEFAULT_LISTEN, description='/healthz, /status, /metrics and the status page; "" turns it off'
+    )
+    browser: BrowserSection = Field(default=BrowserSection(), description="the browser checks' Chromium")
 
     _labels = field_validator("labels")(_check_labels)
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -80,8 +80,27 @@ def _duration_field(value: object) -> float:
     return parse_duration(value)
 
 
-Seconds = Annotated[float, BeforeValidator(_duration_field)]
-"""A pydantic field type: a duration string in the config, seconds (float) in the model."""
+DURATION_PATTERN = r"^\s*(?:0|(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+)\s*$"
+"""What :func:`parse_duration` accepts as text, as a JSON Schema (ECMA-262) pattern."""
+
+DURATION_INPUT: dict[str, object] = {
+    "anyOf": [
+        {"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "5m", "1h30m", "500ms"]},
+        {"const": 0},
+    ]
+}
+"""The JSON Schema of a duration as written: text with units, or a bare 0 (any other bare number needs a unit)."""
+
+Seconds = Annotated[float, BeforeValidator(_duration_field), WithJsonSchema(DURATION_INPUT)]
+"""A pydantic field type: a duration string in the config, seconds (float) in the model (its JSON
+Schema describes the written form, ``DURATION_INPUT``)."""
+
+
+def quantity_pattern(suffixes: Iterable[str], *, bare: bool = True) -> str:
+    """A JSON Schema (ECMA-262) pattern for text holding a number and one of ``suffixes`` (or no
+    suffix when ``bare``): ``2MB``, ``50%``, ``0.999``."""
+    units = "|".join(re.escape(s) for s in suffixes)
+    return rf"^\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*(?:{units}){'?' if bare else ''}\s*$"
 
 
 def parse_quantity(text: str, unit: str, name: str = "this value") -> float:

@@ -70,6 +70,8 @@ class TelemetryConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    otlp: OtlpConfig | None = None
-    prometheus: bool = False  # serve /metrics on agent.listen
-    cloudwatch: CloudWatchConfig | None = None  # Embedded Metric Format to the CloudWatch agent or a file
+    otlp: OtlpConfig | None = Field(default=None, description="push metrics to an OpenTelemetry collector")
+    prometheus: bool = Field(default=False, description="serve /metrics on agent.listen")
+    cloudwatch: CloudWatchConfig | None = Field(
+        default=None, description="Embedded Metric Format to the CloudWatch agent or a file"
+    )

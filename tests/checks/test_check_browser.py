@@ -432,9 +432,9 @@ async def test_browser_restarts_is_exported_only_with_browser_checks(tmp_path: P
     assert first.resources.browser_settings == BrowserSettings(chromium, 2)
     text = telemetry.prometheus_text()[0].decode()
     assert "# TYPE firstwatch_browser_restarts_total counter\nfirstwatch_browser_restarts_total" in text
-    assert "firstwatch_browser_restarts_total 0.0" in text
+    assert 'firstwatch_browser_restarts_total{firstwatch_agent_name="a"} 0.0' in text
     first.resources.browser().restarts = 2  # as if Chromium had been killed twice
-    assert b"firstwatch_browser_restarts_total 2.0" in telemetry.prometheus_text()[0]
+    assert b'firstwatch_browser_restarts_total{firstwatch_agent_name="a"} 2.0' in telemetry.prometheus_text()[0]
 
     second = _runtime(tmp_path, browser, telemetry)  # a reload: the total never goes back
     second.resources.browser().restarts = 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.core.errors import DeliveryError, PermanentDeliveryError
 from agent.core.events import Event, Kind
@@ -38,13 +38,15 @@ class SinkConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: str
-    name: str | None = None
-    min_severity: Severity | None = None
-    kinds: list[Kind] | None = None
-    checks: list[str] | None = None
-    delay: Seconds | None = None  # only for incidents still firing and unacknowledged after this long
-    repeat: Seconds | None = None  # reminders while firing and unacknowledged
+    type: str = Field(description="the sink type")
+    name: str | None = Field(default=None, description="default: the type (TYPE-I when the type repeats)")
+    min_severity: Severity | None = Field(default=None, description="only incidents at least this severe")
+    kinds: list[Kind] | None = Field(default=None, description="only these kinds of events")
+    checks: list[str] | None = Field(default=None, description="only events of these checks")
+    delay: Seconds | None = Field(
+        default=None, description="only for incidents still firing and unacknowledged after this long"
+    )
+    repeat: Seconds | None = Field(default=None, description="reminders while firing and unacknowledged")
 
     def accepts(self, event: Event, *, ignore_severity: bool = False) -> bool:
         """Whether this sink wants ``event`` (every event unless a filter says otherwise).
