@@ -438,9 +438,9 @@ async def test_browser_restarts_is_exported_only_with_browser_checks(tmp_path: P
 
     second = _runtime(tmp_path, browser, telemetry)  # a reload: the total never goes back
     second.resources.browser().restarts = 1
-    assert b"firstwatch_browser_restarts_total 3.0" in telemetry.prometheus_text()[0]
+    assert b'firstwatch_browser_restarts_total{firstwatch_agent_name="a"} 3.0' in telemetry.prometheus_text()[0]
     _runtime(tmp_path, "checks:\n  - {name: db, type: tcp, target: '127.0.0.1:1'}\n", telemetry)
-    assert b"firstwatch_browser_restarts_total 3.0" in telemetry.prometheus_text()[0]
+    assert b'firstwatch_browser_restarts_total{firstwatch_agent_name="a"} 3.0' in telemetry.prometheus_text()[0]
     for rt in (plain, first, second):
         await rt.resources.close()
         rt.store.close()
