@@ -78,8 +78,12 @@ def test_error_kinds_are_documented_where_defined() -> None:
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
-def test_every_example_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_example_config_validates(path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     secrets = {"API_TOKEN": "t", "API_SYNTHETIC_PASSWORD": "p", "SMTP_PASSWORD": "p"}
+    # fleet.yaml is one file for every location: each agent's environment says which (the loader
+    # has no ${VAR:-default}, so the example names them and this test provides them)
+    secrets |= {"FIRSTWATCH_LOCATION": "eu-west", "FIRSTWATCH_LISTEN": "127.0.0.1:9464"}
+    secrets |= {"FIRSTWATCH_STATE": str(tmp_path / "state"), "SHOP_URL": "https://shop.example.com/"}
     secrets |= {"SLACK_WEBHOOK_URL": "https://hooks.slack.example/services/T0/B0/x"}
     secrets |= {"PAGERDUTY_ROUTING_KEY": "r" * 32, "PAGERDUTY_BACKUP_ROUTING_KEY": "b" * 32}
     for key, value in secrets.items():
