@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli import ask
 
     ask.add_parsers(sub, with_config, _duration)  # status, slo: ask the running agent
+    from agent.cli import rules
+
+    rules.add_parsers(sub, with_config)  # rules: Prometheus rule groups for a central Prometheus
     return p
 
 
@@ -370,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from agent.cli import ask
 
             return ask.dispatch(args)
+        if args.command == "rules":
+            from agent.cli.rules import cmd_rules
+
+            return cmd_rules(args.config, args.format)
         return incident_command(args)
     except KeyboardInterrupt:
         return 130
