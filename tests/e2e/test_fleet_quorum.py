@@ -4,9 +4,10 @@ Three daemons run the one shipped ``config/examples/fleet.yaml``, told apart onl
 environment (locations a, b and c), and probe one local web server that answers 503 to the
 locations the test plays "down" for (the check sends ``X-Firstwatch-Location``). A real Prometheus
 (the Debian binary) runs the shipped ``config/fleet/prometheus.yml``, with only the addresses, ports
-and the rule file's path replaced; its rules are what ``firstwatch rules -c fleet.yaml`` prints. It
-alerts a real Alertmanager running the shipped ``config/fleet/alertmanager.yml`` (its receivers'
-addresses replaced by a local one). Every assertion goes through the engines' HTTP APIs:
+and the rule files' paths replaced; its rules are what ``firstwatch rules -c fleet.yaml`` prints, and
+the shipped ``config/fleet/firstwatch-agents.yml`` (about the agents themselves). It alerts a
+real Alertmanager running the shipped ``config/fleet/alertmanager.yml`` (its receivers' addresses
+replaced by a local one). Every assertion goes through the engines' HTTP APIs:
 
 (a) one location down raises nothing: Prometheus has seen exactly one agent down for longer than
     the rule's ``for:`` plus a few evaluations, the rule was evaluated since, and neither
@@ -49,6 +50,7 @@ ROOT = Path(__file__).parents[2]
 FLEET = ROOT / "config" / "examples" / "fleet.yaml"
 PROMETHEUS_YML = ROOT / "config" / "fleet" / "prometheus.yml"
 ALERTMANAGER_YML = ROOT / "config" / "fleet" / "alertmanager.yml"
+AGENT_RULES = ROOT / "config" / "fleet" / "firstwatch-agents.yml"
 LOCATIONS = ("a", "b", "c")
 HEADER = "X-Firstwatch-Location"
 DEADLINE = 60.0  # for anything awaited: generous, a loaded 2-core CI machine is slow
@@ -96,12 +98,17 @@ async def generate_rules(tmp_path: Path) -> Path:
     return rules
 
 
+def rule_files(generated: Path) -> list[str]:
+    """The shipped prometheus.yml's rule files, here: the generated one and the shipped agents' one."""
+    here = {"firstwatch.yml": str(generated), AGENT_RULES.name: str(AGENT_RULES)}
+    return [here[Path(p).name] for p in yaml.safe_load(PROMETHEUS_YML.read_text())["rule_files"]]
+
+
 def prometheus_config(rules: Path, agents: list[str], alertmanager: str) -> str:
-    """The shipped prometheus.yml with its addresses and the rule file's path replaced, and
+    """The shipped prometheus.yml with its addresses and the rule files' paths replaced, and
     nothing else: each replaced list must be where (and as long as) the docs say."""
     cfg = yaml.safe_load(PROMETHEUS_YML.read_text())
-    assert len(cfg["rule_files"]) == 1
-    cfg["rule_files"] = [str(rules)]
+    cfg["rule_files"] = rule_files(rules)
     [ams] = cfg["alerting"]["alertmanagers"]
     [static] = ams["static_configs"]
     static["targets"] = [alertmanager]
@@ -237,9 +244,10 @@ async def test_a_quorum_rule_pages_once_when_two_of_three_locations_fail(tmp_pat
     stack.prometheus = prom
     await asyncio.to_thread(prom.start, DEADLINE)
 
-    # The rule is loaded, and Prometheus scrapes the three agents, told apart by name and location.
-    loaded = await stack.until("the quorum rule loaded", prom.rules, lambda rs: len(rs) >= 1)
+    # The rules are loaded, and Prometheus scrapes the three agents, told apart by name and location.
+    loaded = await stack.until("the rules loaded", prom.rules, lambda rs: len(rs) >= 1)
     assert all(r["health"] != "err" for r in loaded), loaded
+    assert {r["name"] for r in loaded} >= {"FirstwatchDown", "FirstwatchAgentDown", "FirstwatchTooFewAgents"}
     up = await stack.until(
         "all three agents scraped, the shop up from each",
         lambda: prom.query(f'firstwatch_check_up{{check_name="{CHECK}"}} == 1'),
@@ -264,7 +272,7 @@ async def test_a_quorum_rule_pages_once_when_two_of_three_locations_fail(tmp_pat
         lambda rs: all(rfc3339(r["lastEvaluation"]) > held_long_enough for r in rs),
     )
     assert all(r["health"] == "ok" for r in evaluated), evaluated
-    assert ours(await asyncio.to_thread(prom.alerts)) == []  # neither pending nor firing
+    assert await asyncio.to_thread(prom.alerts) == []  # neither pending nor firing (the agents' rules neither)
     # not even pending at any evaluation so far (the ALERTS series records both states)
     never = await asyncio.to_thread(prom.query, f'count_over_time(ALERTS{{check_name="{CHECK}"}}[10m])')
     assert never == [], never
@@ -315,9 +323,10 @@ async def test_the_shipped_central_configs_pass_promtool_and_amtool(tmp_path: Pa
     amtool = require_binary("amtool", "prometheus-alertmanager")
     rules = await generate_rules(tmp_path)
     assert "SUCCESS: 1 rules found" in await tool(promtool, "check", "rules", str(rules))
-    # the shipped file as is, but for the rule file's path: promtool reads the rules it names
+    assert "SUCCESS: 2 rules found" in await tool(promtool, "check", "rules", str(AGENT_RULES))
+    # the shipped file as is, but for the rule files' paths: promtool reads the rules it names
     cfg = yaml.safe_load(PROMETHEUS_YML.read_text())
-    cfg["rule_files"] = [str(rules)]
+    cfg["rule_files"] = rule_files(rules)
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert "SUCCESS" in await tool(promtool, "check", "config", str(tmp_path / "prometheus.yml"))
     await tool(amtool, "check-config", str(ALERTMANAGER_YML))
