@@ -40,7 +40,8 @@ and ``runbook_url`` (the rule's runbook, else the check's; absent when none).
 
 A rule Prometheus cannot judge from the exported series is skipped with a YAML comment saying why
 (and :class:`Skipped` records, which the command prints on stderr): a plugin's ``perf.LABEL``,
-whose metric name depends on the unit the plugin reports at run time. Label values in selectors
+whose metric name depends on the unit the plugin reports at run time; a second rule of a check
+with the same text and severity (the same alert twice). Label values in selectors
 are PromQL strings (escaped), and literal text in labels and annotations cannot start a template.
 ``impact:`` and ``depends_on`` are judged by each agent only.
 """
@@ -115,9 +116,18 @@ def rule_groups(checks: Iterable[CheckSpec]) -> list[RuleGroup]:
     """One group per check with rules, in config order."""
     groups = []
     for spec in checks:
-        items = tuple(_item(spec, rule) for rule in spec.rules)
+        items: list[AlertingRule | Skipped] = []
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        for rule in spec.rules:
+            item = _item(spec, rule)
+            if isinstance(item, AlertingRule):
+                key = (item.alert, item.labels)
+                if key in seen:  # Prometheus would see one alert twice
+                    item = Skipped(spec.config.name, rule.text, "the same alert as an earlier rule of the check")
+                seen.add(key)
+            items.append(item)
         if items:
-            groups.append(RuleGroup(f"firstwatch.{spec.config.name}", items))
+            groups.append(RuleGroup(f"firstwatch.{spec.config.name}", tuple(items)))
     return groups
 
 
