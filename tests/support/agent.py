@@ -17,10 +17,12 @@ from typing import Any
 Run = tuple[int, str, str]
 
 
-async def firstwatch(*args: str, timeout: float = 30) -> Run:
+async def firstwatch(*args: str, timeout: float = 30, env: dict[str, str] | None = None) -> Run:
+    """Run the CLI (``env`` is added to this process's environment); its exit code, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
+        sys.executable, "-m", "agent", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()

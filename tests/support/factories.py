@@ -60,6 +60,12 @@ EXAMPLE_ENV: dict[str, str] = {
     "SLACK_WEBHOOK_URL": "https://hooks.slack.example/services/T0/B0/x",
     "PAGERDUTY_ROUTING_KEY": "r" * 32,
     "PAGERDUTY_BACKUP_ROUTING_KEY": "b" * 32,
+    # fleet.yaml is one file for every location: each agent's environment says which (the loader
+    # has no ${VAR:-default}, so the example names them and the tests provide them)
+    "FIRSTWATCH_LOCATION": "eu-west",
+    "FIRSTWATCH_LISTEN": "127.0.0.1:9464",
+    "FIRSTWATCH_STATE": "/var/lib/firstwatch",
+    "SHOP_URL": "https://shop.example.com/",
 }
 
 

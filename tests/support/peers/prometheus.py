@@ -1,0 +1,109 @@
+"""A real Prometheus server (the Debian package's binary) on loopback, for tests.
+
+Each instance has its own free port and its own ``--storage.tsdb.path`` under the test's
+directory, so the package's own service never matters. Like
+:class:`tests.support.peers.alertmanager.Alertmanager`: ``start`` waits for ``/-/ready``, ``stop``
+terminates (then kills), ``log_tail`` is for failure messages; the HTTP API is read with urllib
+(blocking: call it from a thread in async tests).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.support.peers.alertmanager import free_port
+
+BINARY = "prometheus"
+PROMTOOL = "promtool"
+
+
+class Prometheus:
+    """One Prometheus process running ``config`` (the text of a prometheus.yml)."""
+
+    def __init__(self, binary: str, workdir: Path, config: str) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.config_file = workdir / "prometheus.yml"
+        self.config_file.write_text(config)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.workdir / "prometheus.log"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start and wait until GET /-/ready answers 200 (the TSDB is open, the config loaded)."""
+        args = [
+            self.binary,
+            f"--config.file={self.config_file}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=debug",
+        ]
+        log = open(self.log_file, "wb")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"prometheus not ready within {timeout}s: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_file.read_text(errors="replace")[-chars:] if self.log_file.exists() else ""
+
+    def get(self, path: str, **params: str) -> Any:
+        """GET an API path; the ``data`` of a successful answer (raises on ``status: error``)."""
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=5) as resp:
+            body = json.loads(resp.read())
+        if body.get("status") != "success":
+            raise RuntimeError(f"prometheus {path}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's vector: ``[{"metric": {...}, "value": [time, "1"]}, ...]``."""
+        data = self.get("/api/v1/query", query=expr)
+        assert data["resultType"] == "vector", data
+        return list(data["result"])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """GET /api/v1/alerts: every pending and firing alert, each with ``labels`` and ``state``."""
+        return list(self.get("/api/v1/alerts")["alerts"])
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Every loaded rule (of every group), with ``name``, ``health``, ``lastEvaluation``."""
+        return [rule for group in self.get("/api/v1/rules")["groups"] for rule in group["rules"]]
+
+    def targets(self) -> list[dict[str, Any]]:
+        """The active scrape targets, each with ``health`` (``up``, ``down``, ``unknown``)."""
+        return list(self.get("/api/v1/targets", state="active")["activeTargets"])
