@@ -23,6 +23,7 @@ from agent.config.load import AgentConfig, load_config
 from agent.core.errors import ConfigError, StoreError
 from agent.core.events import Event
 from agent.core.fd_limit import raise_nofile_limit
+from agent.engine import event_loop
 from agent.engine.artifacts import artifacts_path
 from agent.engine.runtime import Runtime
 from agent.engine.systemd import Notifier
@@ -102,14 +103,16 @@ class Agent:
             self.runtime.agent_event("major", self.set_aside)
         if self.emf is not None:
             await self.emf.start()
+        event_loop.settle()  # the config and runtime live as long as the process: full collections skip them
         self.notifier.notify("READY=1", f"STATUS={self._status()}")
         log.info(
-            "firstwatch %s started: agent %s, %d checks, %d sinks, state in %s",
+            "firstwatch %s started: agent %s, %d checks, %d sinks, state in %s, on %s",
             __version__,
             self.cfg.agent_name,
             len(self.runtime.checks),
             len(self.runtime.dispatcher.sinks),
             self.cfg.state_dir,
+            event_loop.loop_factory()[0],
         )
         http = None
         if self.cfg.listen:
@@ -184,6 +187,9 @@ class Agent:
             log.warning("reload: telemetry settings changed; they take effect at the next restart")
         self.runtime, self.cfg = new, cfg
         await new.start(previous=old)
+        del old
+        event_loop.thaw()  # the old runtime's objects were frozen at start: collectable again
+        event_loop.settle()
         new.problem("config_reload", self.path, "major", f"config reloaded from {self.path}", cleared=True)
         self.reloads["success"] += 1
         self.telemetry.config_reload(True)
@@ -251,7 +257,7 @@ def run(config_path: str, shard: tuple[int, int] | None) -> int:
         await Agent(config_path, cfg, store, shard, set_aside).serve(signals)
 
     try:
-        asyncio.run(main())
+        event_loop.run(main())
     finally:
         store.close()
         lock.release()

@@ -34,6 +34,7 @@ episode, never once per attempt, and never with a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -43,7 +44,7 @@ import stat
 import struct
 from collections.abc import Awaitable, Callable
 from email.utils import formatdate
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict, cast
 
 from aiohttp import web
 
@@ -167,8 +168,7 @@ class _Connection(web.RequestHandler):  # type: ignore[misc,type-arg,unused-igno
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._conn = transport
+        self._conn = cast(asyncio.Transport, transport)  # uvloop's TCP transport is not a registered asyncio.Transport
         self._deadline = asyncio.get_running_loop().call_later(HEADER_TIMEOUT, self._expire)
         super().connection_made(transport)
 
@@ -406,5 +406,6 @@ async def _accept(listener: socket.socket, connection: Callable[[], _Connection]
             await loop.connect_accepted_socket(connection, conn)
         except OSError as exc:  # the client left already
             guard.open -= 1
-            conn.close()
+            with contextlib.suppress(OSError):  # uvloop may own (and have closed) the descriptor by now
+                conn.close()
             log.debug("status endpoint: connection failed at setup: %s", exc)
