@@ -15,6 +15,12 @@ from agent.core.severity import Severity
 from agent.core.units import Seconds, quantity_pattern
 
 
+def _count(value: object) -> object:
+    if isinstance(value, bool):  # pydantic would take true for 1
+        raise ValueError("quorum is a number of agents (an integer >= 1), not true or false")
+    return value
+
+
 class AlertConfig(BaseModel):
     """``{when: "duration > 2s", for: 5m, recover_for: 1m, severity: major}``."""
 
@@ -27,7 +33,7 @@ class AlertConfig(BaseModel):
     recover_for: Seconds = Field(default=0.0, ge=0, description="firing until false this long (0: at once)")
     severity: Severity = Field(description="critical, major, medium or minor")
     runbook: str | None = Field(default=None, description="an http(s) URL; wins over the check's runbook")
-    quorum: int | None = Field(
+    quorum: Annotated[int | None, BeforeValidator(_count)] = Field(
         default=None, ge=1, description="judged across agents (firstwatch rules): at least N agents must see it"
     )
 

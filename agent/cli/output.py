@@ -17,6 +17,7 @@ import json
 import math
 from typing import Any
 
+from agent.alerting.rules import Rule
 from agent.core.units import format_duration
 from agent.engine.oneshot import CRITICAL, OK, UNKNOWN, WARNING, Finding, exit_code, groups, worst_severity
 from checks.base import describe_values, unit_of
@@ -37,12 +38,15 @@ def summary(f: Finding) -> str:
     return _summary(f) + explained
 
 
+def _quorum(rule: Rule) -> str:
+    return f" here; quorum of {rule.quorum} judged centrally" if rule.quorum is not None else ""
+
+
 def _summary(f: Finding) -> str:
-    if f.failing or f.central:
-        here = [(r, v, f" here; quorum of {r.quorum} judged centrally") for r, v in f.central]
+    if f.failing:
         return "; ".join(
-            f"{_explain(f, rule.value_name is None, verdict.explanation)}{note} [{rule.text}]"
-            for rule, verdict, note in [*((r, v, "") for r, v in f.failing), *here]
+            f"{_explain(f, rule.value_name is None, verdict.explanation)}{_quorum(rule)} [{rule.text}]"
+            for rule, verdict in f.failing
         )
     if not f.result.ok:  # failed, but no rule cares (e.g. only a latency rule)
         if f.plugin_state is not None:
@@ -90,12 +94,14 @@ def result_dict(f: Finding) -> dict[str, Any]:
         "error_kind": r.error_kind,
         "error": r.error,
         "failing": [
-            {"rule": rule.text, "severity": rule.severity, "explanation": verdict.explanation, "value": verdict.value}
+            {
+                "rule": rule.text,
+                "severity": rule.severity,
+                "explanation": verdict.explanation,
+                "value": verdict.value,
+                "quorum": rule.quorum,
+            }
             for rule, verdict in f.failing
-        ],
-        "central": [
-            {"rule": rule.text, "severity": rule.severity, "quorum": rule.quorum, "explanation": verdict.explanation}
-            for rule, verdict in f.central
         ],
         "depends_on_failing": list(f.parents_failing),
     }

@@ -12,9 +12,10 @@ Worst first: 2, then 3, then 1.
 - A Nagios plugin's own state counts for ``when: down`` (see :mod:`checks.command`): a WARNING
   exits 1 and an UNKNOWN 3 whatever the ``down`` rule's severity, unless another failing rule is
   major or critical; an internal error is UNKNOWN too.
-- A rule with ``quorum: N`` is judged across agents by a central Prometheus (``firstwatch rules``),
-  not by one agent: when it holds here it is shown (``central``: "down here; quorum of 2 judged
-  centrally") but sets neither the exit code nor a group's share.
+- A rule with ``quorum: N`` pages only from a central Prometheus (``firstwatch rules``), but
+  ``check`` answers "what does this place see now": it fails here like any other rule, with
+  "here; quorum of 2 judged centrally" in its detail, so ``--until-green`` never reports a dead
+  target green.
 ``--until-green D`` re-runs the failing targets every few seconds until all pass or D runs out:
 the "is the mitigation working?" command after a rollback.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.alerting.impact import group_severity
 from agent.alerting.policy import ImpactLevel
@@ -59,7 +60,6 @@ class Finding:
     result: Result
     failing: list[tuple[Rule, Verdict]]
     parents_failing: tuple[str, ...] = ()  # checks it depends_on that fail in the same run
-    central: list[tuple[Rule, Verdict]] = field(default_factory=list)  # quorum rules holding here
 
     @property
     def severity(self) -> str | None:
@@ -138,13 +138,12 @@ class GroupFinding:
 
 
 def judge(spec: CheckSpec, result: Result) -> Finding:
-    failing: list[tuple[Rule, Verdict]] = []
-    central: list[tuple[Rule, Verdict]] = []
+    failing = []
     for rule in spec.rules:
         verdict = rule.evaluate(result)
         if verdict.holds:
-            (failing if rule.quorum is None else central).append((rule, verdict))
-    return Finding(spec, result, failing, central=central)
+            failing.append((rule, verdict))
+    return Finding(spec, result, failing)
 
 
 def groups(findings: list[Finding]) -> list[GroupFinding]:

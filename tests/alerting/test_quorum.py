@@ -7,6 +7,8 @@ incident and no event, whatever ``for:`` says; the other rules of the same check
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,7 +47,7 @@ def test_the_rule_keeps_its_quorum() -> None:
     assert [(r.text, r.quorum) for r in rules] == [("down for 20s", 2), ("duration > 2s", None)]
 
 
-@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5"])
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5", "true", "false"])
 def test_a_quorum_below_one_or_not_a_count_is_a_config_error(bad: str) -> None:
     with pytest.raises(ConfigError) as err:
         spec(SHOP.replace("quorum: 2", f"quorum: {bad}"))
@@ -84,11 +86,16 @@ def test_no_run_sequence_makes_a_quorum_rule_page(oks: list[bool]) -> None:
     assert book.firing() == []
 
 
-def test_firstwatch_check_shows_it_without_failing() -> None:
+def test_firstwatch_check_answers_what_it_sees_here() -> None:
+    """``check`` is "is it down from here?" (and ``--until-green`` "is it back?"): a quorum rule
+    fails there like any other, and says that paging is the fleet's call."""
     s = spec()
     finding = judge(s, factories.result("shop-home", "https://shop.example.com/", False, at=0.0))
-    assert finding.failing == [] and [r.text for r, _ in finding.central] == ["down for 20s"]
-    assert exit_code([finding]) == 0
+    assert [r.text for r, _ in finding.failing] == ["down for 20s"]
+    assert exit_code([finding]) == 2
     text = render_text([finding])
-    assert "here; quorum of 2 judged centrally [down for 20s]" in text
-    assert '"quorum": 2' in render_json([finding])
+    assert "down (HTTP 503) here; quorum of 2 judged centrally [down for 20s]" in text
+    [failing] = json.loads(render_json([finding]))["results"][0]["failing"]
+    assert (failing["rule"], failing["quorum"]) == ("down for 20s", 2)
+    ok = judge(s, factories.result("shop-home", "https://shop.example.com/", True, at=0.0))
+    assert exit_code([ok]) == 0
