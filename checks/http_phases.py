@@ -2,12 +2,14 @@
 pinning that resolves names itself.
 
 The phases count from the start of the request, like curl's ``-w`` times; after redirects they
-describe the last hop. ``dns`` and ``connect`` of plain http come from :data:`TRACE` (an
-``aiohttp.TraceConfig`` the shared session must carry): the end of the DNS lookup, and the end of
-connection creation. Over https, ``connect`` is the first step of the TLS handshake (it starts as
-soon as the TCP connection is up) and ``tls`` its last, both seen by the TLS object itself
-(:class:`RecordingSSLObject`, which also keeps the server certificates). With ``ip_version``,
-:func:`pin_family` resolves the name itself, so that is where ``dns`` ends.
+describe the last hop. ``dns`` and ``connect`` of plain http come from :class:`PhaseConnector`
+(the shared session's connector): the end of the DNS lookup, and the end of connection creation.
+(Not an ``aiohttp.TraceConfig``: its ten signals a request cost ~30 us of CPU per probe, about 10 %
+of a local probe; bench/RESULTS.md section (11).) Over https, ``connect`` is the first step of
+the TLS handshake (it starts as soon as the TCP connection is up) and ``tls`` its last, both seen
+by the TLS object itself (:class:`RecordingSSLObject`, which also keeps the server
+certificates). With ``ip_version``, :func:`pin_family` resolves the name itself, so that is where
+``dns`` ends.
 
 A hop to an IP address literal (``http://10.0.0.1/``, ``http://[::1]:8080/``) resolves nothing:
 it has no ``dns`` value at all (not 0, and not the wait for a connection), so a dashboard shows a
@@ -17,19 +19,15 @@ gap instead of a lookup that never happened, and a ``dns > ...`` rule has no dat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import errno
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp.client_middlewares import ClientHandlerType, ClientMiddlewareType
-from yarl import URL
 
 from checks.http import ip_version_of
 
@@ -85,35 +83,32 @@ class RecordingSSLObject(ssl.SSLObject):
                 phases.certs.append(der)
 
 
-_Hook = Callable[[aiohttp.ClientSession, SimpleNamespace, object], Awaitable[None]]
+class PhaseConnector(aiohttp.TCPConnector):
+    """The shared session's connector: marks the phases of the probe in :data:`PHASES` as the
+    connection is made (hop by hop: a redirect opens a new connection, and starts a new hop)."""
 
+    async def connect(self, req: aiohttp.ClientRequest, *args: Any, **kwargs: Any) -> Any:
+        phases = PHASES.get()
+        if phases is not None and phases.opened is not None:  # this probe connected before: a redirect
+            phases.new_hop()
+            phases.host = req.url.raw_host
+        return await super().connect(req, *args, **kwargs)
 
-def _mark(attr: str, first: bool = False) -> _Hook:
-    async def hook(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
-        phases = ctx.trace_request_ctx  # None for requests that are not probes: ignored
-        if isinstance(phases, Phases) and not (first and getattr(phases, attr) is not None):
-            setattr(phases, attr, time.perf_counter())
+    async def _create_connection(self, req: aiohttp.ClientRequest, *args: Any, **kwargs: Any) -> Any:
+        phases = PHASES.get()
+        if phases is not None:
+            phases.opened = time.perf_counter()
+        proto = await super()._create_connection(req, *args, **kwargs)
+        if phases is not None and phases.connect is None:  # https: set at TCP connect already
+            phases.connect = time.perf_counter()
+        return proto
 
-    return hook
-
-
-async def _redirected(
-    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestRedirectParams
-) -> None:
-    if isinstance(phases := ctx.trace_request_ctx, Phases):
-        phases.new_hop()
-        location = params.response.headers.get("Location")
-        if location:
-            with contextlib.suppress(ValueError):  # aiohttp reports an invalid Location itself
-                phases.host = params.url.join(URL(location)).raw_host
-
-
-TRACE = aiohttp.TraceConfig()
-"""Times the phases of probes: the shared session is built with ``trace_configs=[checks.http_phases.TRACE]``."""
-TRACE.on_connection_create_start.append(_mark("opened"))
-TRACE.on_dns_resolvehost_end.append(_mark("dns"))
-TRACE.on_connection_create_end.append(_mark("connect", first=True))  # https: set at TCP connect already
-TRACE.on_request_redirect.append(_redirected)
+    async def _resolve_host(self, host: str, *args: Any, **kwargs: Any) -> Any:
+        found = await super()._resolve_host(host, *args, **kwargs)
+        phases = PHASES.get()
+        if phases is not None and phases.dns is None:  # pin_family resolved the name itself
+            phases.dns = time.perf_counter()
+        return found
 
 
 def pin_family(version: Literal[4, 6]) -> ClientMiddlewareType:
@@ -126,6 +121,7 @@ def pin_family(version: Literal[4, 6]) -> ClientMiddlewareType:
         host, phases = req.url.raw_host or "", PHASES.get()
         if phases is not None:
             phases.new_hop()
+            phases.host = host
         literal = ip_version_of(host)
         if literal is None:
             loop = asyncio.get_running_loop()

@@ -207,7 +207,6 @@ class HttpProbe:
                 data=cfg.body.encode() if cfg.body is not None else None,
                 allow_redirects=cfg.follow_redirects,
                 ssl=self.ssl_context,
-                trace_request_ctx=phases,
                 middlewares=self._middlewares,
             ) as resp:
                 values["first_byte"] = time.perf_counter() - phases.start

@@ -37,9 +37,9 @@ class SharedResources:
         if self._http is None:
             import aiohttp  # imported on first use: tcp- or host-only configs never pay for it
 
-            from checks.http_phases import TRACE  # per-phase timings (dns, connect, tls, first byte)
+            from checks.http_phases import PhaseConnector  # per-phase timings (dns, connect, tls)
 
-            connector = aiohttp.TCPConnector(
+            connector = PhaseConnector(
                 force_close=True,  # a fresh connection per probe, as a user's browser would see
                 limit=0,
                 use_dns_cache=False,
@@ -51,7 +51,6 @@ class SharedResources:
                 timeout=aiohttp.ClientTimeout(total=None),  # the runner owns the deadline
                 auto_decompress=True,
                 trust_env=False,
-                trace_configs=[TRACE],
             )
         return self._http
 
