@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_parsers(sub, with_config, _duration)  # status, slo: ask the running agent
     from agent.cli import rules, schema
 
-    rules.add_parsers(sub, with_config)  # rules: Prometheus rule groups for a central Prometheus
+    rules.add_parsers(sub, with_config, _duration)  # rules: Prometheus rule groups for a central Prometheus
     schema.add_parser(sub)  # the config's JSON Schema
     return p
 
@@ -381,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "rules":
             from agent.cli.rules import cmd_rules
 
-            return cmd_rules(args.config, args.format)
+            return cmd_rules(args.config, args.format, args.scrape_interval)
         return incident_command(args)
     except KeyboardInterrupt:
         return 130

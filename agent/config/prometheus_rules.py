@@ -1,47 +1,59 @@
 """Prometheus rule groups for a config (``firstwatch rules``): a central Prometheus that scrapes
-several agents' ``/metrics`` judges the config's alerts across agents.
+several agents' ``/metrics`` judges the config's alerts, each agent's as that agent would and the
+``quorum`` ones across agents.
 
-Pure: validated checks (:class:`agent.config.load.CheckSpec`) -> typed records
-(:func:`rule_groups`) -> YAML text (:func:`render`). No clock, no I/O, so the output of one config
-is the same on every run (groups and rules in config order), fit for a diff in git.
+Pure: validated checks (:class:`agent.config.load.CheckSpec`) and the scrape interval Prometheus
+uses -> typed records (:func:`rule_groups`) -> YAML text (:func:`render`, whose header says the
+scrape interval the rules assume). No clock, no I/O, so the output of one config is the same on
+every run (groups and rules in config order), fit for a diff in git.
 
 One group per check, named ``firstwatch.<check name>``; in it, one alerting rule per rule of the
-check, local rules too (a team may judge them centrally as well). Every alert is grouped
-``by (check_name, check_target)``: each agent's series carries ``firstwatch_agent_name`` and the
-agent's labels, so counting series counts agents. The alert names (valid metric names):
+check that Prometheus can judge. Each agent's series carries ``firstwatch_agent_name`` and the
+agent's labels (``location``), and Prometheus adds ``instance``. Two shapes:
 
-- ``FirstwatchDown``: ``when: down``.
-  ``count by (check_name, check_target) (firstwatch_check_up{check_name="shop-home"} == 0) >= 2``
-  for ``quorum: 2``; a local rule (no quorum) is the same with ``>= 1``.
+- A rule **without** ``quorum`` is judged per agent, exactly as the agent judges it: the
+  condition alone, no aggregation, so the alert keeps every label of the series (agent name and
+  labels, ``instance``, ``check_target``): two hosts' ``localhost`` host checks are two alerts,
+  and ``for:`` is met by one agent, never by agents taking turns. Its summary names the agent:
+  ``{{ $labels.firstwatch_agent_name }}: shop-home {{ $labels.check_target }} down``.
+- A rule **with** ``quorum: N`` counts agents: ``count by (check_name, check_target) (CONDITION)
+  >= N``, one alert per check and target whichever agents they are; ``$value`` is the number of
+  agents, in its summary ``shop-home {{ $labels.check_target }}: down from {{ $value }} agent(s)
+  (quorum 2)``.
+
+The conditions, by alert name (valid metric names):
+
+- ``FirstwatchDown``: ``when: down``: ``firstwatch_check_up{check_name="shop-home"} == 0``.
 - ``FirstwatchValue``: ``when: VALUE OP QUANTITY``, on the gauge the value is exported as
   (:func:`agent.telemetry.values.route`, so the name is computed in one place):
-  ``count by (check_name, check_target) (firstwatch_check_tls_days_left_days{check_name="shop-home"}
-  < 14) >= 1``. The threshold is in the exported unit (seconds, bytes, days; host percentages that
-  are exported as 0..1 ratios are scaled: ``cpu > 90%`` is ``system_cpu_utilization > 0.9``).
-  ``duration`` is a histogram, so its value is the mean over a window W:
+  ``firstwatch_check_tls_days_left_days{check_name="shop-home"} < 14``. The threshold is in the
+  exported unit (seconds, bytes, days; host percentages that are exported as 0..1 ratios are
+  scaled: ``cpu > 90%`` is ``system_cpu_utilization > 0.9``). ``duration`` is a histogram, so
+  its value is the mean over a window W, per series:
   ``(rate(firstwatch_check_duration_seconds_sum{...}[W]) / rate(firstwatch_check_duration_seconds_count{...}[W]))
-  > 2``, W = max(4 x the check's interval, 1m) in whole seconds (at least 4 runs, and at least 4
-  scrapes at a 15s scrape interval). A mean over W is smoother than the agent's judgement of
-  each run.
-- ``FirstwatchSloBurn``: one per burn alert of a check's ``slo``, on the agents' own burn-rate
-  gauges (their ``window`` label is :func:`agent.alerting.slo.span` of the window):
-  ``max by (check_name, check_target) (firstwatch_slo_burn_rate{check_name="shop-home",window="1h"}
-  > 14.4 and ignoring (window) firstwatch_slo_burn_rate{check_name="shop-home",window="5m"} > 14.4)``;
-  ``$value`` is the highest long-window burn among the agents burning. (The agent's hysteresis and
-  "one page per SLO" are its own; Prometheus judges each burn alert alone.)
+  > 2``, W = max(4 x the check's interval, 4 x the scrape interval) rounded up to whole seconds:
+  at least 4 runs and 4 scrapes, as ``rate`` needs 2 samples in W at the very least (at
+  Prometheus' default 1m scrape, a ``[1m]`` range would often hold one and never fire). The
+  summary says "the mean over W": smoother than the agent's judgement of each run.
+- ``FirstwatchSloBurn``: one per burn alert of a check's ``slo`` (never a quorum), on the agents'
+  own burn-rate gauges (their ``window`` label is :func:`agent.alerting.slo.span` of the window):
+  ``firstwatch_slo_burn_rate{check_name="shop-home",window="1h"} > 14.4 and ignoring (window)
+  firstwatch_slo_burn_rate{check_name="shop-home",window="5m"} > 14.4``; ``$value`` is the
+  agent's long-window burn. The agent pages one burn alert per SLO (the most severe); Prometheus
+  judges each alone, so the shipped ``config/fleet/alertmanager.yml`` inhibits the lower ones.
 
 ``for:`` is the rule's ``for``, ``keep_firing_for:`` its ``recover_for`` when above 0 (Prometheus
 2.42 or later). Labels: ``check_name`` (as in the series; it tells apart two checks' rules of
 the same text, which ``promtool check rules`` counts as duplicates otherwise), ``severity``,
 ``firstwatch_rule`` (the rule's text, ``down for 1m``: it tells the rules of one check apart),
-``quorum`` (``"2"``; absent on a local rule, which the agent pages by itself too). Annotations:
-``summary`` (``shop-home {{ $labels.check_target }}: down from {{ $value }} agent(s) (quorum 2)``)
-and ``runbook_url`` (the rule's runbook, else the check's; absent when none).
+``quorum`` (``"2"``; absent on a per-agent rule, which the agent pages by itself too).
+Annotations: ``summary`` and ``runbook_url`` (the rule's runbook, else the check's; absent when
+none).
 
 A rule Prometheus cannot judge from the exported series is skipped with a YAML comment saying why
-(and :class:`Skipped` records, which the command prints on stderr): a plugin's ``perf.LABEL``,
-whose metric name depends on the unit the plugin reports at run time; a second rule of a check
-with the same text and severity (the same alert twice). Label values in selectors
+(and :class:`Skipped` records, which the command prints on stderr as warnings): a plugin's
+``perf.LABEL``, whose metric name depends on the unit the plugin reports at run time; a second
+rule of a check with the same text and severity (the same alert twice). Label values in selectors
 are PromQL strings (escaped), and literal text in labels and annotations cannot start a template.
 ``impact:`` and ``depends_on`` are judged by each agent only.
 """
@@ -67,8 +79,10 @@ UP = prometheus_name(Metric("gauge", "firstwatch.check.up", "1", ""))
 DURATION = prometheus_name(Metric("histogram", "firstwatch.check.duration", "s", ""))
 BURN_RATE = prometheus_name(Metric("gauge", "firstwatch.slo.burn_rate", "1", ""))
 CHECK_NAME, CHECK_TARGET = label_name("check.name"), label_name("check.target")
+AGENT_NAME = label_name("firstwatch.agent.name")
 BY = f"by ({CHECK_NAME}, {CHECK_TARGET})"
-MIN_RATE_WINDOW_S = 60.0
+DEFAULT_SCRAPE_INTERVAL_S = 60.0  # Prometheus' own default scrape_interval
+SCRAPES_PER_WINDOW = 4
 HEADER = (
     "# Prometheus rules for a central Prometheus scraping firstwatch agents (firstwatch rules).\n"
     "# Generated from the config: edit the config, not this file.\n"
@@ -112,14 +126,17 @@ class RuleGroup:
         return tuple(i for i in self.items if isinstance(i, Skipped))
 
 
-def rule_groups(checks: Iterable[CheckSpec]) -> list[RuleGroup]:
-    """One group per check with rules, in config order."""
+def rule_groups(checks: Iterable[CheckSpec], scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S) -> list[RuleGroup]:
+    """One group per check with rules, in config order, for a Prometheus scraping the agents
+    every ``scrape_interval_s`` (it sets the window of ``duration`` rules; pass the same to
+    :func:`render`)."""
+    assert scrape_interval_s > 0
     groups = []
     for spec in checks:
         items: list[AlertingRule | Skipped] = []
         seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         for rule in spec.rules:
-            item = _item(spec, rule)
+            item = _item(spec, rule, scrape_interval_s)
             if isinstance(item, AlertingRule):
                 key = (item.alert, item.labels)
                 if key in seen:  # Prometheus would see one alert twice
@@ -161,9 +178,10 @@ def number(value: float) -> str:
     return "0" if text == "-0" else text
 
 
-def rate_window(interval_s: float) -> float:
-    """W of a ``duration`` rule: max(4 x interval, 1m), rounded up to whole seconds."""
-    return float(math.ceil(max(4 * interval_s, MIN_RATE_WINDOW_S)))
+def rate_window(interval_s: float, scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S) -> float:
+    """W of a ``duration`` rule: max(4 x the check's interval, 4 x the scrape interval), rounded
+    up to whole seconds: at least 4 runs, and 4 scrapes (``rate`` needs 2 samples in W)."""
+    return float(math.ceil(SCRAPES_PER_WINDOW * max(interval_s, scrape_interval_s) - 1e-9))
 
 
 def literal(text: str) -> str:
@@ -172,35 +190,49 @@ def literal(text: str) -> str:
     return " ".join(text.splitlines()).replace("{{", '{{ "{{" }}')
 
 
-def _item(spec: CheckSpec, rule: Rule) -> AlertingRule | Skipped:
+def _item(spec: CheckSpec, rule: Rule, scrape_interval_s: float) -> AlertingRule | Skipped:
     name = spec.config.name
     runbook = rule.runbook or spec.policy.runbook
-    target = "{{ $labels." + CHECK_TARGET + " }}"
     if isinstance(rule, BurnRule):
-        return _burn(spec, rule, runbook, target)
-    quorum = rule.quorum if rule.quorum is not None else 1
-    agents = f" from {{{{ $value }}}} agent(s){f' (quorum {quorum})' if rule.quorum is not None else ''}"
+        return _burn(spec, rule, runbook)
     if rule.value_name is None:
-        expr = f"count {BY} ({selector(UP, [(CHECK_NAME, name)])} == 0) >= {quorum}"
-        return _alert(name, "FirstwatchDown", expr, rule, runbook, f"{literal(name)} {target}: down{agents}")
-    condition = _condition(spec, rule)
-    if isinstance(condition, Skipped):
-        return condition
-    expr = f"count {BY} ({condition}) >= {quorum}"
-    return _alert(
-        name, "FirstwatchValue", expr, rule, runbook, f"{literal(name)} {target}: {literal(rule.when)}{agents}"
-    )
+        alert, condition, what = "FirstwatchDown", f"{selector(UP, [(CHECK_NAME, name)])} == 0", "down"
+    else:
+        alert, what = "FirstwatchValue", literal(rule.when)
+        judged = _condition(spec, rule, scrape_interval_s)
+        if isinstance(judged, Skipped):
+            return judged
+        condition, mean_over = judged
+        if mean_over is not None:
+            what += f" (the mean over {mean_over})"
+    if rule.quorum is None:  # per agent, as the agent judges it: every label of the series kept
+        return _alert(name, alert, condition, rule, runbook, f"{_here(name)} {what}")
+    expr = f"count {BY} ({condition}) >= {rule.quorum}"
+    summary = f"{_there(name)}: {what} from {{{{ $value }}}} agent(s) (quorum {rule.quorum})"
+    return _alert(name, alert, expr, rule, runbook, summary)
 
 
-def _condition(spec: CheckSpec, rule: Rule) -> str | Skipped:
-    """The per-agent PromQL condition of a value rule, or why there is none."""
+def _there(check: str) -> str:
+    """``shop-home {{ $labels.check_target }}``: the check and target of an alert."""
+    return f"{literal(check)} {{{{ $labels.{CHECK_TARGET} }}}}"
+
+
+def _here(check: str) -> str:
+    """``{{ $labels.firstwatch_agent_name }}: shop-home {{ $labels.check_target }}``: a
+    per-agent alert names its agent first."""
+    return f"{{{{ $labels.{AGENT_NAME} }}}}: {_there(check)}"
+
+
+def _condition(spec: CheckSpec, rule: Rule, scrape_interval_s: float) -> tuple[str, str | None] | Skipped:
+    """The per-series PromQL condition of a value rule and the window of its mean (``duration``
+    only), or why there is none."""
     assert rule.value_name is not None and rule.op is not None and rule.threshold is not None
     name = spec.config.name
     check = [(CHECK_NAME, name)]
     if rule.value_name == "duration":
-        w = duration(rate_window(spec.config.interval))
+        w = duration(rate_window(spec.config.interval, scrape_interval_s))
         mean = f"rate({selector(DURATION + '_sum', check)}[{w}]) / rate({selector(DURATION + '_count', check)}[{w}])"
-        return f"({mean}) {rule.op} {number(rule.threshold)}"
+        return f"({mean}) {rule.op} {number(rule.threshold)}", w
     value = find_value(spec.cls.VALUES, rule.value_name)
     if value is None:  # compile_rule refuses these: never here
         return Skipped(name, rule.text, f"{spec.config.type} checks do not declare {rule.value_name}")
@@ -217,18 +249,19 @@ def _condition(spec: CheckSpec, rule: Rule) -> str | Skipped:
     matchers = check + [(label_name(k), v) for k, v in r.attributes]
     if r.param_attribute:
         matchers.append((label_name(r.param_attribute), template_param(value, rule.value_name)))
-    return f"{selector(metric, matchers)} {rule.op} {number(rule.threshold * r.scale)}"
+    return f"{selector(metric, matchers)} {rule.op} {number(rule.threshold * r.scale)}", None
 
 
-def _burn(spec: CheckSpec, rule: BurnRule, runbook: str | None, target: str) -> AlertingRule:
-    assert rule.burn is not None
+def _burn(spec: CheckSpec, rule: BurnRule, runbook: str | None) -> AlertingRule:
+    """Per agent (an SLO's burn alerts have no quorum): the agent's own burn-rate gauges."""
+    assert rule.burn is not None and rule.quorum is None
     name, burn = spec.config.name, number(rule.burn.burn)
     long, short = span(rule.burn.long), span(rule.burn.short)
     over_long = f"{selector(BURN_RATE, [(CHECK_NAME, name), ('window', long)])} > {burn}"
     over_short = f"{selector(BURN_RATE, [(CHECK_NAME, name), ('window', short)])} > {burn}"
-    expr = f"max {BY} ({over_long} and ignoring (window) {over_short})"
+    expr = f"{over_long} and ignoring (window) {over_short}"
     summary = (
-        f'{literal(name)} {target}: error budget burning {{{{ $value | printf "%.1f" }}}}x over {long}'
+        f'{_here(name)} error budget burning {{{{ $value | printf "%.1f" }}}}x over {long}'
         f" (and above {burn}x over {short})"
     )
     return _alert(name, "FirstwatchSloBurn", expr, rule, runbook, summary)
@@ -244,11 +277,21 @@ def _alert(check: str, alert: str, expr: str, rule: Rule, runbook: str | None, s
     return AlertingRule(alert, expr, rule.for_s, rule.recover_for_s, tuple(labels), tuple(annotations))
 
 
-def render(groups: Sequence[RuleGroup]) -> str:
-    """The rule file: ``groups:`` with each group's rules, a comment line per skipped rule."""
+def header(scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S) -> str:
+    """The rule file's comment lines: what made it, and the scrape interval it assumes."""
+    every = duration(scrape_interval_s)
+    return HEADER + (
+        f"# Assumes Prometheus scrapes the agents every {every} (firstwatch rules --scrape-interval {every}):\n"
+        "# a duration rule's mean spans at least 4 scrapes.\n"
+    )
+
+
+def render(groups: Sequence[RuleGroup], scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S) -> str:
+    """The rule file: ``groups:`` with each group's rules, a comment line per skipped rule;
+    ``scrape_interval_s`` as given to :func:`rule_groups`, said in the header."""
     if not groups:
-        return HEADER + "groups: []\n"
-    out = [HEADER, "groups:\n"]
+        return header(scrape_interval_s) + "groups: []\n"
+    out = [header(scrape_interval_s), "groups:\n"]
     for group in groups:
         out.append(_dump([{"name": group.name}]))
         rules = group.rules

@@ -1,6 +1,8 @@
 """``firstwatch rules`` as a command: the rule file on stdout and exit 0, 78 with ``validate``'s
-very error lines on a bad config, 64 on a usage error (an unknown ``--format``); a rule
-Prometheus cannot judge is one line on stderr as well as a comment in the file."""
+very error lines on a bad config, 64 on a usage error (an unknown ``--format``, a bad
+``--scrape-interval``); a rule Prometheus cannot judge is a ``firstwatch: warning:`` line on
+stderr as well as a comment in the file, and still exit 0; ``--scrape-interval`` (default 1m)
+sets a duration rule's window and is said in the file's header."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ checks:
   - name: shop-home
     type: http
     url: https://shop.example.com/
-    alerts: [{when: down, for: 1m, severity: critical, quorum: 2}]
+    interval: 10s
+    alerts: [{when: down, for: 1m, severity: critical, quorum: 2}, {when: duration > 2s, severity: major}]
   - name: plugin
     type: command
     command: [/bin/true]
@@ -32,11 +35,26 @@ async def test_a_good_config_prints_the_rule_file(tmp_path: Path) -> None:
     assert [g["name"] for g in doc["groups"]] == ["firstwatch.shop-home", "firstwatch.plugin"]
     assert doc["groups"][0]["rules"][0]["expr"].endswith("== 0) >= 2")
     assert (
-        err == "firstwatch: plugin: skipped 'perf.time > 2s': perf.time's metric depends on the unit the plugin"
+        err
+        == "firstwatch: warning: plugin: skipped 'perf.time > 2s': perf.time's metric depends on the unit the plugin"
         " reports at run time (firstwatch_check_perf_seconds, _bytes, _ratio or firstwatch_check_perf)\n"
     )
-    code, again, _ = await firstwatch("rules", "-c", str(cfg), "--format", "prometheus")
-    assert code == 0 and again == out
+    code, again, _ = await firstwatch("rules", "-c", str(cfg), "--format", "prometheus", "--scrape-interval", "1m")
+    assert code == 0 and again == out  # 1m is the default
+    assert "[4m]" in doc["groups"][0]["rules"][1]["expr"]  # 4 x the 1m scrape interval
+    assert "# Assumes Prometheus scrapes the agents every 1m (firstwatch rules --scrape-interval 1m)" in out
+
+
+async def test_the_scrape_interval_sets_the_duration_window(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(GOOD)
+    code, out, _ = await firstwatch("rules", "-c", str(cfg), "--scrape-interval", "1s")
+    assert code == 0
+    assert "[40s]" in yaml.safe_load(out)["groups"][0]["rules"][1]["expr"]  # 4 x the 10s interval
+    assert "every 1s (firstwatch rules --scrape-interval 1s)" in out
+    for bad in ("0s", "soon", "15"):
+        code, out, err = await firstwatch("rules", "-c", str(cfg), "--scrape-interval", bad)
+        assert code == 64 and out == "" and "argument --scrape-interval" in err, (bad, err)
 
 
 async def test_a_bad_config_exits_78_with_validates_lines(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ it skip without it and fail under CI."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -99,6 +100,8 @@ checks:
 GOLDEN = """\
 # Prometheus rules for a central Prometheus scraping firstwatch agents (firstwatch rules).
 # Generated from the config: edit the config, not this file.
+# Assumes Prometheus scrapes the agents every 1m (firstwatch rules --scrape-interval 1m):
+# a duration rule's mean spans at least 4 scrapes.
 groups:
 - name: firstwatch.shop-home
   rules:
@@ -114,8 +117,8 @@ groups:
       summary: 'shop-home {{ $labels.check_target }}: down from {{ $value }} agent(s) (quorum 2)'
       runbook_url: https://wiki.example.com/rb/shop-home
   - alert: FirstwatchValue
-    expr: count by (check_name, check_target) ((rate(firstwatch_check_duration_seconds_sum{check_name="shop-home"}[1m])\
- / rate(firstwatch_check_duration_seconds_count{check_name="shop-home"}[1m])) > 2) >= 1
+    expr: (rate(firstwatch_check_duration_seconds_sum{check_name="shop-home"}[4m])\
+ / rate(firstwatch_check_duration_seconds_count{check_name="shop-home"}[4m])) > 2
     for: 5m
     keep_firing_for: 1m
     labels:
@@ -123,29 +126,30 @@ groups:
       severity: major
       firstwatch_rule: duration > 2s for 5m
     annotations:
-      summary: 'shop-home {{ $labels.check_target }}: duration > 2s from {{ $value }} agent(s)'
+      summary: '{{ $labels.firstwatch_agent_name }}: shop-home {{ $labels.check_target }} duration > 2s \
+(the mean over 4m)'
       runbook_url: https://wiki.example.com/rb/slow
   - alert: FirstwatchSloBurn
-    expr: max by (check_name, check_target) (firstwatch_slo_burn_rate{check_name="shop-home",window="1h"} > 10 \
-and ignoring (window) firstwatch_slo_burn_rate{check_name="shop-home",window="5m"} > 10)
+    expr: firstwatch_slo_burn_rate{check_name="shop-home",window="1h"} > 10 \
+and ignoring (window) firstwatch_slo_burn_rate{check_name="shop-home",window="5m"} > 10
     labels:
       check_name: shop-home
       severity: critical
       firstwatch_rule: error budget burn > 10x over 1h and 5m
     annotations:
-      summary: 'shop-home {{ $labels.check_target }}: error budget burning {{ $value | printf "%.1f" }}x over 1h \
-(and above 10x over 5m)'
+      summary: '{{ $labels.firstwatch_agent_name }}: shop-home {{ $labels.check_target }} error budget burning \
+{{ $value | printf "%.1f" }}x over 1h (and above 10x over 5m)'
       runbook_url: https://wiki.example.com/rb/shop-home
 - name: firstwatch.plugin
   rules:
   - alert: FirstwatchValue
-    expr: count by (check_name, check_target) (firstwatch_check_exit_code{check_name="plugin"} != 0) >= 1
+    expr: firstwatch_check_exit_code{check_name="plugin"} != 0
     labels:
       check_name: plugin
       severity: minor
       firstwatch_rule: exit_code != 0
     annotations:
-      summary: 'plugin {{ $labels.check_target }}: exit_code != 0 from {{ $value }} agent(s)'
+      summary: '{{ $labels.firstwatch_agent_name }}: plugin {{ $labels.check_target }} exit_code != 0'
   # skipped 'perf.time > 2s': perf.time's metric depends on the unit the plugin reports at run time \
 (firstwatch_check_perf_seconds, _bytes, _ratio or firstwatch_check_perf)
 """
@@ -203,47 +207,58 @@ def test_every_kind_of_rule_has_its_shape() -> None:
         "check_name": "shop-home", "severity": "critical", "firstwatch_rule": "down for 1m", "quorum": "2"
     }  # fmt: skip
     assert down["annotations"]["runbook_url"] == "https://wiki.example.com/rb/shop-down"  # the rule's own
-    local = rules[("firstwatch.shop-home", "down for 2m")]
-    assert local["expr"].endswith("== 0) >= 1") and "quorum" not in local["labels"]
+    local = rules[("firstwatch.shop-home", "down for 2m")]  # per agent: no aggregation, every label kept
+    assert local["expr"] == 'firstwatch_check_up{check_name="shop-home"} == 0' and "quorum" not in local["labels"]
     assert local["keep_firing_for"] == "1m30s"
     assert local["annotations"]["runbook_url"] == "https://wiki.example.com/rb/shop-home"  # the check's
-    assert local["annotations"]["summary"] == "shop-home {{ $labels.check_target }}: down from {{ $value }} agent(s)"
-    slow = rules[("firstwatch.shop-home", "duration > 2s for 5m")]["expr"]
-    assert 'rate(firstwatch_check_duration_seconds_sum{check_name="shop-home"}[2m])' in slow  # 4 x 30s
+    assert local["annotations"]["summary"] == (
+        "{{ $labels.firstwatch_agent_name }}: shop-home {{ $labels.check_target }} down"
+    )
+    slow = rules[("firstwatch.shop-home", "duration > 2s for 5m")]
+    assert slow["expr"] == (  # 4 x the 1m scrape interval (> 4 x 30s): the mean of each series
+        '(rate(firstwatch_check_duration_seconds_sum{check_name="shop-home"}[4m])'
+        ' / rate(firstwatch_check_duration_seconds_count{check_name="shop-home"}[4m])) > 2'
+    )
+    assert slow["annotations"]["summary"].endswith(" duration > 2s (the mean over 4m)")
     assert rules[("firstwatch.shop-home", "first_byte > 800ms")]["expr"] == (
         'count by (check_name, check_target) (firstwatch_check_first_byte_seconds{check_name="shop-home"} > 0.8) >= 3'
     )
-    assert (
-        'firstwatch_check_tls_days_left_days{check_name="shop-home"} < 14)'
-        in rules[("firstwatch.shop-home", "tls.days_left < 14")]["expr"]
+    assert rules[("firstwatch.shop-home", "tls.days_left < 14")]["expr"] == (
+        'firstwatch_check_tls_days_left_days{check_name="shop-home"} < 14'
     )
-    assert (
-        'firstwatch_check_body_bytes{check_name="shop-home"} >= 1572864)'
-        in rules[("firstwatch.shop-home", "body_bytes >= 1.5MiB")]["expr"]
+    assert rules[("firstwatch.shop-home", "body_bytes >= 1.5MiB")]["expr"] == (
+        'firstwatch_check_body_bytes{check_name="shop-home"} >= 1572864'
     )
-    assert (
+    assert rules[("firstwatch.shop-home", "json.queue.depth > 100")]["expr"] == (
         'firstwatch_check_json{check_name="shop-home",json_path="queue.depth"} > 100'
-        in rules[("firstwatch.shop-home", "json.queue.depth > 100")]["expr"]
+    )
+    assert rules[("firstwatch.shop-home", "tls.days_left < 14")]["annotations"]["summary"] == (
+        "{{ $labels.firstwatch_agent_name }}: shop-home {{ $labels.check_target }} tls.days_left < 14"
     )
     burns = [r for (g, _), r in rules.items() if g == "firstwatch.shop-home" and r["alert"] == "FirstwatchSloBurn"]
     assert [r["labels"]["severity"] for r in burns] == ["critical", "major", "minor"]
     assert burns[0]["expr"] == (
-        'max by (check_name, check_target) (firstwatch_slo_burn_rate{check_name="shop-home",window="1h"} > 14.4'
-        ' and ignoring (window) firstwatch_slo_burn_rate{check_name="shop-home",window="5m"} > 14.4)'
+        'firstwatch_slo_burn_rate{check_name="shop-home",window="1h"} > 14.4'
+        ' and ignoring (window) firstwatch_slo_burn_rate{check_name="shop-home",window="5m"} > 14.4'
     )
+    assert all(r["annotations"]["summary"].startswith("{{ $labels.firstwatch_agent_name }}: ") for r in burns)
     assert 'window="3d"} > 1 and' in burns[2]["expr"]
     cpu = rules[("firstwatch.box.local_1", "cpu > 90% for 10m")]["expr"]
-    assert 'system_cpu_utilization{check_name="box.local_1"} > 0.9)' in cpu  # percent exported as 0..1
+    assert cpu == 'system_cpu_utilization{check_name="box.local_1"} > 0.9'  # percent exported as 0..1
     assert rules[("firstwatch.box.local_1", "process[web].count < 1")]["labels"]["quorum"] == "1"
-    assert (
-        'firstwatch_check_process_count{check_name="box.local_1",process_label="web"} < 1'
-        in rules[("firstwatch.box.local_1", "process[web].count < 1")]["expr"]
+    assert rules[("firstwatch.box.local_1", "process[web].count < 1")]["expr"] == (
+        "count by (check_name, check_target)"
+        ' (firstwatch_check_process_count{check_name="box.local_1",process_label="web"} < 1) >= 1'
     )
     assert (
         'system_cpu_load_average_5m{check_name="box.local_1"} > 4'
         in rules[("firstwatch.box.local_1", "load5 > 4")]["expr"]
     )
-    assert "[20m]" in rules[("firstwatch.db", "duration > 10s")]["expr"]  # 4 x 5m
+    assert "[20m]" in rules[("firstwatch.db", "duration > 10s")]["expr"]  # 4 x 5m (> 4 x 1m)
+    first_byte = rules[("firstwatch.shop-home", "first_byte > 800ms")]["annotations"]["summary"]
+    assert (
+        first_byte == "shop-home {{ $labels.check_target }}: first_byte > 800ms from {{ $value }} agent(s) (quorum 3)"
+    )
     assert (
         'firstwatch_check_step_duration_seconds{check_name="signup",step_name="login"} > 1'
         in rules[("firstwatch.signup", "step.login.duration > 1s")]["expr"]
@@ -265,7 +280,9 @@ def test_hostile_strings_are_escaped_for_promql_and_templates() -> None:
     assert 'system_filesystem_mountpoint="/mnt/we\\"ird\\\\path"} > 0.8' in weird["expr"]
     braces = rules['disk[/srv/{{ "{{" }} x }}] > 80%']  # the label is a template: the literal {{ escaped
     assert 'system_filesystem_mountpoint="/srv/{{ x }}"}' in braces["expr"]  # PromQL is no template
-    assert braces["annotations"]["summary"].startswith('box.local_1 {{ $labels.check_target }}: disk[/srv/{{ "{{" }}')
+    assert braces["annotations"]["summary"] == (
+        '{{ $labels.firstwatch_agent_name }}: box.local_1 {{ $labels.check_target }} disk[/srv/{{ "{{" }} x }}] > 80%'
+    )
 
 
 def test_the_small_helpers() -> None:
@@ -279,7 +296,9 @@ def test_the_small_helpers() -> None:
         "1h",
         "3d1s250ms",
     ]
-    assert [rate_window(s) for s in (5, 10, 30, 300, 0.5, 20.2)] == [60, 60, 120, 1200, 60, 81]
+    assert [rate_window(s, 15) for s in (5, 10, 30, 300, 0.5, 20.2)] == [60, 60, 120, 1200, 60, 81]
+    assert [rate_window(s) for s in (5, 30, 60, 300)] == [240, 240, 240, 1200]  # at Prometheus' default 1m
+    assert [rate_window(0.5, s) for s in (1, 0.3, 2.25)] == [4, 2, 9]  # whole seconds, rounded up
     assert [number(x) for x in (90 * 0.01, 14.0, 1e12, -5.0, 1.5 * 1024**2, 0.8)] == [
         "0.9",
         "14",
@@ -301,3 +320,33 @@ def test_the_same_rule_twice_is_one_alert_and_a_comment(tmp_path: Path) -> None:
     text = rules_text(f"checks:\n  - {{name: a, type: tcp, target: '10.0.0.1:9', alerts: {twice}}}\n")
     assert "# skipped 'down': the same alert as an earlier rule of the check" in text
     assert "SUCCESS: 1 rules found" in promtool_check(tmp_path, text)
+
+
+def test_the_scrape_interval_sets_the_duration_window_and_the_header(tmp_path: Path) -> None:
+    alerts = "[{when: duration > 1s, severity: minor}]"
+    config = f"checks:\n  - {{name: a, type: tcp, target: '10.0.0.1:9', interval: 10s, alerts: {alerts}}}\n"
+    for scrape, window in ((60.0, "4m"), (15.0, "1m"), (1.0, "40s"), (120.0, "8m")):
+        groups = rule_groups(parse_config(config, "test.yaml", {}).checks, scrape)
+        text = render(groups, scrape)
+        [rule] = yaml.safe_load(text)["groups"][0]["rules"]
+        assert f"[{window}]" in rule["expr"] and rule["annotations"]["summary"].endswith(f"(the mean over {window})")
+        every = duration(scrape)
+        assert (
+            f"# Assumes Prometheus scrapes the agents every {every} (firstwatch rules --scrape-interval {every})"
+            in text
+        )
+        promtool_check(tmp_path, text)
+
+
+AGGREGATION = re.compile(r"\b(count|max|min|sum|avg|group|topk|bottomk)\s*(by|without)?\s*\(")
+
+
+def test_two_hosts_localhost_checks_stay_two_alerts_per_agent_labels() -> None:
+    """A per-agent rule aggregates nothing: no ``by``, no ``count``, no ``max`` anywhere."""
+    doc = yaml.safe_load(rules_text(EVERYTHING))
+    for rule in (r for g in doc["groups"] for r in g["rules"]):
+        local = "quorum" not in rule["labels"]
+        assert local == (not rule["expr"].startswith("count by (check_name, check_target) ")), rule
+        assert local == rule["annotations"]["summary"].startswith("{{ $labels.firstwatch_agent_name }}: "), rule
+        if local:
+            assert not AGGREGATION.search(rule["expr"]), rule

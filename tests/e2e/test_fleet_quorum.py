@@ -88,11 +88,20 @@ def agent_env(location: str, state: Path, shop_url: str) -> dict[str, str]:
     }
 
 
+def scrape_interval() -> str:
+    """The shipped prometheus.yml's scrape interval, which ``firstwatch rules`` is told (1s)."""
+    every = str(yaml.safe_load(PROMETHEUS_YML.read_text())["global"]["scrape_interval"])
+    assert every == "1s", "the recipe in docs/fleet.md passes --scrape-interval 1s"
+    return every
+
+
 async def generate_rules(tmp_path: Path) -> Path:
-    """``firstwatch rules -c fleet.yaml``, written where the Prometheus config will point."""
+    """``firstwatch rules -c fleet.yaml --scrape-interval 1s`` (the shipped prometheus.yml's),
+    written where the Prometheus config will point."""
     env = agent_env("a", tmp_path / "rules-env", "https://shop.example.com/")
-    code, out, err = await firstwatch("rules", "-c", str(FLEET), env=env)
+    code, out, err = await firstwatch("rules", "-c", str(FLEET), "--scrape-interval", scrape_interval(), env=env)
     assert code == 0, f"firstwatch rules failed ({code}): {err}"
+    assert "# Assumes Prometheus scrapes the agents every 1s (firstwatch rules --scrape-interval 1s)" in out
     rules = tmp_path / "firstwatch-rules.yml"
     rules.write_text(out)
     return rules
