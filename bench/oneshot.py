@@ -6,7 +6,13 @@ Uses ``hyperfine`` when installed (``apt-get install -y hyperfine``), else a tim
 side, in the same run: ``python -c pass`` (the interpreter's floor) and ``python -c "import
 agent.config.load"`` (what loading a config imports: the check and sink registries and their
 libraries), so the share of imports in the total is visible. Then ``python -X importtime`` lists
-the heaviest imports of the check command. Target (docs/performance.md): under 0.5 s.
+the heaviest imports of the check command. Target (docs/performance.md): under 0.4 s.
+
+Then one ``firstwatch check`` of one check of each costlier type, ``--kind-runs`` times each:
+a 3-step ``journey`` against the same local target, and a ``browser`` check loading a local page
+in headless Chromium (skipped, with a line saying so, without Chromium and Playwright). Each: wall
+time, CPU seconds of the whole process tree (``RUSAGE_CHILDREN``: the agent and Chromium's
+processes), and peak RSS (the agent's own, and the sum over its process tree, polled every 20 ms).
 """
 
 from __future__ import annotations
@@ -24,7 +30,83 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import PYTHON, REPO, free_port, parse_alts, print_header, processes, start_targets, table, tree_env
 
-TARGET_S = 0.5
+TARGET_S = 0.4
+
+
+def one_journey(path: str, http_port: int) -> None:
+    base = f"http://127.0.0.1:{http_port}"
+    steps = "\n".join(f"      - {{name: s{i}, url: {base}/step{i}, expect: {{status: [200]}}}}" for i in range(3))
+    with open(path, "w") as f:
+        f.write(
+            f'agent: {{name: bench, listen: ""}}\nchecks:\n  - name: journey\n    type: journey\n    steps:\n{steps}\n'
+        )
+
+
+def one_browser(path: str, http_port: int, chromium: str) -> None:
+    with open(path, "w") as f:
+        f.write(
+            f'agent: {{name: bench, listen: "", browser: {{executable: "{chromium}"}}}}\n'
+            f"checks:\n  - {{name: page, type: browser, url: http://127.0.0.1:{http_port}/page, timeout: 30s}}\n"
+        )
+
+
+def measure_once(argv: list[str]) -> tuple[float, float, float, float, int]:
+    """One run of ``argv``: (wall s, CPU s of the process tree, peak RSS MB of the process, peak
+    summed RSS MB of its tree, exit code)."""
+    import resource
+
+    import psutil
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = psutil.Popen(argv, cwd=CWD, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    own = tree = 0
+    while proc.poll() is None:
+        try:
+            rss = proc.memory_info().rss
+            total = rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+        except psutil.Error:
+            continue
+        own, tree = max(own, rss), max(tree, total)
+        time.sleep(0.02)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, own / 2**20, tree / 2**20, int(proc.returncode or 0)
+
+
+def kinds(tmp: str, http_port: int, runs: int) -> list[list[str]]:
+    """The journey and browser rows: median [min-max] over ``runs``."""
+    from common import med_spread
+
+    configs: dict[str, str] = {}
+    configs["journey (3 steps)"] = os.path.join(tmp, "journey.yaml")
+    one_journey(configs["journey (3 steps)"], http_port)
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        chromium = None
+    if chromium:
+        configs["browser (one page)"] = os.path.join(tmp, "browser.yaml")
+        one_browser(configs["browser (one page)"], http_port, chromium)
+    else:
+        print("browser: skipped (no chromium on PATH, or no playwright package)")
+    rows = []
+    for name, cfg in configs.items():
+        ms = [measure_once([PYTHON, "-m", "agent", "check", "-c", cfg]) for _ in range(runs)]
+        codes = sorted({m[4] for m in ms})
+        rows.append(
+            [
+                name,
+                med_spread([m[0] for m in ms], "{:.3f}"),
+                med_spread([m[1] for m in ms], "{:.3f}"),
+                med_spread([m[2] for m in ms], "{:.0f}"),
+                med_spread([m[3] for m in ms], "{:.0f}"),
+                ",".join(map(str, codes)),
+            ]
+        )
+    return rows
 
 
 def ten_checks(path: str, http_port: int, tcp_port: int) -> None:
@@ -69,6 +151,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--no-hyperfine", action="store_true")
+    ap.add_argument("--kind-runs", type=int, default=5, help="runs of the journey and the browser check (0: none)")
     ap.add_argument("--tree", help="import agent/ and checks/ from this directory (another copy) instead")
     ap.add_argument(
         "--alt", action="append", metavar="NAME=DIR", help="also time `firstwatch check` from DIR (a patched copy)"
@@ -110,6 +193,7 @@ def main() -> None:
                 capture_output=True,
                 text=True,
             )
+            kind_rows = kinds(tmp, http_port, args.kind_runs) if args.kind_runs else []
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     rows = []
@@ -141,6 +225,12 @@ def main() -> None:
         for cum, self_us, name, level in sorted(entries, reverse=True)[:15]
     ]
     print(table(["module", "cumulative ms", "self ms"], rows))
+    if kind_rows:
+        print()
+        print(f"## one check of a costlier type, `firstwatch check`, median [min-max] over {args.kind_runs} runs")
+        print()
+        headers = ["check", "wall s", "CPU s (process tree)", "peak RSS MB (agent)", "peak RSS MB (tree)", "exit"]
+        print(table(headers, kind_rows))
 
 
 if __name__ == "__main__":

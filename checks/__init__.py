@@ -1,33 +1,28 @@
 """The registry of check types: ``CHECKS[type]`` is the class implementing ``type:``.
 
 Config validation, ``firstwatch list-checks``, the docs test and the scheduler all read this one
-mapping; adding a probe type means adding a module here and one line below.
+mapping; adding a probe type means adding a module here and one line below. A type's module is
+imported when its class is first asked for (:class:`agent.core.registry.LazyRegistry`), so a
+config of http and tcp checks never imports the others.
 """
 
 from __future__ import annotations
 
+from agent.core.registry import LazyRegistry
 from checks.base import Check
-from checks.browser import BrowserCheck
-from checks.command import CommandCheck
-from checks.dns import DnsCheck
-from checks.host import HostCheck
-from checks.http import HttpCheck
-from checks.icmp import IcmpCheck
-from checks.journey import JourneyCheck
-from checks.tcp import TcpCheck
-from checks.tls import TlsCheck
 
-_ALL: tuple[type[Check], ...] = (
-    HttpCheck,
-    TcpCheck,
-    TlsCheck,
-    DnsCheck,
-    IcmpCheck,
-    HostCheck,
-    CommandCheck,
-    JourneyCheck,
-    BrowserCheck,
+CHECKS: LazyRegistry[type[Check]] = LazyRegistry(
+    {
+        "http": "checks.http:HttpCheck",
+        "tcp": "checks.tcp:TcpCheck",
+        "tls": "checks.tls:TlsCheck",
+        "dns": "checks.dns:DnsCheck",
+        "icmp": "checks.icmp:IcmpCheck",
+        "host": "checks.host:HostCheck",
+        "command": "checks.command:CommandCheck",
+        "journey": "checks.journey:JourneyCheck",
+        "browser": "checks.browser:BrowserCheck",
+    }
 )
-CHECKS: dict[str, type[Check]] = {cls.TYPE: cls for cls in _ALL}
 
 __all__ = ["CHECKS"]

@@ -34,7 +34,6 @@ from agent.delivery.sinks.base import Sink
 from agent.telemetry.config import TelemetryConfig
 from checks import CHECKS
 from checks.base import Check, CheckConfig
-from checks.browser import BrowserCheck
 from checks.browser_pool import BrowserSettings, find_executable, install_problems
 
 DEFAULT_CONFIG = "/etc/firstwatch/config.yaml"
@@ -211,7 +210,7 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
 
 def _first_browser(top: TopLevel) -> int | None:
     """The index of the first browser check (a config without one never looks for a browser)."""
-    return next((i for i, raw in enumerate(top.checks) if CHECKS.get(str(raw.get("type"))) is BrowserCheck), None)
+    return next((i for i, raw in enumerate(top.checks) if raw.get("type") == "browser"), None)
 
 
 _ENTRIES: dict[type[Check], type[BaseModel]] = {}
@@ -240,7 +239,8 @@ def _split(cls: type[Check], entry: BaseModel) -> tuple[CheckConfig, AlertPolicy
 
 
 def _validate_checks(top: TopLevel, src: Source, issues: list[Issue], deps: list[Dependencies]) -> list[CheckSpec]:
-    all_keys = set().union(*(_known_keys(c) for c in CHECKS.values())) - {"name", "type"}
+    # every type's keys: only for `defaults:` (it imports every check type and builds its model)
+    all_keys = set().union(*(_known_keys(c) for c in CHECKS.values())) - {"name", "type"} if top.defaults else set()
     for key in top.defaults:
         if key not in all_keys:
             issues.append(src.issue(("defaults", key), suggest(key, all_keys, PLANNED), key=True))

@@ -1,30 +1,25 @@
 """The registry of sink types: ``SINKS[type]`` is the class implementing ``type:`` in ``sinks:``.
 
-Config validation, docs and tests read this one mapping.
+Config validation, docs and tests read this one mapping. A type's module is imported when its
+class is first asked for (:class:`agent.core.registry.LazyRegistry`).
 """
 
 from __future__ import annotations
 
-from agent.delivery.sinks.alertmanager import AlertmanagerSink
+from agent.core.registry import LazyRegistry
 from agent.delivery.sinks.base import Sink
-from agent.delivery.sinks.digest import DigestSink
-from agent.delivery.sinks.email import EmailSink
-from agent.delivery.sinks.exec import ExecSink
-from agent.delivery.sinks.file import FileSink
-from agent.delivery.sinks.otlp import OtlpSink
-from agent.delivery.sinks.stdout import StdoutSink
-from agent.delivery.sinks.webhook import WebhookSink
 
-_ALL: tuple[type[Sink], ...] = (
-    StdoutSink,
-    FileSink,
-    DigestSink,
-    WebhookSink,
-    AlertmanagerSink,
-    ExecSink,
-    EmailSink,
-    OtlpSink,
+SINKS: LazyRegistry[type[Sink]] = LazyRegistry(
+    {
+        "stdout": "agent.delivery.sinks.stdout:StdoutSink",
+        "file": "agent.delivery.sinks.file:FileSink",
+        "digest": "agent.delivery.sinks.digest:DigestSink",
+        "webhook": "agent.delivery.sinks.webhook:WebhookSink",
+        "alertmanager": "agent.delivery.sinks.alertmanager:AlertmanagerSink",
+        "exec": "agent.delivery.sinks.exec:ExecSink",
+        "email": "agent.delivery.sinks.email:EmailSink",
+        "otlp": "agent.delivery.sinks.otlp:OtlpSink",
+    }
 )
-SINKS: dict[str, type[Sink]] = {cls.TYPE: cls for cls in _ALL}
 
 __all__ = ["SINKS"]
