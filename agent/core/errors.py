@@ -47,7 +47,8 @@ class Issue:
 
     def __str__(self) -> str:
         where = dotted(self.path)
-        text = f"{self.file}:{self.line}:{self.col}: {where + ': ' if where else ''}{self.message}"
+        place = f"{self.file}:{self.line}:{self.col}" if self.line else self.file  # 0: the file as a whole
+        text = f"{place}: {where + ': ' if where else ''}{self.message}"
         return printable(text)  # keys and values come from the file: never raw escapes on a terminal
 
 

@@ -72,7 +72,7 @@ def parse_duration(text: object) -> float:
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
         pos = m.end()
     if pos != len(s) or not s:
-        raise ValueError(f"invalid duration {text!r}: use a number and a unit (ms, s, m, h), like 30s or 1m30s")
+        raise ValueError(f"invalid duration {text!r}: use a number and a unit (ms, s, m, h, d), like 30s or 1m30s")
     return total
 
 

@@ -49,7 +49,7 @@ def test_validate_command_prints_errors_and_exits_78() -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(str(tmp_path / "nope.yaml"))
-    assert str(info.value.issues[0]).endswith("config file not found")
+    assert str(info.value.issues[0]) == f"{tmp_path / 'nope.yaml'}: config file not found"  # no :0:0
 
 
 def test_env_reference_is_expanded_and_dollar_escaped() -> None:
