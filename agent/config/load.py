@@ -162,6 +162,15 @@ def load_config(path: str) -> AgentConfig:
     return parse_config(text, path)
 
 
+def _shown(issues: list[Issue], src: Source) -> list[Issue]:
+    """In file order, each once (an issue in defaults is found once per check that inherits it),
+    and at a value whose ``${VAR}`` is not set, only that: the empty string it stands in for is
+    invalid in its own ways ("invalid URL ''"), which would only hide the cause."""
+    unset = {(i.line, i.col) for i in src.issues if "environment variable" in i.message}
+    kept = [i for i in issues if i in src.issues or (i.line, i.col) not in unset]
+    return sorted(dict.fromkeys(kept), key=lambda i: (i.line, i.col))
+
+
 def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> AgentConfig:
     src = load_yaml(text, file, env)
     issues: list[Issue] = list(src.issues)
@@ -171,7 +180,7 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
         top = TopLevel.model_validate(src.data)
     except ValidationError as exc:
         issues.extend(issues_from_validation(exc, src, TopLevel, (), PLANNED))
-        raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col))) from None
+        raise ConfigError(_shown(issues, src)) from None
     deps: list[Dependencies] = []
     checks = _validate_checks(top, src, issues, deps)
     browser = _first_browser(top)
@@ -187,8 +196,8 @@ def parse_config(text: str, file: str, env: dict[str, str] | None = None) -> Age
         for j, name in enumerate(top.agent.heartbeat.sinks):
             if name not in names:
                 issues.append(src.issue(("agent", "heartbeat", "sinks", j), suggest(name, names, {}, what="sink")))
-    if issues:  # one issue in defaults is found once per check that inherits it: shown once
-        raise ConfigError(sorted(dict.fromkeys(issues), key=lambda i: (i.line, i.col)))
+    if issues:
+        raise ConfigError(_shown(issues, src))
     return AgentConfig(
         file=file,
         agent_name=top.agent.name or socket.gethostname(),

@@ -130,3 +130,22 @@ def test_a_misspelled_down_rule_gets_a_hint(when: str, hinted: bool) -> None:
         parse_config(text, "c.yaml", env={})
     (issue,) = err.value.issues
     assert str(issue).endswith("did you mean 'down'?") == hinted
+
+
+def test_an_unset_variable_is_the_only_error_at_its_value() -> None:
+    """The empty string standing in for an unset ``${VAR}`` is not also reported as an invalid
+    URL or missing credential: one line, the cause."""
+    text = """
+checks:
+  - {name: shop, type: http, url: "${SHOP_URL}"}
+  - {name: api, type: http, url: "https://api.example.com/", auth: {bearer: "${API_TOKEN}"}}
+  - {name: typo, type: http, url: "https://example.com/", intervall: 5s}
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "c.yaml", env={})
+    shown = [str(i) for i in info.value.issues]
+    assert shown == [
+        "c.yaml:3:35: checks[0].url: environment variable SHOP_URL is not set",
+        "c.yaml:4:77: checks[1].auth.bearer: environment variable API_TOKEN is not set",
+        "c.yaml:5:59: checks[2].intervall: unknown option; did you mean 'interval'?",
+    ]
