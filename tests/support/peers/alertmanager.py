@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,39 @@ CLUSTER_FLAGS = [
     "--cluster.probe-interval=200ms",
     "--cluster.reconnect-interval=1s",
 ]
+
+
+def start_ready(
+    name: str, args: list[str], log: Path, ready_url: str, timeout: float, log_tail: Callable[[], str]
+) -> subprocess.Popen[bytes]:
+    """Start ``args`` with its output in ``log`` and wait until ``ready_url`` answers 200 (the
+    Prometheus family's ``/-/ready``); raise with the log's tail if it exits or never gets ready."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}: {log_tail()}")
+        try:
+            with urllib.request.urlopen(ready_url, timeout=1) as resp:
+                if resp.status == 200:
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} not ready within {timeout}s: {log_tail()}")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, grace: float) -> None:
+    """SIGTERM, ``grace`` seconds, then SIGKILL (nothing when it is not running)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def free_port() -> int:
@@ -93,31 +127,11 @@ class Alertmanager:
             listen, peers = self.cluster
             args += [f"--cluster.listen-address=127.0.0.1:{listen}", *CLUSTER_FLAGS]
             args += [f"--cluster.peer=127.0.0.1:{p}" for p in peers]
-        log = open(self.workdir / f"alertmanager{self.starts}.log", "wb")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"alertmanager exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"alertmanager not ready within {timeout}s: {self.log_tail()}")
+        log = self.workdir / f"alertmanager{self.starts}.log"
+        self.proc = start_ready("alertmanager", args, log, f"{self.url}/-/ready", timeout, self.log_tail)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, 5)
 
     def log_tail(self) -> str:
         path = self.workdir / f"alertmanager{self.starts}.log"
