@@ -122,6 +122,27 @@ def counts(http_port: int) -> dict[str, int]:
         return dict(json.loads(r.read()))
 
 
+def checks_config(n: int, interval: float, ports: list[int], state_dir: str, kind: str, name: str) -> str:
+    """A daemon config of ``n`` tcp or http checks at ``interval`` s over the local target ``ports``
+    (no listener, a file sink to /dev/null), for the benchmarks that run many checks."""
+    lines = [
+        "agent:",
+        f"  name: {name}",
+        f"  state_dir: {state_dir}",
+        '  listen: ""',
+        "sinks:",
+        "  - {type: file, path: /dev/null}",
+        "checks:",
+    ]
+    for i in range(n):
+        port = ports[i % len(ports)]
+        if kind == "tcp":
+            lines.append(f'  - {{name: c{i}, type: tcp, target: "127.0.0.1:{port}", interval: {interval:g}s}}')
+        else:
+            lines.append(f'  - {{name: c{i}, type: http, url: "http://127.0.0.1:{port}/{i}", interval: {interval:g}s}}')
+    return "\n".join(lines) + "\n"
+
+
 def tree_env(tree: str) -> dict[str, str]:
     """The environment that makes ``python -m agent`` import agent/ and checks/ from ``tree``
     (another checkout or a patched copy) instead of this one, for A/B runs side by side."""

@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (
     PYTHON,
     REPO,
+    checks_config,
     cpu_seconds,
     free_port,
     med_spread,
@@ -55,26 +56,6 @@ from common import (
     start_targets,
     table,
 )
-
-
-def config_text(n: int, interval: float, ports: list[int], state_dir: str, kind: str) -> str:
-    lines = [
-        "agent:",
-        "  name: bench",
-        f"  state_dir: {state_dir}",
-        '  listen: ""',
-        "sinks:",
-        "  - {type: file, path: /dev/null}",
-        "checks:",
-    ]
-    for i in range(n):
-        port = ports[i % len(ports)]
-        if kind == "tcp":
-            lines.append(f'  - {{name: c{i}, type: tcp, target: "127.0.0.1:{port}", interval: {interval:g}s}}')
-        else:
-            lines.append(f'  - {{name: c{i}, type: http, url: "http://127.0.0.1:{port}/{i}", interval: {interval:g}s}}')
-    return "\n".join(lines) + "\n"
-
 
 # --- the worker: the agent's runtime in this process ---------------------------------------------
 
@@ -95,7 +76,7 @@ async def run_worker(args: argparse.Namespace) -> dict[str, object]:
     tmp = tempfile.mkdtemp(prefix="fwbench-sched-")
     try:
         ports = [int(p) for p in args.ports.split(",")]
-        text = config_text(args.checks, args.interval, ports, os.path.join(tmp, "state"), args.checks_type)
+        text = checks_config(args.checks, args.interval, ports, os.path.join(tmp, "state"), args.checks_type, "bench")
         t = time.perf_counter()
         cfg = parse_config(text, "bench.yaml")
         out["parse_s"] = time.perf_counter() - t

@@ -36,6 +36,7 @@ from common import (
     PYTHON,
     REPO,
     Proc,
+    checks_config,
     counts,
     cpu_seconds,
     free_port,
@@ -47,38 +48,8 @@ from common import (
     tree_env,
 )
 
-
-def parse_interval(text: str) -> float:
-    t = text.strip()
-    if t.endswith("ms"):
-        return float(t[:-2]) / 1e3
-    if t.endswith("s"):
-        return float(t[:-1])
-    if t.endswith("m"):
-        return 60 * float(t[:-1])
-    return float(t)
-
-
-def config_text(n: int, interval: float, ports: list[int], state_dir: str, kind: str) -> str:
-    lines = [
-        "agent:",
-        "  name: soak",
-        f"  state_dir: {state_dir}",
-        '  listen: ""',
-        "sinks:",
-        "  - {type: file, path: /dev/null}",
-        "checks:",
-    ]
-    for i in range(n):
-        port = ports[i % len(ports)]
-        if kind == "tcp":
-            lines.append(f'  - {{name: c{i}, type: tcp, target: "127.0.0.1:{port}", interval: {interval:g}s}}')
-        else:
-            lines.append(f'  - {{name: c{i}, type: http, url: "http://127.0.0.1:{port}/{i}", interval: {interval:g}s}}')
-    return "\n".join(lines) + "\n"
-
-
-# --- the plot ------------------------------------------------------------------------------------
+sys.path.insert(0, REPO)  # this checkout's agent/, for its duration parser
+from agent.core.units import parse_duration
 
 
 def nice_step(span: float, ticks: int = 6) -> float:
@@ -210,7 +181,7 @@ def main() -> None:
     ap.add_argument("--out", default="bench/soak", help="writes OUT.csv and OUT.svg (default bench/soak)")
     ap.add_argument("--tree", help="import agent/ and checks/ from this directory instead of this checkout")
     args = ap.parse_args()
-    interval = parse_interval(args.interval)
+    interval = parse_duration(args.interval)
     duration = 60 * args.minutes
     baseline_s = 60 * args.baseline if 60 * args.baseline < duration else duration / 2
     tree = os.path.abspath(args.tree) if args.tree else REPO
@@ -234,7 +205,7 @@ def main() -> None:
                 start_targets(procs, http=[count_port, *ports])
             cfg = os.path.join(tmp, "soak.yaml")
             with open(cfg, "w") as f:
-                f.write(config_text(args.checks, interval, ports, os.path.join(tmp, "state"), args.type))
+                f.write(checks_config(args.checks, interval, ports, os.path.join(tmp, "state"), args.type, "soak"))
             argv = [PYTHON, "-m", "agent", "run", "-c", cfg, "--log-level", "warning"]
             agent = Proc(argv, log=os.path.join(tmp, "agent.log"), cwd=tree, env=tree_env(tree))
             procs.append(agent)
