@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 log = logging.getLogger("firstwatch.scheduler")
 
 FIRST_RUNS_PER_S = 700
+# A job is due when its time is at most this far ahead: uvloop's clock and timers tick in whole
+# milliseconds, so without it a wake a fraction of a millisecond early spun the loop until the
+# millisecond turned (5x the CPU per run on uvloop; bench/RESULTS.md section (12)).
+CLOCK_SLACK = 0.001
 
 
 @dataclass
@@ -106,11 +110,7 @@ class Scheduler:
         try:
             while heap:
                 now = self.clock()
-                due = heap[0][0]
-                if due > now:
-                    await asyncio.sleep(due - now)
-                    continue
-                while heap and heap[0][0] <= now:
+                while heap and heap[0][0] <= now + CLOCK_SLACK:
                     due, seq, job = heapq.heappop(heap)
                     self._start(job, due, now)
                     nxt = self._next_slot(job, due + job.interval / 2)
@@ -119,7 +119,8 @@ class Scheduler:
                         self._missed(round((skipped - nxt) / job.interval))
                         nxt = skipped if skipped > now else skipped + job.interval
                     heapq.heappush(heap, (nxt, seq, job))
-                await asyncio.sleep(0)
+                # one wake per due time; sleep(0) when the next is already due (a yield, no timer)
+                await asyncio.sleep(max(0.0, heap[0][0] - self.clock()) if heap else 0.0)
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -143,9 +144,10 @@ class Scheduler:
             log.warning("%s: previous run still going when the next was due; run skipped", job.name)
             return
         self.stats.runs += 1
-        self.stats.lags.append(now - due)
+        lag = max(0.0, now - due)  # up to CLOCK_SLACK early counts as on time
+        self.stats.lags.append(lag)
         if self.on_run is not None:
-            self.on_run(now - due)
+            self.on_run(lag)
         self.stats.last_progress = now
         job.running = True
         task = asyncio.ensure_future(self._guarded(job))
