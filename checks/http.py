@@ -78,6 +78,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Annotated, Any, ClassVar, Literal, get_args
@@ -110,6 +111,7 @@ AnyCaseMethod = Annotated[
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every probe of the same few hosts
 def ip_version_of(host: str | None) -> int | None:
     """4 or 6 for an IP address literal, None for a name."""
     try:

@@ -173,6 +173,7 @@ class HttpProbe:
         self._cfg = config
         self._expect = Expectations(config.expect, config.max_body, config.values_from_json)
         self._headers = dict(config.headers)
+        self._urls: dict[str, URL] = {}  # bounded: a check's targets are fixed by its config
         if config.auth is not None:
             self._headers["Authorization"] = config.auth.header()
         self._middlewares: Sequence[ClientMiddlewareType] | None = (
@@ -193,16 +194,24 @@ class HttpProbe:
         that uses them (each loads the CA store: about 1 MB and a few ms)."""
         return _ssl_context(self._cfg.ca_file, self._cfg.tls_verify)
 
+    def _url(self, target: str) -> URL:
+        """``target`` parsed once (a check probes the same few targets over and over)."""
+        url = self._urls.get(target)
+        if url is None:
+            url = self._urls[target] = URL(target)
+        return url
+
     async def probe(self, target: str, ctx: ProbeContext) -> Observation:
         cfg = self._cfg
         session: aiohttp.ClientSession = ctx.http_session()
-        phases = Phases(URL(target).raw_host)
+        url = self._url(target)
+        phases = Phases(url.raw_host)
         token = PHASES.set(phases)
         values: dict[str, float] = {}
         try:
             async with session.request(
                 cfg.method,
-                target,
+                url,
                 headers=self._headers,
                 data=cfg.body.encode() if cfg.body is not None else None,
                 allow_redirects=cfg.follow_redirects,
@@ -219,7 +228,7 @@ class HttpProbe:
         except TimeoutError:
             raise  # the runner maps its deadline (aiohttp's own timeouts are off)
         except (aiohttp.ClientError, OSError) as exc:
-            values.update(phases.values(URL(target).scheme == "https"))
-            return _classify(exc, URL(target), values)
+            values.update(phases.values(url.scheme == "https"))
+            return _classify(exc, url, values)
         finally:
             PHASES.reset(token)
