@@ -2,9 +2,10 @@
 
 - :func:`run`: the standard asyncio loop, or uvloop with ``FIRSTWATCH_EVENT_LOOP=uvloop`` when
   it is installed (a warning and the standard loop when it is not). The standard loop is the
-  default because it is cheaper for this workload: the whole daemon at 200 HTTP probes a second
-  used 1.4x the CPU on uvloop 0.23 (``bench/cpu_per_probe.py`` with ``firstwatch-uvloop``,
-  bench/RESULTS.md section (11)); uvloop is not a dependency.
+  default because it is cheaper for this workload: at 200 HTTP probes a second the whole daemon
+  used 1.09x the CPU on uvloop 0.23, and a bare aiohttp loop 1.5x (``bench/cpu_per_probe.py``
+  with ``firstwatch-uvloop`` and ``bare-uvloop``, bench/RESULTS.md section (12)); uvloop is not a
+  dependency.
 - :func:`settle`: once a runtime is built and scheduled, a full collection and ``gc.freeze()``,
   so the later full collections skip the tens of megabytes of config, compiled rules and
   runtime that live as long as the process (10,000 checks: the first round's collections
