@@ -33,7 +33,7 @@ log = logging.getLogger("firstwatch.scheduler")
 FIRST_RUNS_PER_S = 700
 # A job starts at its due time or up to this much before it (its ``early``): one wake of the loop
 # starts every job due within the next 25 ms, so at 200 probes a second about five share each
-# wake, and their connections and answers share the loop's turns (13-16 % less CPU per HTTP probe
+# wake, and their connections and answers share the loop's turns (a sixth less CPU per HTTP probe
 # than one wake per job; bench/RESULTS.md section (12)). Never more than a twentieth of the
 # job's interval, half of the jitter the rules' ``for:`` absorbs (agent.alerting.book).
 COALESCE_S = 0.025
