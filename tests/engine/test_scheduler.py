@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import Counter
 
 import pytest
@@ -118,8 +117,7 @@ def test_on_uvloop_a_run_costs_one_wake_not_a_spin_until_the_millisecond_turns()
 
 async def test_one_wake_starts_every_job_due_within_its_early_margin_and_none_sooner() -> None:
     """200 jobs a second: a wake starts the jobs due in the next 25 ms together (so they share the
-    loop's turns), and no job ever runs sooner after its previous run than its interval less twice
-    its margin."""
+    loop's turns), and no run starts more than its margin before its slot."""
     loop = asyncio.get_running_loop()
     starts: dict[str, list[float]] = {}
     wakes = 0
@@ -145,5 +143,12 @@ async def test_one_wake_starts_every_job_due_within_its_early_margin_and_none_so
     await asyncio.gather(task, return_exceptions=True)
     assert s.stats.runs >= 400 and s.stats.missed == 0
     assert wakes <= s.stats.runs / 2, (wakes, s.stats.runs)  # about five jobs a wake, not one
-    gaps = [b - a for times in starts.values() for a, b in itertools.pairwise(times[1:])]
-    assert gaps and min(gaps) >= 1.0 - 2 * 0.025 - 0.005  # steady slots (after the first gap)
+    early_by = []  # how long before its slot each steady run started (negative: after it)
+    for job in jobs:
+        base = s._anchor + job.phase * job.interval  # the job's slots: base + k * interval
+        for t in starts[job.name][1:]:  # the first run is placed in the first window instead
+            slot = base + round((t - base) / job.interval) * job.interval
+            early_by.append(slot - t)
+    assert len(early_by) >= 200
+    assert max(early_by) <= 0.025 + 1e-6  # never sooner than the margin, however busy the machine
+    assert sum(e > 0.001 for e in early_by) >= len(early_by) / 4  # and runs do start early to share wakes
