@@ -17,23 +17,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tests.conftest import require_binary
 from tests.support.peers.alertmanager import BINARY as AM_BINARY
-from tests.support.peers.alertmanager import Alertmanager
+from tests.support.peers.alertmanager import Alertmanager, fleet_config
 
-ALERTMANAGER_YML = Path(__file__).parents[2] / "config" / "fleet" / "alertmanager.yml"
 DEADLINE = 60.0
-
-
-def shipped(receiver: str) -> str:
-    """The shipped file with every receiver's webhook pointed at ``receiver`` (nothing listens)."""
-    cfg = yaml.safe_load(ALERTMANAGER_YML.read_text())
-    for rcv in cfg["receivers"]:
-        for hook in rcv.get("webhook_configs", []):
-            hook["url"] = receiver
-    return str(yaml.safe_dump(cfg, sort_keys=False))
 
 
 def alert(name: str, severity: str, agent: str, rule: str) -> dict[str, Any]:
@@ -64,7 +52,7 @@ def states(am: Alertmanager) -> dict[tuple[str, str, str], str]:
 
 async def test_a_firing_burn_alert_mutes_the_lower_ones_of_its_agent(tmp_path: Path) -> None:
     binary = require_binary(AM_BINARY, "prometheus-alertmanager")
-    am = Alertmanager(binary, tmp_path / "am", shipped("http://127.0.0.1:9/hook"))
+    am = Alertmanager(binary, tmp_path / "am", fleet_config("http://127.0.0.1:9/hook"))  # nothing listens
     await asyncio.to_thread(am.start, DEADLINE)
     try:
         burn = "FirstwatchSloBurn"

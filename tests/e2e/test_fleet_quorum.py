@@ -41,7 +41,7 @@ from aiohttp import web
 from tests.conftest import require_binary
 from tests.support.agent import Daemon, firstwatch, read_events, start_daemon
 from tests.support.peers.alertmanager import BINARY as AM_BINARY
-from tests.support.peers.alertmanager import Alertmanager
+from tests.support.peers.alertmanager import FLEET_CONFIG, Alertmanager, fleet_config
 from tests.support.peers.prometheus import BINARY as PROM_BINARY
 from tests.support.peers.prometheus import PROMTOOL, Prometheus
 from tests.support.peers.servers import serve_app
@@ -49,7 +49,6 @@ from tests.support.peers.servers import serve_app
 ROOT = Path(__file__).parents[2]
 FLEET = ROOT / "config" / "examples" / "fleet.yaml"
 PROMETHEUS_YML = ROOT / "config" / "fleet" / "prometheus.yml"
-ALERTMANAGER_YML = ROOT / "config" / "fleet" / "alertmanager.yml"
 AGENT_RULES = ROOT / "config" / "fleet" / "firstwatch-agents.yml"
 LOCATIONS = ("a", "b", "c")
 HEADER = "X-Firstwatch-Location"
@@ -125,15 +124,6 @@ def prometheus_config(rules: Path, agents: list[str], alertmanager: str) -> str:
     [scraped] = job["static_configs"]
     assert len(scraped["targets"]) == len(agents)
     scraped["targets"] = agents
-    return str(yaml.safe_dump(cfg, sort_keys=False))
-
-
-def alertmanager_config(receiver: str) -> str:
-    """The shipped alertmanager.yml with every receiver's webhook pointed at ``receiver``."""
-    cfg = yaml.safe_load(ALERTMANAGER_YML.read_text())
-    for rcv in cfg["receivers"]:
-        for hook in rcv.get("webhook_configs", []):
-            hook["url"] = receiver
     return str(yaml.safe_dump(cfg, sort_keys=False))
 
 
@@ -246,7 +236,7 @@ async def test_a_quorum_rule_pages_once_when_two_of_three_locations_fail(tmp_pat
     for loc, daemon in stack.daemons.items():
         ports[loc] = int((await daemon.wait_log(r"status endpoint on 127\.0\.0\.1:(\d+)", DEADLINE)).group(1))
 
-    am = stack.alertmanager = Alertmanager(alertmanager_bin, tmp_path / "am", alertmanager_config(stack.hook_url))
+    am = stack.alertmanager = Alertmanager(alertmanager_bin, tmp_path / "am", fleet_config(stack.hook_url))
     await asyncio.to_thread(am.start, DEADLINE)
     agents = [f"127.0.0.1:{ports[loc]}" for loc in LOCATIONS]
     prom = Prometheus(prometheus_bin, tmp_path / "prom", prometheus_config(rules, agents, f"127.0.0.1:{am.port}"))
@@ -338,4 +328,4 @@ async def test_the_shipped_central_configs_pass_promtool_and_amtool(tmp_path: Pa
     cfg["rule_files"] = rule_files(rules)
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert "SUCCESS" in await tool(promtool, "check", "config", str(tmp_path / "prometheus.yml"))
-    await tool(amtool, "check-config", str(ALERTMANAGER_YML))
+    await tool(amtool, "check-config", str(FLEET_CONFIG))

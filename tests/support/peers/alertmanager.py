@@ -15,7 +15,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 BINARY = "prometheus-alertmanager"
+FLEET_CONFIG = Path(__file__).parents[3] / "config" / "fleet" / "alertmanager.yml"  # the shipped one
+
+
+def fleet_config(receiver: str) -> str:
+    """The shipped fleet alertmanager.yml with every receiver's webhook pointed at ``receiver``."""
+    cfg = yaml.safe_load(FLEET_CONFIG.read_text())
+    for rcv in cfg["receivers"]:
+        for hook in rcv.get("webhook_configs", []):
+            hook["url"] = receiver
+    return str(yaml.safe_dump(cfg, sort_keys=False))
+
 
 # Small timings so a two-node cluster settles in ~2 s and the second node waits 1.5 s before
 # notifying (time enough to see, through gossip, that the first one already did).
