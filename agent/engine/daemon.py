@@ -112,7 +112,7 @@ class Agent:
             len(self.runtime.checks),
             len(self.runtime.dispatcher.sinks),
             self.cfg.state_dir,
-            event_loop.loop_factory()[0],
+            event_loop.running(),  # not loop_factory() again: it would repeat its warnings
         )
         http = None
         if self.cfg.listen:

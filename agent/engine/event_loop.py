@@ -44,6 +44,11 @@ def loop_factory() -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]
     return "uvloop", uvloop.new_event_loop
 
 
+def running() -> str:
+    """The name of the loop running now ("uvloop" or "asyncio"), for the start log line."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on the chosen loop (see the module's docstring)."""
     _, factory = loop_factory()

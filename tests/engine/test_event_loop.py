@@ -88,3 +88,14 @@ async def test_the_daemon_runs_pages_and_reloads_on_either_loop(loop: str, tmp_p
         log = await agent.stop()
     assert "Traceback" not in log
     assert [e["kind"] for e in read_events(tmp_path / "events.jsonl")] == ["firing"]  # once, across the reload
+
+
+async def test_a_wrong_loop_choice_is_warned_about_once_and_the_daemon_runs_on_asyncio(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG % (tmp_path / "state", tmp_path))
+    agent = await start_daemon(config, env={event_loop.ENV: "tokio"})
+    try:
+        await agent.wait_log(r"started: agent loops, .*, on asyncio")
+    finally:
+        log = await agent.stop()
+    assert log.count("FIRSTWATCH_EVENT_LOOP='tokio': expected uvloop or asyncio") == 1, log
